@@ -1,0 +1,26 @@
+// PKCS#10 certificate requests signed by the token key.
+#pragma once
+
+#include "tokenprov/keys.hpp"
+#include "tokenprov/secret.hpp"
+
+#include <string>
+#include <vector>
+
+namespace tokenprov {
+
+struct CsrRequest {
+  std::string subject;            // "/CN=Alice/O=Example"
+  std::vector<std::string> sans;  // "email:a@b", "dns:host", "uri:https://..", "upn:user@realm"
+  SigScheme scheme = SigScheme::Default;
+  const Secret* challenge = nullptr; // challengePassword attribute (SCEP)
+};
+
+// Builds the request, signs its body on the token with K, and checks the
+// signature with the token's public key before returning it.
+ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrRequest& req);
+
+// Parses "--san TYPE:VALUE" into a GENERAL_NAMES entry; Error(Usage) on a bad one.
+void check_san(const std::string& san);
+
+} // namespace tokenprov

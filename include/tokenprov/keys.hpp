@@ -1,0 +1,76 @@
+// Key pairs on the token: generation with an explicit key policy, lookup by
+// selector, the public half as an OpenSSL key, and signing on the token.
+#pragma once
+
+#include "tokenprov/ossl.hpp"
+#include "tokenprov/p11/module.hpp"
+
+#include <string>
+#include <vector>
+
+namespace tokenprov {
+
+enum class Algorithm { Rsa2048, Rsa3072, Rsa4096, EcP256, EcP384, Ed25519 };
+Algorithm parse_algorithm(const std::string& name); // Error(Usage) listing the names
+std::string algorithm_name(Algorithm a);
+const std::vector<std::string>& algorithm_names();
+
+enum Usage : unsigned { UsageSign = 1, UsageDecrypt = 2, UsageUnwrap = 4, UsageDerive = 8 };
+// "sign,decrypt" -> bits; Error(Usage) for an unknown word or one the algorithm cannot do.
+unsigned parse_usage(const std::vector<std::string>& words, Algorithm a);
+unsigned default_usage(Algorithm a);
+std::vector<std::string> usage_words(unsigned usage);
+
+struct KeyPolicy {
+  std::string label;
+  p11::Bytes id;           // empty: derived from the public key (SHA-1, see docs/key-policy.md)
+  bool exportable = false; // CKA_EXTRACTABLE on the private key
+  unsigned usage = 0;      // 0: default_usage(algorithm)
+};
+
+struct KeyRef {
+  CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE; // may be CK_INVALID_HANDLE
+  std::string label;
+  p11::Bytes id;
+  CK_KEY_TYPE type = CKK_RSA;
+};
+
+// Generates a key pair with every policy attribute set explicitly on both
+// halves. Refuses a label or id already on the token (Error(Exists)). On any
+// failure after generation the pair is destroyed again.
+KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy);
+
+// The CKA_ID tokenprov derives from a public key: SHA-1 of the RSA modulus,
+// of the EC point (raw, uncompressed) or of the Ed25519 public key.
+p11::Bytes derive_key_id(EVP_PKEY* pub);
+
+// Private key by selector: RFC 7512 object URI, "id:HEX", or a label.
+// Not found: Error(BadInput) naming the selector. Several: Error(Usage).
+KeyRef find_key(const p11::Session& s, const std::string& selector);
+std::vector<KeyRef> private_keys(const p11::Session& s);
+// The private key whose public key equals PUB (SubjectPublicKeyInfo), if any.
+std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub);
+bool label_in_use(const p11::Session& s, const std::string& label);
+bool id_in_use(const p11::Session& s, const p11::Bytes& id);
+
+// The public key of the pair, from the public object (or, for RSA, from the
+// private object's public attributes).
+ossl::EvpPkeyPtr public_key(const p11::Session& s, const KeyRef& k);
+
+enum class SigScheme { Default, RsaPss };
+// Signs MESSAGE on the token and returns the signature in X.509's encoding
+// (ECDSA as DER), along with the algorithm identifier to put beside it.
+struct Signature {
+  ossl::Bytes value;
+  int sig_nid = 0; // e.g. NID_sha256WithRSAEncryption
+};
+Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const std::uint8_t> message,
+                       SigScheme scheme = SigScheme::Default);
+// Fills ALG for the signature scheme sign_message uses with K.
+void set_signature_algorithm(X509_ALGOR* alg, const KeyRef& k, EVP_PKEY* pub, SigScheme scheme);
+
+// Removes both halves; errors swallowed (used for roll-back).
+void destroy_key_noexcept(const p11::Session& s, const KeyRef& k) noexcept;
+
+} // namespace tokenprov

@@ -1,0 +1,66 @@
+// OpenSSL glue: owning pointers, error text, certificate loading helpers.
+#pragma once
+
+#include "tokenprov/error.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
+#include <openssl/x509.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace tokenprov::ossl {
+
+using Bytes = std::vector<std::uint8_t>;
+
+template <auto Fn> struct Deleter {
+  template <class T> void operator()(T* p) const noexcept { Fn(p); }
+};
+using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
+using X509ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ_free>>;
+using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using EvpPkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
+using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
+using Pkcs7Ptr = std::unique_ptr<PKCS7, Deleter<PKCS7_free>>;
+using Pkcs12Ptr = std::unique_ptr<PKCS12, Deleter<PKCS12_free>>;
+using X509StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
+using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
+using X509NamePtr = std::unique_ptr<X509_NAME, Deleter<X509_NAME_free>>;
+using Pkcs8Ptr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, Deleter<PKCS8_PRIV_KEY_INFO_free>>;
+
+// The queued OpenSSL errors as one line (and clears the queue).
+std::string last_error();
+
+// Throws Error(code, what + ": " + last_error()).
+[[noreturn]] void fail_ssl(ExitCode code, const std::string& what);
+
+X509Ptr dup(X509* c);
+Bytes to_der(X509* c);
+Bytes to_der(X509_REQ* r);
+std::string to_pem(X509* c);
+std::string to_pem(X509_REQ* r);
+X509Ptr cert_from_der(std::span<const std::uint8_t> der);
+
+// DER SubjectPublicKeyInfo of a key / of a certificate's key.
+Bytes spki_der(EVP_PKEY* key);
+Bytes spki_der(X509* cert);
+
+std::string name_oneline(const X509_NAME* n); // RFC 2253-ish "CN=Alice,O=Example"
+// Parses "/CN=Alice/O=Example" (also accepts "CN=Alice,O=Example"). Throws
+// Error(Usage) naming the bad part.
+X509NamePtr parse_dn(const std::string& dn);
+std::string serial_hex(X509* cert);  // lower-case hex
+std::string asn1_time_rfc3339(const ASN1_TIME* t);
+std::string sha256_hex(std::span<const std::uint8_t> data);
+std::string cert_fingerprint_sha256(X509* cert);
+
+Bytes read_file(const std::string& path, ExitCode code = ExitCode::BadInput);
+
+} // namespace tokenprov::ossl

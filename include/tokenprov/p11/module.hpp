@@ -1,0 +1,140 @@
+// RAII over a PKCS#11 module: Module (dlopen, C_GetFunctionList,
+// C_Initialize/C_Finalize), slot and token info, Session.
+//
+// Lifetime ownership (see docs/architecture.md): tokenprov loads each module
+// once per process through Module::load(), which keeps a registry keyed by
+// the module's path. Every Session holds a shared_ptr to its Module, so the
+// module is finalized only after the last session closed. If C_Initialize
+// answers CKR_CRYPTOKI_ALREADY_INITIALIZED, somebody else in the process
+// (libp11, the pkcs11 engine) owns the module: we use it and never call
+// C_Finalize on it.
+#pragma once
+
+#include "tokenprov/p11/attributes.hpp"
+#include "tokenprov/p11/error.hpp"
+#include "tokenprov/secret.hpp"
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tokenprov::p11 {
+
+struct TokenInfo {
+  CK_SLOT_ID slot_id = 0;
+  std::string label, manufacturer, model, serial;
+  CK_FLAGS flags = 0;
+  CK_ULONG min_pin = 0, max_pin = 0;
+  bool initialized() const { return flags & CKF_TOKEN_INITIALIZED; }
+  bool user_pin_initialized() const { return flags & CKF_USER_PIN_INITIALIZED; }
+  bool login_required() const { return flags & CKF_LOGIN_REQUIRED; }
+  bool write_protected() const { return flags & CKF_WRITE_PROTECTED; }
+};
+
+struct SlotInfo {
+  CK_SLOT_ID slot_id = 0;
+  std::string description, manufacturer;
+  bool token_present = false;
+};
+
+// Strips the blank padding of a fixed-size PKCS#11 string field.
+std::string trim_field(const unsigned char* p, std::size_t n);
+
+class Module : public std::enable_shared_from_this<Module> {
+public:
+  // Loads (or returns the already loaded) module at `path`. Throws Error(Token)
+  // naming the path when it cannot be loaded or is not a PKCS#11 module.
+  static std::shared_ptr<Module> load(const std::string& path);
+
+  ~Module();
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  CK_FUNCTION_LIST* fn() const { return fn_; }
+  const std::string& path() const { return path_; }
+  bool owns_initialize() const { return owner_; }
+  std::string library_description() const;
+  std::string manufacturer() const;
+
+  std::vector<CK_SLOT_ID> slots(bool token_present = true) const;
+  SlotInfo slot_info(CK_SLOT_ID slot) const;
+  TokenInfo token_info(CK_SLOT_ID slot) const;
+  std::vector<TokenInfo> tokens() const;
+  std::vector<CK_MECHANISM_TYPE> mechanisms(CK_SLOT_ID slot) const;
+
+  // C_InitToken: erases the token. Callers must have checked --force.
+  void init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string& label);
+
+  struct Private;
+
+private:
+  Module(std::string path, void* handle, CK_FUNCTION_LIST* fn, bool owner);
+  std::string path_;
+  void* handle_ = nullptr;
+  CK_FUNCTION_LIST* fn_ = nullptr;
+  bool owner_ = false;
+};
+
+class Session {
+public:
+  Session(std::shared_ptr<Module> module, CK_SLOT_ID slot, bool read_write);
+  ~Session() noexcept; // logs out (if we logged in) and closes; errors swallowed
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  Session(Session&& other) noexcept;
+  Session& operator=(Session&&) = delete;
+
+  CK_SESSION_HANDLE handle() const { return h_; }
+  CK_SLOT_ID slot() const { return slot_; }
+  Module& module() const { return *module_; }
+  const std::shared_ptr<Module>& module_ptr() const { return module_; }
+  CK_FUNCTION_LIST* fn() const { return module_->fn(); }
+
+  // Logs in once. A wrong PIN throws Error(Pin) with the token's tries-left
+  // flags; it is never retried.
+  void login(CK_USER_TYPE user, const Secret& pin);
+  void logout() noexcept;
+  bool logged_in() const { return logged_in_; }
+
+  void init_pin(const Secret& new_pin);                      // as SO
+  void set_pin(const Secret& old_pin, const Secret& new_pin); // as the logged-in user
+
+  std::vector<CK_OBJECT_HANDLE> find(Attributes& templ, std::size_t max = 0) const;
+  CK_OBJECT_HANDLE create(Attributes& templ, const std::string& what);
+  void destroy(CK_OBJECT_HANDLE obj) const;
+  void set_attributes(CK_OBJECT_HANDLE obj, Attributes& templ, const std::string& what) const;
+  bool destroy_noexcept(CK_OBJECT_HANDLE obj) const noexcept;
+
+  // Attribute reads. std::nullopt when the attribute is absent, invalid for
+  // the object, or sensitive.
+  std::optional<Bytes> attr_bytes(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
+  std::optional<bool> attr_bool(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
+  std::optional<CK_ULONG> attr_ulong(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
+  std::string attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
+
+  std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> generate_key_pair(CK_MECHANISM& mech, Attributes& pub,
+                                                                  Attributes& priv, const std::string& what);
+  Bytes sign(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const;
+  Bytes decrypt(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const;
+  Bytes wrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key) const;
+  CK_OBJECT_HANDLE unwrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE unwrapping, std::span<const std::uint8_t> wrapped,
+                              Attributes& templ, const std::string& what) const;
+  Bytes random(std::size_t n) const;
+
+  TokenInfo token_info() const { return module_->token_info(slot_); }
+
+private:
+  std::shared_ptr<Module> module_;
+  CK_SLOT_ID slot_ = 0;
+  CK_SESSION_HANDLE h_ = CK_INVALID_HANDLE;
+  bool logged_in_ = false;
+};
+
+// Reads the tries-left flags of a token as a sentence ("the token reports
+// that the next wrong PIN locks it"); empty when nothing is flagged.
+std::string pin_flags_sentence(CK_FLAGS flags, bool so);
+
+} // namespace tokenprov::p11

@@ -1,0 +1,43 @@
+// Finding the module and the token a command works on, and opening a
+// logged-in session on it.
+#pragma once
+
+#include "tokenprov/p11/module.hpp"
+#include "tokenprov/secret.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace tokenprov {
+
+inline constexpr const char* kP11KitProxy = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so";
+
+// --module, else the profile's module, else $TOKENPROV_MODULE, else p11-kit's proxy.
+std::string resolve_module_path(const std::string& cli_module, const std::string& profile_module);
+
+enum class TokenState { Any, Initialized, Blank };
+
+// Finds a token by selector: an RFC 7512 URI, "serial:HEX", or a plain
+// label. An empty selector takes the only token in STATE (several: Error(Usage)
+// asking for --token). Not found: Error(Token) naming the selector.
+p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state = TokenState::Any);
+
+// A module, a token and a session on it, logged in when a PIN was given.
+struct TokenContext {
+  std::shared_ptr<p11::Module> module;
+  p11::TokenInfo token;
+  std::unique_ptr<p11::Session> session;
+};
+
+struct OpenOptions {
+  std::string module_path;
+  std::string selector;
+  TokenState state = TokenState::Initialized;
+  bool read_write = false;
+  const Secret* user_pin = nullptr; // log in as user when set
+};
+
+TokenContext open_token(const OpenOptions& opts);
+
+} // namespace tokenprov

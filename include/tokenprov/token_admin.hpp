@@ -1,0 +1,27 @@
+// Token initialization and PIN management.
+#pragma once
+
+#include "tokenprov/token.hpp"
+
+namespace tokenprov {
+
+struct InitRequest {
+  std::string module_path;
+  std::string selector; // empty: the first uninitialized token
+  std::string label;
+  bool force = false;   // re-initialize a token that is initialized (erases it)
+  std::size_t min_pin = 0;
+};
+
+// C_InitToken with the SO PIN and label, then C_InitPIN with the user PIN.
+// An initialized token without force: Error(Exists), token untouched.
+p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin);
+
+// C_SetPIN as the user.
+void change_user_pin(const std::string& module_path, const std::string& selector, const Secret& old_pin,
+                     const Secret& new_pin);
+// C_InitPIN as the SO: sets a new user PIN (unblocks a locked one).
+void unblock_user_pin(const std::string& module_path, const std::string& selector, const Secret& so_pin,
+                      const Secret& new_pin);
+
+} // namespace tokenprov

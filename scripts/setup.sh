@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what tokenprov needs to build and test, from Debian 12's packages.
+# As root it runs apt-get; otherwise it prints the exact command and stops.
+set -euo pipefail
+
+BUILD_PKGS=(build-essential cmake pkg-config
+  libssl-dev libp11-dev libp11-kit-dev libcli11-dev catch2
+  nlohmann-json3-dev libtomlplusplus-dev libcurl4-openssl-dev)
+RUN_PKGS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl p11-kit openssl)
+TEST_PKGS=(gnutls-bin libnss3-tools default-jre-headless scep python3 procps)
+
+want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${TEST_PKGS[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all packages present" >&2
+  exit 0
+fi
+
+cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: missing packages: ${missing[*]}" >&2
+  echo "setup: run as root:  apt-get update && $cmd" >&2
+  exit 1
+fi
+
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+$cmd

@@ -1,0 +1,75 @@
+#include "common.hpp"
+
+#include "tokenprov/inventory.hpp"
+#include "tokenprov/token.hpp"
+#include "tokenprov/uri.hpp"
+
+#include <iomanip>
+#include <sstream>
+
+namespace tokenprov::cli {
+
+namespace {
+std::string human(const std::vector<TokenEntry>& tokens, bool logged_in) {
+  std::ostringstream o;
+  if (tokens.empty()) o << "No token found.\n";
+  for (auto& t : tokens) {
+    o << "Token '" << t.info.label << "'  serial " << t.info.serial << "  (" << t.info.manufacturer << " "
+      << t.info.model << ")" << (t.info.initialized() ? "" : "  [not initialized]") << "\n";
+    o << "  " << t.uri << "\n";
+    if (t.objects.empty()) {
+      if (!logged_in) o << "  (objects are listed with --pin-source)\n";
+      continue;
+    }
+    o << "  " << std::left << std::setw(12) << "CLASS" << std::setw(42) << "ID" << std::setw(20) << "LABEL"
+      << "DETAILS\n";
+    for (auto& ob : t.objects) {
+      std::string details;
+      if (!ob.key_type.empty()) {
+        details = ob.key_type + (ob.bits ? "-" + std::to_string(*ob.bits) : "") +
+                  (ob.curve.empty() ? "" : " " + ob.curve);
+        if (ob.cls == "private-key")
+          details += std::string(ob.extractable ? " exportable" : " non-exportable") + (ob.sensitive ? " sensitive" : " NOT-SENSITIVE");
+      }
+      if (ob.cls == "certificate")
+        details = (ob.authority ? "CA " : "") + ob.subject + " (until " + ob.not_after + ")";
+      o << "  " << std::left << std::setw(12) << ob.cls.substr(0, 11) << std::setw(42) << to_hex(ob.id)
+        << std::setw(20) << ob.label << details << "\n";
+    }
+  }
+  return o.str();
+}
+} // namespace
+
+void register_list(CLI::App& app, Global& g, Registry& r) {
+  auto* cmd = app.add_subcommand("list", "list tokens, and with a PIN source every object on them");
+  r.push_back({cmd, [&g]() {
+                 auto module = p11::Module::load(module_path(g));
+                 std::vector<p11::TokenInfo> infos;
+                 if (g.token.empty()) infos = module->tokens();
+                 else infos.push_back(find_token(*module, g.token));
+                 Secret pin;
+                 bool login = !g.pin_source.empty();
+                 if (login) pin = user_pin(g);
+                 std::vector<TokenEntry> entries;
+                 for (auto& t : infos) {
+                   TokenEntry e{t, token_uri(t), {}};
+                   if (t.initialized()) {
+                     p11::Session s(module, t.slot_id, false);
+                     if (login) s.login(CKU_USER, pin);
+                     if (login || !t.login_required()) e.objects = list_objects(s, t);
+                   }
+                   entries.push_back(std::move(e));
+                 }
+                 if (g.json) {
+                   nlohmann::json j = {{"tokens", nlohmann::json::array()}};
+                   for (auto& e : entries) j["tokens"].push_back(to_json(e));
+                   print_json(j);
+                   return 0;
+                 }
+                 std::cout << human(entries, login);
+                 return 0;
+               }});
+}
+
+} // namespace tokenprov::cli

@@ -1,0 +1,51 @@
+#include "common.hpp"
+
+#include "tokenprov/profile.hpp"
+#include "tokenprov/token.hpp"
+
+#include <iostream>
+#include <unistd.h>
+
+namespace tokenprov::cli {
+
+void status(const Global& g, const std::string& line) {
+  if (!g.quiet) std::cerr << line << std::endl;
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
+
+int finish(const Global& g, nlohmann::json result, const std::string& human) {
+  if (g.json) {
+    nlohmann::json out = {{"ok", true}};
+    out.update(result);
+    print_json(out);
+  } else if (!human.empty()) {
+    std::cout << human;
+    if (human.back() != '\n') std::cout << '\n';
+  }
+  return 0;
+}
+
+Secret secret_from(const std::string& source, const std::string& what, ExitCode code, bool confirm,
+                   std::size_t min_length) {
+  SecretRequest req;
+  req.what = what;
+  req.code = code;
+  req.confirm = confirm;
+  req.min_length = min_length;
+  return read_secret(source.empty() ? "prompt" : source, req);
+}
+
+Secret user_pin(const Global& g, std::size_t min_length) {
+  return secret_from(g.pin_source, "user PIN", ExitCode::Pin, false, min_length);
+}
+
+Secret so_pin(const Global& g) { return secret_from(g.so_pin_source, "SO PIN", ExitCode::Pin); }
+
+std::string module_path(const Global& g) {
+  std::string profile_module;
+  if (!g.profile.empty() && g.module.empty()) profile_module = load_profile(g.profile).module;
+  return resolve_module_path(g.module, profile_module);
+}
+
+} // namespace tokenprov::cli

@@ -1,0 +1,57 @@
+// The CLI's shared options and output helpers. Commands only parse, call
+// the library and print.
+#pragma once
+
+#include "tokenprov/error.hpp"
+#include "tokenprov/secret.hpp"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace tokenprov::cli {
+
+struct Global {
+  std::string module;
+  std::string profile;
+  std::string token;
+  std::string pin_source;
+  std::string so_pin_source;
+  bool json = false;
+  bool quiet = false;
+};
+
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+using Registry = std::vector<Command>;
+
+// Each command file registers its subcommands.
+void register_list(CLI::App& app, Global& g, Registry& r);
+void register_init(CLI::App& app, Global& g, Registry& r);
+void register_keys(CLI::App& app, Global& g, Registry& r);
+void register_pickup(CLI::App& app, Global& g, Registry& r);
+void register_backup(CLI::App& app, Global& g, Registry& r);
+void register_provision(CLI::App& app, Global& g, Registry& r);
+
+// Status lines go to stderr (never stdout, which carries data and JSON).
+void status(const Global& g, const std::string& line);
+// Prints a command's JSON result with "ok": true, or nothing without --json.
+void print_json(const nlohmann::json& j);
+int finish(const Global& g, nlohmann::json result, const std::string& human);
+
+// Secrets from their sources. The user PIN defaults to a prompt.
+Secret user_pin(const Global& g, std::size_t min_length = 0);
+Secret so_pin(const Global& g);
+Secret secret_from(const std::string& source, const std::string& what, ExitCode code, bool confirm = false,
+                   std::size_t min_length = 0);
+
+// The module path a command uses: --module, the profile's, $TOKENPROV_MODULE, p11-kit.
+std::string module_path(const Global& g);
+
+} // namespace tokenprov::cli

@@ -1,0 +1,81 @@
+// tokenprov: provisions PKCS#11 smart cards and USB tokens.
+// main only wires the commands up and maps failures to exit codes.
+#include "common.hpp"
+
+#include "tokenprov/p11/error.hpp"
+
+#include <openssl/crypto.h>
+
+#include <iostream>
+
+using namespace tokenprov;
+using namespace tokenprov::cli;
+
+namespace {
+
+int report(const Global& g, ExitCode code, const std::string& message, const std::string& hint) {
+  std::cerr << "tokenprov: " << message << "\n";
+  if (!hint.empty()) std::cerr << "  " << hint << "\n";
+  if (g.json) {
+    nlohmann::json err = {{"code", static_cast<int>(code)}, {"message", message}};
+    if (!hint.empty()) err["hint"] = hint;
+    print_json({{"ok", false}, {"error", err}});
+  }
+  return static_cast<int>(code);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tokenprov: provision PKCS#11 smart cards and USB tokens: keys generated on the token, "
+               "certificates picked up from a file or over SCEP, PKCS#12 backups where the key policy permits."};
+  app.set_version_flag("--version", std::string("tokenprov ") + TOKENPROV_VERSION);
+  app.require_subcommand(1, 1);
+  app.fallthrough();
+
+  Global g;
+  app.add_option("--module", g.module, "PKCS#11 module (default: the profile's, $TOKENPROV_MODULE, p11-kit proxy)");
+  app.add_option("--profile", g.profile, "token profile: a name in tokens/ or a path to a .toml file");
+  app.add_option("--token", g.token, "which token: pkcs11: URI, serial:HEX or a label");
+  app.add_option("--pin-source", g.pin_source, "user PIN from env:VAR, file:PATH, fd:N or prompt");
+  app.add_option("--so-pin-source", g.so_pin_source, "SO PIN from env:VAR, file:PATH, fd:N or prompt");
+  app.add_flag("--json", g.json, "print one JSON document on stdout; messages stay on stderr");
+  app.add_flag("-q,--quiet", g.quiet, "no progress lines on stderr");
+
+  Registry reg;
+  register_list(app, g, reg);
+  register_init(app, g, reg);
+  register_keys(app, g, reg);
+  register_pickup(app, g, reg);
+  register_backup(app, g, reg);
+  register_provision(app, g, reg);
+  for (auto& c : reg) c.app->fallthrough();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return static_cast<int>(ExitCode::Usage);
+  }
+
+  for (auto& c : reg) {
+    if (!c.app->parsed()) continue;
+    try {
+      return c.run();
+    } catch (const Error& e) {
+      return report(g, e.code(), e.what(), e.hint());
+    } catch (const std::bad_alloc&) {
+      return report(g, ExitCode::Internal, "Out of memory.", "");
+    } catch (const std::exception& e) {
+      return report(g, ExitCode::Internal, std::string("Internal error: ") + e.what(),
+                    "This is a bug in tokenprov; please report it with the command you ran.");
+    }
+  }
+  return report(g, ExitCode::Usage, "No command was given.", "See 'tokenprov --help'.");
+}

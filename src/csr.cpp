@@ -1,0 +1,112 @@
+#include "tokenprov/csr.hpp"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+namespace tokenprov {
+
+namespace {
+
+GENERAL_NAME* make_general_name(const std::string& san) {
+  auto colon = san.find(':');
+  if (colon == std::string::npos || colon + 1 == san.size())
+    fail(ExitCode::Usage, "The SAN '" + san + "' is not TYPE:VALUE.", "Use email:, dns:, uri: or upn:.");
+  std::string type = san.substr(0, colon), value = san.substr(colon + 1);
+  GENERAL_NAME* gn = GENERAL_NAME_new();
+  auto ia5 = [&](int gtype) {
+    ASN1_IA5STRING* s = ASN1_IA5STRING_new();
+    ASN1_STRING_set(s, value.data(), static_cast<int>(value.size()));
+    GENERAL_NAME_set0_value(gn, gtype, s);
+  };
+  if (type == "email") {
+    if (value.find('@') == std::string::npos) {
+      GENERAL_NAME_free(gn);
+      fail(ExitCode::Usage, "The e-mail SAN '" + value + "' has no '@'.");
+    }
+    ia5(GEN_EMAIL);
+  } else if (type == "dns") {
+    ia5(GEN_DNS);
+  } else if (type == "uri") {
+    if (value.find(':') == std::string::npos) {
+      GENERAL_NAME_free(gn);
+      fail(ExitCode::Usage, "The URI SAN '" + value + "' has no scheme.");
+    }
+    ia5(GEN_URI);
+  } else if (type == "upn") {
+    // Microsoft's UPN: otherName 1.3.6.1.4.1.311.20.2.3 with a UTF8String.
+    ASN1_OBJECT* oid = OBJ_txt2obj("1.3.6.1.4.1.311.20.2.3", 1);
+    ASN1_TYPE* val = ASN1_TYPE_new();
+    ASN1_UTF8STRING* u = ASN1_UTF8STRING_new();
+    ASN1_STRING_set(u, value.data(), static_cast<int>(value.size()));
+    ASN1_TYPE_set(val, V_ASN1_UTF8STRING, u);
+    GENERAL_NAME_set0_othername(gn, oid, val);
+  } else {
+    GENERAL_NAME_free(gn);
+    fail(ExitCode::Usage, "'" + type + "' is not a SAN type tokenprov knows (in '" + san + "').",
+         "Use email:, dns:, uri: or upn:.");
+  }
+  return gn;
+}
+
+} // namespace
+
+void check_san(const std::string& san) { GENERAL_NAME_free(make_general_name(san)); }
+
+ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrRequest& r) {
+  auto pub = public_key(s, k);
+  ossl::X509ReqPtr req(X509_REQ_new());
+  X509_REQ_set_version(req.get(), 0);
+  auto name = ossl::parse_dn(r.subject);
+  X509_REQ_set_subject_name(req.get(), name.get());
+  if (!X509_REQ_set_pubkey(req.get(), pub.get())) ossl::fail_ssl(ExitCode::Internal, "Cannot set the request's key");
+
+  if (!r.sans.empty()) {
+    GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
+    try {
+      for (auto& san : r.sans) sk_GENERAL_NAME_push(gens, make_general_name(san));
+    } catch (...) {
+      sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+      throw;
+    }
+    STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
+    X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
+    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+    sk_X509_EXTENSION_push(exts, ext);
+    X509_REQ_add_extensions(req.get(), exts);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  }
+  if (r.challenge) {
+    if (!X509_REQ_add1_attr_by_NID(req.get(), NID_pkcs9_challengePassword, MBSTRING_UTF8,
+                                   reinterpret_cast<const unsigned char*>(r.challenge->str().data()),
+                                   static_cast<int>(r.challenge->size())))
+      ossl::fail_ssl(ExitCode::Internal, "Cannot add the challenge to the request");
+  }
+
+  X509_ALGOR* alg = X509_ALGOR_new();
+  set_signature_algorithm(alg, k, pub.get(), r.scheme);
+  X509_REQ_set1_signature_algo(req.get(), alg);
+  X509_ALGOR_free(alg);
+
+  unsigned char* tbs = nullptr;
+  int tbs_len = i2d_re_X509_REQ_tbs(req.get(), &tbs);
+  if (tbs_len <= 0) ossl::fail_ssl(ExitCode::Internal, "Cannot encode the request body");
+  Signature sig;
+  try {
+    sig = sign_message(s, k, std::span<const std::uint8_t>(tbs, static_cast<std::size_t>(tbs_len)), r.scheme);
+  } catch (...) {
+    OPENSSL_free(tbs);
+    throw;
+  }
+  OPENSSL_free(tbs);
+  ASN1_BIT_STRING* bits = ASN1_BIT_STRING_new();
+  ASN1_BIT_STRING_set(bits, sig.value.data(), static_cast<int>(sig.value.size()));
+  bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+  bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+  X509_REQ_set0_signature(req.get(), bits);
+
+  if (X509_REQ_verify(req.get(), pub.get()) != 1)
+    ossl::fail_ssl(ExitCode::Token, "The token's signature on the request for '" + k.label + "' does not verify");
+  return req;
+}
+
+} // namespace tokenprov

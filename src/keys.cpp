@@ -1,0 +1,446 @@
+#include "tokenprov/keys.hpp"
+
+#include "tokenprov/uri.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace tokenprov {
+
+using p11::Attributes;
+using p11::Bytes;
+
+namespace {
+// DER OIDs for CKA_EC_PARAMS.
+const Bytes kOidP256 = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+const Bytes kOidP384 = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+const Bytes kOidEd25519 = {0x06, 0x03, 0x2b, 0x65, 0x70};
+// PrintableString "edwards25519", which some tokens use instead of the OID.
+const Bytes kStrEd25519 = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'};
+
+struct AlgInfo {
+  Algorithm alg;
+  const char* name;
+};
+constexpr AlgInfo kAlgs[] = {{Algorithm::Rsa2048, "rsa2048"}, {Algorithm::Rsa3072, "rsa3072"},
+                             {Algorithm::Rsa4096, "rsa4096"}, {Algorithm::EcP256, "ec-p256"},
+                             {Algorithm::EcP384, "ec-p384"},  {Algorithm::Ed25519, "ed25519"}};
+
+bool is_rsa(Algorithm a) { return a == Algorithm::Rsa2048 || a == Algorithm::Rsa3072 || a == Algorithm::Rsa4096; }
+
+// Unwraps a DER OCTET STRING around an EC point if present.
+Bytes unwrap_octet_string(const Bytes& v) {
+  if (v.size() >= 2 && v[0] == 0x04) {
+    std::size_t len = v[1], hdr = 2;
+    if (v[1] & 0x80) {
+      std::size_t nlen = v[1] & 0x7f;
+      if (nlen == 0 || nlen > 2 || v.size() < 2 + nlen) return v;
+      len = 0;
+      for (std::size_t i = 0; i < nlen; ++i) len = (len << 8) | v[2 + i];
+      hdr = 2 + nlen;
+    }
+    if (hdr + len == v.size()) return Bytes(v.begin() + static_cast<long>(hdr), v.end());
+  }
+  return v;
+}
+
+Bytes sha1(std::span<const std::uint8_t> d) {
+  Bytes out(SHA_DIGEST_LENGTH);
+  SHA1(d.data(), d.size(), out.data());
+  return out;
+}
+
+std::string key_type_name(CK_KEY_TYPE t) {
+  switch (t) {
+  case CKK_RSA: return "RSA";
+  case CKK_EC: return "EC";
+  case CKK_EC_EDWARDS: return "Ed25519";
+  default: return "unknown";
+  }
+}
+} // namespace
+
+const std::vector<std::string>& algorithm_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (auto& a : kAlgs) v.emplace_back(a.name);
+    return v;
+  }();
+  return names;
+}
+
+Algorithm parse_algorithm(const std::string& name) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (auto& a : kAlgs)
+    if (lower == a.name) return a.alg;
+  fail(ExitCode::Usage, "'" + name + "' is not a key algorithm tokenprov knows.",
+       "Use one of rsa2048, rsa3072, rsa4096, ec-p256, ec-p384, ed25519.");
+}
+
+std::string algorithm_name(Algorithm a) {
+  for (auto& x : kAlgs)
+    if (x.alg == a) return x.name;
+  return "unknown";
+}
+
+unsigned default_usage(Algorithm a) { return is_rsa(a) ? (UsageSign | UsageDecrypt) : UsageSign; }
+
+unsigned parse_usage(const std::vector<std::string>& words, Algorithm a) {
+  unsigned u = 0;
+  for (auto w : words) {
+    std::transform(w.begin(), w.end(), w.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (w == "sign") u |= UsageSign;
+    else if (w == "decrypt") u |= UsageDecrypt;
+    else if (w == "unwrap") u |= UsageUnwrap;
+    else if (w == "derive") u |= UsageDerive;
+    else fail(ExitCode::Usage, "'" + w + "' is not a key usage.", "Use sign, decrypt, unwrap or derive.");
+  }
+  if (!is_rsa(a) && (u & (UsageDecrypt | UsageUnwrap)))
+    fail(ExitCode::Usage, algorithm_name(a) + " keys cannot decrypt or unwrap.", "Use sign (and derive for EC).");
+  if (a == Algorithm::Ed25519 && (u & UsageDerive)) fail(ExitCode::Usage, "ed25519 keys cannot derive.");
+  if (is_rsa(a) && (u & UsageDerive)) fail(ExitCode::Usage, "RSA keys cannot derive.");
+  if (u == 0) fail(ExitCode::Usage, "A key needs at least one usage.");
+  return u;
+}
+
+std::vector<std::string> usage_words(unsigned usage) {
+  std::vector<std::string> v;
+  if (usage & UsageSign) v.emplace_back("sign");
+  if (usage & UsageDecrypt) v.emplace_back("decrypt");
+  if (usage & UsageUnwrap) v.emplace_back("unwrap");
+  if (usage & UsageDerive) v.emplace_back("derive");
+  return v;
+}
+
+bool label_in_use(const p11::Session& s, const std::string& label) {
+  Attributes t;
+  t.add_string(CKA_LABEL, label);
+  return !s.find(t, 1).empty();
+}
+
+bool id_in_use(const p11::Session& s, const Bytes& id) {
+  Attributes t;
+  t.add_bytes(CKA_ID, id);
+  return !s.find(t, 1).empty();
+}
+
+Bytes derive_key_id(EVP_PKEY* pub) {
+  int type = EVP_PKEY_get_base_id(pub);
+  if (type == EVP_PKEY_RSA) {
+    BIGNUM* n = nullptr;
+    if (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n)) ossl::fail_ssl(ExitCode::Internal, "Cannot read the RSA modulus");
+    Bytes mod(static_cast<std::size_t>(BN_num_bytes(n)));
+    BN_bn2bin(n, mod.data());
+    BN_free(n);
+    return sha1(mod);
+  }
+  if (type == EVP_PKEY_EC) {
+    std::size_t len = 0;
+    EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &len);
+    Bytes pt(len);
+    if (!EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, pt.data(), pt.size(), &len))
+      ossl::fail_ssl(ExitCode::Internal, "Cannot read the EC point");
+    pt.resize(len);
+    return sha1(pt);
+  }
+  std::size_t len = 0;
+  EVP_PKEY_get_raw_public_key(pub, nullptr, &len);
+  Bytes raw(len);
+  if (!EVP_PKEY_get_raw_public_key(pub, raw.data(), &len)) ossl::fail_ssl(ExitCode::Internal, "Cannot read the public key");
+  return sha1(raw);
+}
+
+void destroy_key_noexcept(const p11::Session& s, const KeyRef& k) noexcept {
+  if (k.priv != CK_INVALID_HANDLE) s.destroy_noexcept(k.priv);
+  if (k.pub != CK_INVALID_HANDLE) s.destroy_noexcept(k.pub);
+}
+
+KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
+  if (policy.label.empty()) fail(ExitCode::Usage, "A key needs a label (--label).");
+  if (label_in_use(s, policy.label))
+    fail(ExitCode::Exists, "The label '" + policy.label + "' is in use on the token already; nothing was generated.",
+         "Choose another label; tokenprov never replaces keys.");
+  if (!policy.id.empty() && id_in_use(s, policy.id))
+    fail(ExitCode::Exists, "The id " + to_hex(std::string(policy.id.begin(), policy.id.end())) +
+                               " is in use on the token already; nothing was generated.",
+         "Choose another --id, or leave it out to derive one from the public key.");
+  unsigned usage = policy.usage ? policy.usage : default_usage(a);
+
+  Attributes pub, priv;
+  CK_MECHANISM mech{};
+  CK_KEY_TYPE kt = CKK_RSA;
+  // A temporary random id while generating; the real one is set below.
+  Bytes temp_id = s.random(16);
+  const Bytes& gen_id = policy.id.empty() ? temp_id : policy.id;
+  if (is_rsa(a)) {
+    mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+    CK_ULONG bits = a == Algorithm::Rsa2048 ? 2048 : a == Algorithm::Rsa3072 ? 3072 : 4096;
+    pub.add_ulong(CKA_MODULUS_BITS, bits);
+    const std::uint8_t e[] = {0x01, 0x00, 0x01};
+    pub.add_bytes(CKA_PUBLIC_EXPONENT, e);
+    kt = CKK_RSA;
+  } else if (a == Algorithm::Ed25519) {
+    mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+    pub.add_bytes(CKA_EC_PARAMS, kOidEd25519);
+    kt = CKK_EC_EDWARDS;
+  } else {
+    mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+    pub.add_bytes(CKA_EC_PARAMS, a == Algorithm::EcP256 ? kOidP256 : kOidP384);
+    kt = CKK_EC;
+  }
+  // Public half: on the token, public, verify/encrypt/wrap matching the usage.
+  pub.add_class(CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, kt);
+  pub.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, false).add_bool(CKA_MODIFIABLE, true);
+  pub.add_string(CKA_LABEL, policy.label).add_bytes(CKA_ID, gen_id);
+  pub.add_bool(CKA_VERIFY, usage & UsageSign);
+  if (kt == CKK_RSA) {
+    pub.add_bool(CKA_ENCRYPT, usage & UsageDecrypt);
+    pub.add_bool(CKA_WRAP, usage & UsageUnwrap);
+  }
+  if (kt == CKK_EC) pub.add_bool(CKA_DERIVE, usage & UsageDerive);
+  // Private half: every policy attribute explicit, never left to the token's defaults.
+  priv.add_class(CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, kt);
+  priv.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true);
+  priv.add_bool(CKA_EXTRACTABLE, policy.exportable).add_bool(CKA_MODIFIABLE, true);
+  priv.add_string(CKA_LABEL, policy.label).add_bytes(CKA_ID, gen_id);
+  priv.add_bool(CKA_SIGN, usage & UsageSign);
+  if (kt == CKK_RSA) {
+    priv.add_bool(CKA_DECRYPT, usage & UsageDecrypt);
+    priv.add_bool(CKA_UNWRAP, usage & UsageUnwrap);
+  }
+  if (kt == CKK_EC) priv.add_bool(CKA_DERIVE, usage & UsageDerive);
+
+  auto [hpub, hpriv] = s.generate_key_pair(mech, pub, priv, "generating the " + algorithm_name(a) + " key '" + policy.label + "'");
+  KeyRef k{hpriv, hpub, policy.label, gen_id, kt};
+  try {
+    if (policy.id.empty()) {
+      auto pk = public_key(s, k);
+      Bytes id = derive_key_id(pk.get());
+      if (id_in_use(s, id))
+        fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
+      Attributes set1, set2;
+      set1.add_bytes(CKA_ID, id);
+      set2.add_bytes(CKA_ID, id);
+      s.set_attributes(hpriv, set1, "setting the key's CKA_ID");
+      s.set_attributes(hpub, set2, "setting the key's CKA_ID");
+      k.id = id;
+    }
+  } catch (...) {
+    destroy_key_noexcept(s, k);
+    throw;
+  }
+  return k;
+}
+
+namespace {
+KeyRef key_from_private(const p11::Session& s, CK_OBJECT_HANDLE priv) {
+  KeyRef k;
+  k.priv = priv;
+  k.label = s.attr_string(priv, CKA_LABEL);
+  k.id = s.attr_bytes(priv, CKA_ID).value_or(Bytes{});
+  k.type = s.attr_ulong(priv, CKA_KEY_TYPE).value_or(CKK_RSA);
+  if (!k.id.empty()) {
+    Attributes t;
+    t.add_class(CKO_PUBLIC_KEY).add_bytes(CKA_ID, k.id);
+    auto pubs = s.find(t, 2);
+    if (pubs.size() == 1) k.pub = pubs[0];
+  }
+  return k;
+}
+} // namespace
+
+std::vector<KeyRef> private_keys(const p11::Session& s) {
+  Attributes t;
+  t.add_class(CKO_PRIVATE_KEY);
+  std::vector<KeyRef> out;
+  for (auto h : s.find(t)) out.push_back(key_from_private(s, h));
+  return out;
+}
+
+KeyRef find_key(const p11::Session& s, const std::string& selector) {
+  if (selector.empty()) fail(ExitCode::Usage, "Say which key with --key (a pkcs11: URI, id:HEX or a label).");
+  Attributes t;
+  t.add_class(CKO_PRIVATE_KEY);
+  if (Pkcs11Uri::looks_like_uri(selector)) {
+    auto uri = Pkcs11Uri::parse(selector);
+    if (auto v = uri.get("object")) t.add_string(CKA_LABEL, *v);
+    if (auto v = uri.get("id")) t.add_string(CKA_ID, *v);
+    if (auto v = uri.get("type"); v && *v != "private")
+      fail(ExitCode::Usage, "The key URI '" + selector + "' names type=" + *v + "; a private key (type=private) is needed.");
+  } else if (selector.rfind("id:", 0) == 0) {
+    t.add_string(CKA_ID, from_hex(selector.substr(3)));
+  } else {
+    t.add_string(CKA_LABEL, selector);
+  }
+  auto hits = s.find(t, 3);
+  if (hits.empty())
+    fail(ExitCode::BadInput, "No private key on the token matches '" + selector + "'.",
+         "List the keys with 'tokenprov list --pin-source ...'; private keys are seen only after login.");
+  if (hits.size() > 1)
+    fail(ExitCode::Usage, "Several private keys match '" + selector + "'.", "Select the key by id (id:HEX).");
+  return key_from_private(s, hits[0]);
+}
+
+std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub) {
+  auto want = ossl::spki_der(pub);
+  for (auto& k : private_keys(s)) {
+    try {
+      auto pk = public_key(s, k);
+      if (ossl::spki_der(pk.get()) == want) return k;
+    } catch (const Error&) {
+      // A key whose public half cannot be read cannot be the one.
+    }
+  }
+  return std::nullopt;
+}
+
+ossl::EvpPkeyPtr public_key(const p11::Session& s, const KeyRef& k) {
+  CK_OBJECT_HANDLE src = k.pub != CK_INVALID_HANDLE ? k.pub : k.priv;
+  if (k.type == CKK_RSA) {
+    auto n = s.attr_bytes(src, CKA_MODULUS), e = s.attr_bytes(src, CKA_PUBLIC_EXPONENT);
+    if (!n || !e) fail(ExitCode::Token, "The RSA key '" + k.label + "' has no readable public key on the token.");
+    BIGNUM* bn_n = BN_bin2bn(n->data(), static_cast<int>(n->size()), nullptr);
+    BIGNUM* bn_e = BN_bin2bn(e->data(), static_cast<int>(e->size()), nullptr);
+    OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n);
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e);
+    OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+    ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+    EVP_PKEY* pk = nullptr;
+    int ok = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
+             EVP_PKEY_fromdata(ctx.get(), &pk, EVP_PKEY_PUBLIC_KEY, params) == 1;
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(bn_n);
+    BN_free(bn_e);
+    if (!ok) ossl::fail_ssl(ExitCode::Token, "The RSA public key of '" + k.label + "' is malformed");
+    return ossl::EvpPkeyPtr(pk);
+  }
+  if (src == k.priv) fail(ExitCode::Token, "The " + key_type_name(k.type) + " key '" + k.label + "' has no public key object on the token.");
+  auto params = s.attr_bytes(src, CKA_EC_PARAMS);
+  auto point = s.attr_bytes(src, CKA_EC_POINT);
+  if (!params || !point) fail(ExitCode::Token, "The key '" + k.label + "' has no readable EC public key on the token.");
+  Bytes raw = unwrap_octet_string(*point);
+  if (k.type == CKK_EC_EDWARDS) {
+    if (*params != kOidEd25519 && *params != kStrEd25519)
+      fail(ExitCode::Token, "The key '" + k.label + "' is on an Edwards curve tokenprov does not support.");
+    EVP_PKEY* pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw.data(), raw.size());
+    if (!pk) ossl::fail_ssl(ExitCode::Token, "The Ed25519 public key of '" + k.label + "' is malformed");
+    return ossl::EvpPkeyPtr(pk);
+  }
+  const char* group = *params == kOidP256 ? "P-256" : *params == kOidP384 ? "P-384" : nullptr;
+  if (!group) fail(ExitCode::Token, "The key '" + k.label + "' is on a curve tokenprov does not support.");
+  OSSL_PARAM p[3];
+  p[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(group), 0);
+  p[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, raw.data(), raw.size());
+  p[2] = OSSL_PARAM_construct_end();
+  ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+  EVP_PKEY* pk = nullptr;
+  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 || EVP_PKEY_fromdata(ctx.get(), &pk, EVP_PKEY_PUBLIC_KEY, p) != 1)
+    ossl::fail_ssl(ExitCode::Token, "The EC public key of '" + k.label + "' is malformed");
+  return ossl::EvpPkeyPtr(pk);
+}
+
+namespace {
+Bytes digest(const EVP_MD* md, std::span<const std::uint8_t> m) {
+  Bytes out(static_cast<std::size_t>(EVP_MD_get_size(md)));
+  unsigned int n = 0;
+  if (!EVP_Digest(m.data(), m.size(), out.data(), &n, md, nullptr)) ossl::fail_ssl(ExitCode::Internal, "Cannot hash");
+  out.resize(n);
+  return out;
+}
+
+// DigestInfo prefix for SHA-256 (RFC 8017, section 9.2, note 1).
+const Bytes kSha256DigestInfo = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+
+int ec_bits(EVP_PKEY* pub) { return EVP_PKEY_get_bits(pub); }
+} // namespace
+
+Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const std::uint8_t> message, SigScheme scheme) {
+  Signature out;
+  CK_MECHANISM mech{};
+  if (k.type == CKK_RSA) {
+    Bytes h = digest(EVP_sha256(), message);
+    if (scheme == SigScheme::RsaPss) {
+      CK_RSA_PKCS_PSS_PARAMS pss{CKM_SHA256, CKG_MGF1_SHA256, 32};
+      mech = {CKM_RSA_PKCS_PSS, &pss, sizeof pss};
+      out.value = s.sign(mech, k.priv, h);
+      out.sig_nid = NID_rsassaPss;
+    } else {
+      Bytes di = kSha256DigestInfo;
+      di.insert(di.end(), h.begin(), h.end());
+      mech = {CKM_RSA_PKCS, nullptr, 0};
+      out.value = s.sign(mech, k.priv, di);
+      out.sig_nid = NID_sha256WithRSAEncryption;
+    }
+    return out;
+  }
+  if (k.type == CKK_EC) {
+    auto pub = public_key(s, k);
+    bool p384 = ec_bits(pub.get()) > 256;
+    Bytes h = digest(p384 ? EVP_sha384() : EVP_sha256(), message);
+    mech = {CKM_ECDSA, nullptr, 0};
+    Bytes rs = s.sign(mech, k.priv, h);
+    if (rs.size() % 2 != 0 || rs.empty()) fail(ExitCode::Token, "The token returned a malformed ECDSA signature.");
+    std::size_t half = rs.size() / 2;
+    ECDSA_SIG* sig = ECDSA_SIG_new();
+    ECDSA_SIG_set0(sig, BN_bin2bn(rs.data(), static_cast<int>(half), nullptr),
+                   BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
+    int n = i2d_ECDSA_SIG(sig, nullptr);
+    out.value.resize(static_cast<std::size_t>(n));
+    unsigned char* p = out.value.data();
+    i2d_ECDSA_SIG(sig, &p);
+    ECDSA_SIG_free(sig);
+    out.sig_nid = p384 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256;
+    return out;
+  }
+  if (k.type == CKK_EC_EDWARDS) {
+    mech = {CKM_EDDSA, nullptr, 0};
+    out.value = s.sign(mech, k.priv, message);
+    out.sig_nid = NID_ED25519;
+    return out;
+  }
+  fail(ExitCode::Token, "The key '" + k.label + "' has a type tokenprov cannot sign with.");
+}
+
+void set_signature_algorithm(X509_ALGOR* alg, const KeyRef& k, EVP_PKEY* pub, SigScheme scheme) {
+  if (k.type == CKK_RSA && scheme == SigScheme::RsaPss) {
+    // RSASSA-PSS-params: SHA-256, MGF1 with SHA-256, salt 32, trailer 1.
+    RSA_PSS_PARAMS* pss = RSA_PSS_PARAMS_new();
+    pss->hashAlgorithm = X509_ALGOR_new();
+    X509_ALGOR_set_md(pss->hashAlgorithm, EVP_sha256());
+    X509_ALGOR* mgf1md = X509_ALGOR_new();
+    X509_ALGOR_set_md(mgf1md, EVP_sha256());
+    ASN1_STRING* mgf1param = nullptr;
+    ASN1_item_pack(mgf1md, ASN1_ITEM_rptr(X509_ALGOR), &mgf1param);
+    X509_ALGOR_free(mgf1md);
+    pss->maskGenAlgorithm = X509_ALGOR_new();
+    X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE, mgf1param);
+    pss->saltLength = ASN1_INTEGER_new();
+    ASN1_INTEGER_set(pss->saltLength, 32);
+    ASN1_STRING* packed = nullptr;
+    ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), &packed);
+    RSA_PSS_PARAMS_free(pss);
+    X509_ALGOR_set0(alg, OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE, packed);
+    return;
+  }
+  if (k.type == CKK_RSA) {
+    X509_ALGOR_set0(alg, OBJ_nid2obj(NID_sha256WithRSAEncryption), V_ASN1_NULL, nullptr);
+  } else if (k.type == CKK_EC) {
+    X509_ALGOR_set0(alg, OBJ_nid2obj(ec_bits(pub) > 256 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256),
+                    V_ASN1_UNDEF, nullptr);
+  } else {
+    X509_ALGOR_set0(alg, OBJ_nid2obj(NID_ED25519), V_ASN1_UNDEF, nullptr);
+  }
+}
+
+} // namespace tokenprov

@@ -1,0 +1,198 @@
+#include "tokenprov/ossl.hpp"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <ctime>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace tokenprov::ossl {
+
+std::string last_error() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "no details from OpenSSL" : out;
+}
+
+void fail_ssl(ExitCode code, const std::string& what) { throw Error(code, what + " (" + last_error() + ")"); }
+
+X509Ptr dup(X509* c) {
+  X509_up_ref(c);
+  return X509Ptr(c);
+}
+
+Bytes to_der(X509* c) {
+  int n = i2d_X509(c, nullptr);
+  if (n <= 0) fail_ssl(ExitCode::Internal, "Cannot encode a certificate");
+  Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_X509(c, &p);
+  return out;
+}
+
+Bytes to_der(X509_REQ* r) {
+  int n = i2d_X509_REQ(r, nullptr);
+  if (n <= 0) fail_ssl(ExitCode::Internal, "Cannot encode a certificate request");
+  Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_X509_REQ(r, &p);
+  return out;
+}
+
+namespace {
+std::string bio_string(BIO* b) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b, &data);
+  return std::string(data, static_cast<std::size_t>(n));
+}
+} // namespace
+
+std::string to_pem(X509* c) {
+  BioPtr b(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(b.get(), c);
+  return bio_string(b.get());
+}
+
+std::string to_pem(X509_REQ* r) {
+  BioPtr b(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(b.get(), r);
+  return bio_string(b.get());
+}
+
+X509Ptr cert_from_der(std::span<const std::uint8_t> der) {
+  const unsigned char* p = der.data();
+  X509Ptr c(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  return c;
+}
+
+Bytes spki_der(EVP_PKEY* key) {
+  int n = i2d_PUBKEY(key, nullptr);
+  if (n <= 0) fail_ssl(ExitCode::Internal, "Cannot encode a public key");
+  Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_PUBKEY(key, &p);
+  return out;
+}
+
+Bytes spki_der(X509* cert) {
+  X509_PUBKEY* pk = X509_get_X509_PUBKEY(cert);
+  int n = i2d_X509_PUBKEY(pk, nullptr);
+  if (n <= 0) fail_ssl(ExitCode::BadInput, "Cannot encode the certificate's public key");
+  Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_X509_PUBKEY(pk, &p);
+  return out;
+}
+
+std::string name_oneline(const X509_NAME* n) {
+  BioPtr b(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(b.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  return bio_string(b.get());
+}
+
+X509NamePtr parse_dn(const std::string& dn) {
+  if (dn.empty()) fail(ExitCode::Usage, "The subject DN is empty.", "Write it as /CN=Alice/O=Example.");
+  std::vector<std::pair<std::string, std::string>> parts;
+  std::string cur;
+  auto push = [&](const std::string& rdn) {
+    auto eq = rdn.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == rdn.size())
+      fail(ExitCode::Usage, "The subject DN '" + dn + "' has a part '" + rdn + "' that is not TYPE=value.",
+           "Write it as /CN=Alice/O=Example.");
+    parts.emplace_back(rdn.substr(0, eq), rdn.substr(eq + 1));
+  };
+  if (dn[0] == '/') {
+    for (std::size_t i = 1; i < dn.size(); ++i) {
+      if (dn[i] == '\\' && i + 1 < dn.size()) {
+        cur.push_back(dn[++i]);
+      } else if (dn[i] == '/') {
+        push(cur);
+        cur.clear();
+      } else {
+        cur.push_back(dn[i]);
+      }
+    }
+    push(cur);
+  } else {
+    for (std::size_t i = 0; i < dn.size(); ++i) {
+      if (dn[i] == '\\' && i + 1 < dn.size()) {
+        cur.push_back(dn[++i]);
+      } else if (dn[i] == ',') {
+        push(cur);
+        cur.clear();
+        while (i + 1 < dn.size() && dn[i + 1] == ' ') ++i;
+      } else {
+        cur.push_back(dn[i]);
+      }
+    }
+    push(cur);
+    std::reverse(parts.begin(), parts.end()); // RFC 2253 lists the most specific first
+  }
+  X509NamePtr name(X509_NAME_new());
+  for (auto& [type, value] : parts) {
+    if (OBJ_txt2nid(type.c_str()) == NID_undef)
+      fail(ExitCode::Usage, "The subject DN '" + dn + "' names an unknown attribute type '" + type + "'.",
+           "Use types such as CN, O, OU, C, L, ST, emailAddress, serialNumber, UID, DC.");
+    if (!X509_NAME_add_entry_by_txt(name.get(), type.c_str(), MBSTRING_UTF8,
+                                    reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0)) {
+      ERR_clear_error();
+      fail(ExitCode::Usage, "The subject DN '" + dn + "' has an invalid value for " + type + ": '" + value + "'.");
+    }
+  }
+  return name;
+}
+
+std::string serial_hex(X509* cert) {
+  const ASN1_INTEGER* s = X509_get0_serialNumber(cert);
+  BIGNUM* bn = ASN1_INTEGER_to_BN(s, nullptr);
+  char* hex = BN_bn2hex(bn);
+  std::string out(hex ? hex : "");
+  OPENSSL_free(hex);
+  BN_free(bn);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string asn1_time_rfc3339(const ASN1_TIME* t) {
+  struct tm tm {};
+  if (!ASN1_TIME_to_tm(t, &tm)) return {};
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string sha256_hex(std::span<const std::uint8_t> data) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(data.data(), data.size(), md);
+  static const char* hexd = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : md) {
+    out.push_back(hexd[c >> 4]);
+    out.push_back(hexd[c & 15]);
+  }
+  return out;
+}
+
+std::string cert_fingerprint_sha256(X509* cert) { return sha256_hex(to_der(cert)); }
+
+Bytes read_file(const std::string& path, ExitCode code) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(code, "Cannot read '" + path + "': " + std::strerror(errno) + ".");
+  Bytes out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail(code, "Cannot read '" + path + "'.");
+  return out;
+}
+
+} // namespace tokenprov::ossl

@@ -1,0 +1,377 @@
+#include "tokenprov/p11/module.hpp"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <sys/stat.h>
+
+namespace tokenprov::p11 {
+
+std::string trim_field(const unsigned char* p, std::size_t n) {
+  std::string s(reinterpret_cast<const char*>(p), n);
+  auto end = s.find_last_not_of(" \0", std::string::npos, 2);
+  if (end == std::string::npos) return {};
+  s.resize(end + 1);
+  return s;
+}
+
+namespace {
+std::mutex g_registry_mutex;
+std::map<std::string, std::weak_ptr<Module>>& registry() {
+  static std::map<std::string, std::weak_ptr<Module>> r;
+  return r;
+}
+} // namespace
+
+std::shared_ptr<Module> Module::load(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_registry_mutex);
+  auto& reg = registry();
+  if (auto it = reg.find(path); it != reg.end())
+    if (auto m = it->second.lock()) return m;
+
+  struct stat st {};
+  if (path.find('/') != std::string::npos && ::stat(path.c_str(), &st) != 0)
+    fail(ExitCode::Token, "The PKCS#11 module '" + path + "' does not exist.",
+         "Check --module, the profile's module, or TOKENPROV_MODULE.");
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char* e = ::dlerror();
+    fail(ExitCode::Token, "Cannot load the PKCS#11 module '" + path + "': " + (e ? e : "unknown error") + ".",
+         "Check that the path names a PKCS#11 module (a shared library) for this machine.");
+  }
+  auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(handle, "C_GetFunctionList"));
+  if (!get) {
+    ::dlclose(handle);
+    fail(ExitCode::Token, "'" + path + "' is not a PKCS#11 module: it has no C_GetFunctionList.",
+         "Point --module at the token vendor's PKCS#11 library.");
+  }
+  CK_FUNCTION_LIST* fn = nullptr;
+  CK_RV rv = get(&fn);
+  if (rv != CKR_OK || !fn) {
+    ::dlclose(handle);
+    fail(ExitCode::Token, "The PKCS#11 module '" + path + "' refused C_GetFunctionList (" + rv_name(rv) + ").");
+  }
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  rv = fn->C_Initialize(&args);
+  bool owner = true;
+  if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+    owner = false; // someone else in this process initialized it and will finalize it
+  } else if (rv != CKR_OK) {
+    ::dlclose(handle);
+    fail(ExitCode::Token, "The PKCS#11 module '" + path + "' failed to initialize (C_Initialize: " + rv_name(rv) + ").",
+         "For SoftHSM2, check SOFTHSM2_CONF and that its token folder exists.");
+  }
+  std::shared_ptr<Module> m(new Module(path, handle, fn, owner));
+  reg[path] = m;
+  return m;
+}
+
+Module::Module(std::string path, void* handle, CK_FUNCTION_LIST* fn, bool owner)
+    : path_(std::move(path)), handle_(handle), fn_(fn), owner_(owner) {}
+
+Module::~Module() {
+  {
+    std::lock_guard<std::mutex> lock(g_registry_mutex);
+    auto& reg = registry();
+    if (auto it = reg.find(path_); it != reg.end() && it->second.expired()) reg.erase(it);
+  }
+  if (owner_ && fn_) fn_->C_Finalize(nullptr);
+  // The module stays mapped: some modules register atexit handlers or
+  // threads, and unmapping them under their feet crashes at exit.
+  (void)handle_;
+}
+
+std::string Module::library_description() const {
+  CK_INFO info{};
+  check(fn_->C_GetInfo(&info), "C_GetInfo");
+  return trim_field(info.libraryDescription, sizeof info.libraryDescription);
+}
+
+std::string Module::manufacturer() const {
+  CK_INFO info{};
+  check(fn_->C_GetInfo(&info), "C_GetInfo");
+  return trim_field(info.manufacturerID, sizeof info.manufacturerID);
+}
+
+std::vector<CK_SLOT_ID> Module::slots(bool token_present) const {
+  CK_ULONG n = 0;
+  check(fn_->C_GetSlotList(token_present ? CK_TRUE : CK_FALSE, nullptr, &n), "C_GetSlotList", "listing slots");
+  std::vector<CK_SLOT_ID> ids(n);
+  if (n) check(fn_->C_GetSlotList(token_present ? CK_TRUE : CK_FALSE, ids.data(), &n), "C_GetSlotList", "listing slots");
+  ids.resize(n);
+  return ids;
+}
+
+SlotInfo Module::slot_info(CK_SLOT_ID slot) const {
+  CK_SLOT_INFO si{};
+  check(fn_->C_GetSlotInfo(slot, &si), "C_GetSlotInfo");
+  SlotInfo out;
+  out.slot_id = slot;
+  out.description = trim_field(si.slotDescription, sizeof si.slotDescription);
+  out.manufacturer = trim_field(si.manufacturerID, sizeof si.manufacturerID);
+  out.token_present = si.flags & CKF_TOKEN_PRESENT;
+  return out;
+}
+
+TokenInfo Module::token_info(CK_SLOT_ID slot) const {
+  CK_TOKEN_INFO ti{};
+  check(fn_->C_GetTokenInfo(slot, &ti), "C_GetTokenInfo", "reading the token's information");
+  TokenInfo out;
+  out.slot_id = slot;
+  out.label = trim_field(ti.label, sizeof ti.label);
+  out.manufacturer = trim_field(ti.manufacturerID, sizeof ti.manufacturerID);
+  out.model = trim_field(ti.model, sizeof ti.model);
+  out.serial = trim_field(ti.serialNumber, sizeof ti.serialNumber);
+  out.flags = ti.flags;
+  out.min_pin = ti.ulMinPinLen;
+  out.max_pin = ti.ulMaxPinLen;
+  return out;
+}
+
+std::vector<TokenInfo> Module::tokens() const {
+  std::vector<TokenInfo> out;
+  for (auto id : slots(true)) {
+    try {
+      out.push_back(token_info(id));
+    } catch (const P11Error& e) {
+      if (e.rv() != CKR_TOKEN_NOT_PRESENT && e.rv() != CKR_TOKEN_NOT_RECOGNIZED) throw;
+    }
+  }
+  return out;
+}
+
+std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
+  CK_ULONG n = 0;
+  check(fn_->C_GetMechanismList(slot, nullptr, &n), "C_GetMechanismList");
+  std::vector<CK_MECHANISM_TYPE> m(n);
+  if (n) check(fn_->C_GetMechanismList(slot, m.data(), &n), "C_GetMechanismList");
+  m.resize(n);
+  return m;
+}
+
+void Module::init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string& label) {
+  if (label.size() > 32) fail(ExitCode::Usage, "The token label '" + label + "' is longer than 32 bytes.");
+  CK_UTF8CHAR lab[32];
+  std::memset(lab, ' ', sizeof lab);
+  std::memcpy(lab, label.data(), label.size());
+  CK_RV rv = fn_->C_InitToken(slot, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(so_pin.str().data())),
+                              so_pin.size(), lab);
+  if (rv == CKR_PIN_INCORRECT) {
+    std::string flags;
+    try {
+      flags = pin_flags_sentence(token_info(slot).flags, true);
+    } catch (...) {
+    }
+    throw P11Error(rv, "C_InitToken", "The SO PIN is incorrect." + (flags.empty() ? "" : " " + flags),
+                   "tokenprov does not retry a wrong PIN.");
+  }
+  check(rv, "C_InitToken", "initializing the token '" + label + "'");
+}
+
+// ---------------------------------------------------------------------------
+
+std::string pin_flags_sentence(CK_FLAGS flags, bool so) {
+  CK_FLAGS locked = so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
+  CK_FLAGS final_try = so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
+  CK_FLAGS low = so ? CKF_SO_PIN_COUNT_LOW : CKF_USER_PIN_COUNT_LOW;
+  if (flags & locked) return "The token reports the PIN is now locked (PIN_LOCKED).";
+  if (flags & final_try) return "The token reports that the next wrong PIN locks it (PIN_FINAL_TRY).";
+  if (flags & low) return "The token reports few tries left (PIN_COUNT_LOW).";
+  return "The token reports no tries-left warning.";
+}
+
+Session::Session(std::shared_ptr<Module> module, CK_SLOT_ID slot, bool read_write)
+    : module_(std::move(module)), slot_(slot) {
+  CK_FLAGS flags = CKF_SERIAL_SESSION | (read_write ? CKF_RW_SESSION : 0);
+  check(module_->fn()->C_OpenSession(slot, flags, nullptr, nullptr, &h_), "C_OpenSession", "opening a session");
+}
+
+Session::Session(Session&& o) noexcept
+    : module_(std::move(o.module_)), slot_(o.slot_), h_(o.h_), logged_in_(o.logged_in_) {
+  o.h_ = CK_INVALID_HANDLE;
+  o.logged_in_ = false;
+}
+
+Session::~Session() noexcept {
+  if (!module_ || h_ == CK_INVALID_HANDLE) return;
+  logout();
+  module_->fn()->C_CloseSession(h_);
+}
+
+void Session::login(CK_USER_TYPE user, const Secret& pin) {
+  CK_RV rv = fn()->C_Login(h_, user, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.str().data())),
+                           pin.size());
+  if (rv == CKR_USER_ALREADY_LOGGED_IN) {
+    logged_in_ = true;
+    return;
+  }
+  const char* who = user == CKU_SO ? "SO PIN" : "user PIN";
+  if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED) {
+    std::string flags;
+    try {
+      flags = pin_flags_sentence(token_info().flags, user == CKU_SO);
+    } catch (...) {
+    }
+    std::string label;
+    try {
+      label = token_info().label;
+    } catch (...) {
+    }
+    std::string msg = rv == CKR_PIN_LOCKED ? std::string("The ") + who + " of token '" + label + "' is locked."
+                                           : std::string("The ") + who + " for token '" + label + "' is incorrect.";
+    if (rv == CKR_PIN_INCORRECT && !flags.empty()) msg += " " + flags;
+    throw P11Error(rv, "C_Login", msg,
+                   rv == CKR_PIN_LOCKED ? "Unblock it with 'tokenprov pin unblock' (SO PIN) or re-initialize with --force."
+                                        : "tokenprov does not retry a wrong PIN; check it and run again.");
+  }
+  check(rv, "C_Login", std::string("logging in with the ") + who);
+  logged_in_ = true;
+}
+
+void Session::logout() noexcept {
+  if (logged_in_ && module_) module_->fn()->C_Logout(h_);
+  logged_in_ = false;
+}
+
+void Session::init_pin(const Secret& new_pin) {
+  check(fn()->C_InitPIN(h_, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(new_pin.str().data())),
+                        new_pin.size()),
+        "C_InitPIN", "setting the user PIN");
+}
+
+void Session::set_pin(const Secret& old_pin, const Secret& new_pin) {
+  check(fn()->C_SetPIN(h_, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(old_pin.str().data())),
+                       old_pin.size(), reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(new_pin.str().data())),
+                       new_pin.size()),
+        "C_SetPIN", "changing the PIN");
+}
+
+std::vector<CK_OBJECT_HANDLE> Session::find(Attributes& templ, std::size_t max) const {
+  check(fn()->C_FindObjectsInit(h_, templ.data(), templ.size()), "C_FindObjectsInit", "searching objects");
+  std::vector<CK_OBJECT_HANDLE> out;
+  CK_OBJECT_HANDLE batch[64];
+  CK_RV rv = CKR_OK;
+  for (;;) {
+    CK_ULONG n = 0;
+    rv = fn()->C_FindObjects(h_, batch, 64, &n);
+    if (rv != CKR_OK || n == 0) break;
+    out.insert(out.end(), batch, batch + n);
+    if (max && out.size() >= max) break;
+  }
+  fn()->C_FindObjectsFinal(h_);
+  check(rv, "C_FindObjects", "searching objects");
+  if (max && out.size() > max) out.resize(max);
+  return out;
+}
+
+CK_OBJECT_HANDLE Session::create(Attributes& templ, const std::string& what) {
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  check(fn()->C_CreateObject(h_, templ.data(), templ.size(), &h), "C_CreateObject", what);
+  return h;
+}
+
+void Session::destroy(CK_OBJECT_HANDLE obj) const {
+  check(fn()->C_DestroyObject(h_, obj), "C_DestroyObject", "removing an object");
+}
+
+void Session::set_attributes(CK_OBJECT_HANDLE obj, Attributes& templ, const std::string& what) const {
+  check(fn()->C_SetAttributeValue(h_, obj, templ.data(), templ.size()), "C_SetAttributeValue", what);
+}
+
+bool Session::destroy_noexcept(CK_OBJECT_HANDLE obj) const noexcept {
+  return fn()->C_DestroyObject(h_, obj) == CKR_OK;
+}
+
+std::optional<Bytes> Session::attr_bytes(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const {
+  CK_ATTRIBUTE a{type, nullptr, 0};
+  CK_RV rv = fn()->C_GetAttributeValue(h_, obj, &a, 1);
+  if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  check(rv, "C_GetAttributeValue", "reading an attribute");
+  if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION) return std::nullopt;
+  Bytes v(a.ulValueLen);
+  a.pValue = v.data();
+  rv = fn()->C_GetAttributeValue(h_, obj, &a, 1);
+  if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+  check(rv, "C_GetAttributeValue", "reading an attribute");
+  v.resize(a.ulValueLen);
+  return v;
+}
+
+std::optional<bool> Session::attr_bool(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const {
+  auto v = attr_bytes(obj, type);
+  if (!v || v->size() != sizeof(CK_BBOOL)) return std::nullopt;
+  return (*v)[0] != CK_FALSE;
+}
+
+std::optional<CK_ULONG> Session::attr_ulong(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const {
+  auto v = attr_bytes(obj, type);
+  if (!v || v->size() != sizeof(CK_ULONG)) return std::nullopt;
+  CK_ULONG u;
+  std::memcpy(&u, v->data(), sizeof u);
+  return u;
+}
+
+std::string Session::attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const {
+  auto v = attr_bytes(obj, type);
+  return v ? std::string(v->begin(), v->end()) : std::string();
+}
+
+std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> Session::generate_key_pair(CK_MECHANISM& mech, Attributes& pub,
+                                                                         Attributes& priv, const std::string& what) {
+  CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+  check(fn()->C_GenerateKeyPair(h_, &mech, pub.data(), pub.size(), priv.data(), priv.size(), &hpub, &hpriv),
+        "C_GenerateKeyPair", what);
+  return {hpub, hpriv};
+}
+
+Bytes Session::sign(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const {
+  check(fn()->C_SignInit(h_, &mech, key), "C_SignInit", "signing on the token");
+  CK_ULONG n = 0;
+  auto* in = const_cast<CK_BYTE_PTR>(data.data());
+  check(fn()->C_Sign(h_, in, data.size(), nullptr, &n), "C_Sign", "signing on the token");
+  Bytes sig(n);
+  check(fn()->C_Sign(h_, in, data.size(), sig.data(), &n), "C_Sign", "signing on the token");
+  sig.resize(n);
+  return sig;
+}
+
+Bytes Session::decrypt(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const {
+  check(fn()->C_DecryptInit(h_, &mech, key), "C_DecryptInit", "decrypting on the token");
+  CK_ULONG n = 0;
+  auto* in = const_cast<CK_BYTE_PTR>(data.data());
+  check(fn()->C_Decrypt(h_, in, data.size(), nullptr, &n), "C_Decrypt", "decrypting on the token");
+  Bytes out(n);
+  check(fn()->C_Decrypt(h_, in, data.size(), out.data(), &n), "C_Decrypt", "decrypting on the token");
+  out.resize(n);
+  return out;
+}
+
+Bytes Session::wrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key) const {
+  CK_ULONG n = 0;
+  check(fn()->C_WrapKey(h_, &mech, wrapping, key, nullptr, &n), "C_WrapKey", "wrapping the key for export");
+  Bytes out(n);
+  check(fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &n), "C_WrapKey", "wrapping the key for export");
+  out.resize(n);
+  return out;
+}
+
+CK_OBJECT_HANDLE Session::unwrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE unwrapping,
+                                     std::span<const std::uint8_t> wrapped, Attributes& templ,
+                                     const std::string& what) const {
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  check(fn()->C_UnwrapKey(h_, &mech, unwrapping, const_cast<CK_BYTE_PTR>(wrapped.data()), wrapped.size(),
+                          templ.data(), templ.size(), &h),
+        "C_UnwrapKey", what);
+  return h;
+}
+
+Bytes Session::random(std::size_t n) const {
+  Bytes out(n);
+  check(fn()->C_GenerateRandom(h_, out.data(), n), "C_GenerateRandom");
+  return out;
+}
+
+} // namespace tokenprov::p11

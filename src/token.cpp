@@ -1,0 +1,86 @@
+#include "tokenprov/token.hpp"
+
+#include "tokenprov/uri.hpp"
+
+#include <cstdlib>
+
+namespace tokenprov {
+
+std::string resolve_module_path(const std::string& cli_module, const std::string& profile_module) {
+  if (!cli_module.empty()) return cli_module;
+  if (!profile_module.empty()) return profile_module;
+  if (const char* env = std::getenv("TOKENPROV_MODULE"); env && *env) return env;
+  return kP11KitProxy;
+}
+
+namespace {
+bool state_ok(const p11::TokenInfo& t, TokenState s) {
+  switch (s) {
+  case TokenState::Any: return true;
+  case TokenState::Initialized: return t.initialized();
+  case TokenState::Blank: return !t.initialized();
+  }
+  return true;
+}
+
+std::string describe(TokenState s) {
+  switch (s) {
+  case TokenState::Initialized: return "initialized ";
+  case TokenState::Blank: return "uninitialized ";
+  default: return "";
+  }
+}
+} // namespace
+
+p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state) {
+  auto tokens = module.tokens();
+  std::vector<p11::TokenInfo> hits;
+  if (selector.empty()) {
+    for (auto& t : tokens)
+      if (state_ok(t, state)) hits.push_back(t);
+    if (hits.empty())
+      fail(ExitCode::Token, "No " + describe(state) + "token was found through the module '" + module.path() + "'.",
+           "Insert the token, check --module, or list what is there with 'tokenprov list'.");
+    if (state == TokenState::Blank) return hits.front(); // the first uninitialized token
+    if (hits.size() > 1)
+      fail(ExitCode::Usage, std::to_string(hits.size()) + " " + describe(state) + "tokens are present; say which one with --token.",
+           "See 'tokenprov list' for their labels and serials.");
+    return hits.front();
+  }
+  if (Pkcs11Uri::looks_like_uri(selector)) {
+    auto uri = Pkcs11Uri::parse(selector);
+    for (auto& t : tokens)
+      if (uri.matches_token(t)) hits.push_back(t);
+  } else if (selector.rfind("serial:", 0) == 0) {
+    std::string serial = selector.substr(7);
+    for (auto& t : tokens)
+      if (t.serial == serial) hits.push_back(t);
+  } else {
+    for (auto& t : tokens)
+      if (t.label == selector) hits.push_back(t);
+  }
+  if (hits.empty())
+    fail(ExitCode::Token, "No token matches '" + selector + "' through the module '" + module.path() + "'.",
+         "Check the label or serial with 'tokenprov list', and that the token is inserted.");
+  if (hits.size() > 1)
+    fail(ExitCode::Usage, std::to_string(hits.size()) + " tokens match '" + selector + "'.",
+         "Select one by serial (serial:HEX or pkcs11:serial=...).");
+  if (!state_ok(hits.front(), state)) {
+    if (state == TokenState::Initialized)
+      fail(ExitCode::Token, "The token '" + selector + "' is not initialized.", "Initialize it with 'tokenprov init'.");
+    fail(ExitCode::Exists, "The token '" + selector + "' is initialized already.",
+         "Re-initializing erases everything on it: add --force only if that is what you want.");
+  }
+  return hits.front();
+}
+
+TokenContext open_token(const OpenOptions& opts) {
+  TokenContext ctx;
+  ctx.module = p11::Module::load(opts.module_path);
+  ctx.token = find_token(*ctx.module, opts.selector, opts.state);
+  ctx.session = std::make_unique<p11::Session>(ctx.module, ctx.token.slot_id, opts.read_write);
+  if (opts.user_pin) ctx.session->login(CKU_USER, *opts.user_pin);
+  return ctx;
+}
+
+} // namespace tokenprov
