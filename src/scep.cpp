@@ -166,7 +166,9 @@ HttpResult http(const Options& opts, const std::string& url, const std::string& 
   curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, scep_curl_write);
   curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
   if (post_body) {
-    headers.reset(curl_slist_append(nullptr, "Content-Type: application/x-pki-message"));
+    curl_slist* h = curl_slist_append(nullptr, "Content-Type: application/x-pki-message");
+    curl_slist* h2 = h ? curl_slist_append(h, "Expect:") : nullptr; // no 100-continue round trip
+    headers.reset(h2 ? h2 : h);
     curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(c.get(), CURLOPT_POST, 1L);
     curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, reinterpret_cast<const char*>(post_body->data()));
@@ -617,6 +619,7 @@ Bytes decrypt_envelope(const Options& opts, PKCS7* env, EVP_PKEY* key, X509* sig
 
   X509_ALGOR* alg = ed->enc_data->algorithm;
   CipherPtr cipher = fetch_cipher(alg->algorithm);
+  if (cipher) say(opts, std::string("The answer is encrypted with ") + EVP_CIPHER_get0_name(cipher.get()));
   if (!cipher) {
     char name[128];
     OBJ_obj2txt(name, sizeof name, alg->algorithm, 0);
@@ -806,7 +809,7 @@ Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
   rq.cipher = pick_cipher(ca.caps);
   rq.md = pick_md(ca.caps);
   rq.transaction_id = ossl::sha256_hex(ossl::spki_der(csr_pub));
-  const bool post = has_cap(ca.caps, "POSTPKIOperation") || has_cap(ca.caps, "SCEPStandard");
+  const bool post = !opts.use_get && (has_cap(ca.caps, "POSTPKIOperation") || has_cap(ca.caps, "SCEPStandard"));
 
   auto send = [&](const char* type, const Bytes& inner, const std::string& name) {
     Bytes nonce = random_bytes(16);

@@ -33,6 +33,7 @@ struct Options {
   int wait_seconds = 0;            // how long to keep polling a PENDING answer
   int poll_interval_seconds = 5;
   int http_timeout_seconds = 60;   // per HTTP request (connecting: at most 15 s of it)
+  bool use_get = false;            // send PKIOperation as GET even if the server takes POST
   std::function<bool(const std::string& fingerprint, const std::string& subject)> confirm_ca;
   std::function<void(const std::string&)> progress; // step messages for stderr
 };

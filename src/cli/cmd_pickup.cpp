@@ -1,7 +1,132 @@
 #include "common.hpp"
 
+#include "tokenprov/enroll.hpp"
+#include "tokenprov/profile.hpp"
+#include "tokenprov/token.hpp"
+#include "tokenprov/uri.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
 namespace tokenprov::cli {
 
-void register_pickup(CLI::App&, Global&, Registry&) {}
+namespace {
+struct PickupOpts {
+  std::string cert, ca_bundle;
+  bool allow_expired = false;
+};
+struct EnrollOpts {
+  std::string scep_url, challenge_source, algorithm = "rsa2048", label, subject, ca_fingerprint, id;
+  std::vector<std::string> sans;
+  bool exportable = false, allow_expired = false;
+  int wait = 0;
+};
+
+nlohmann::json pickup_json(const PickupResult& r) {
+  nlohmann::json chain = nlohmann::json::array();
+  for (auto& c : r.chain)
+    chain.push_back({{"subject", ossl::name_oneline(X509_get_subject_name(c.get()))}, {"serial", ossl::serial_hex(c.get())}});
+  return {{"key", {{"label", r.key.label}, {"id", to_hex(std::string(r.key.id.begin(), r.key.id.end()))}}},
+          {"certificate",
+           {{"subject", ossl::name_oneline(X509_get_subject_name(r.leaf.get()))},
+            {"issuer", ossl::name_oneline(X509_get_issuer_name(r.leaf.get()))},
+            {"serial", ossl::serial_hex(r.leaf.get())},
+            {"not_after", ossl::asn1_time_rfc3339(X509_get0_notAfter(r.leaf.get()))}}},
+          {"chain", chain},
+          {"written", r.written},
+          {"already_present", r.present},
+          {"ignored", r.ignored}};
+}
+
+std::string pickup_human(const PickupResult& r) {
+  std::string s = "Certificate for '" + ossl::name_oneline(X509_get_subject_name(r.leaf.get())) + "' belongs to key '" +
+                  r.key.label + "' (id " + to_hex(std::string(r.key.id.begin(), r.key.id.end())) + "); chain of " +
+                  std::to_string(r.chain.size()) + ". Wrote " + std::to_string(r.written) + " certificate(s)";
+  if (r.present) s += ", " + std::to_string(r.present) + " already on the token";
+  s += ".";
+  for (auto& i : r.ignored) s += "\nIgnored a certificate outside the chain: " + i;
+  return s;
+}
+
+bool interactive(const Global& g) { return !g.json && ::isatty(STDIN_FILENO) && ::isatty(STDERR_FILENO); }
+
+bool ask_trust(const std::string& fp, const std::string& subject) {
+  int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::string q = "The CA presents itself as '" + subject + "'\nwith SHA-256 fingerprint " + fp +
+                  ".\nCompare it with the fingerprint your CA published. Trust it? [y/N] ";
+  (void)!::write(fd, q.data(), q.size());
+  char c = 0;
+  bool yes = ::read(fd, &c, 1) == 1 && (c == 'y' || c == 'Y');
+  ::close(fd);
+  return yes;
+}
+} // namespace
+
+scep::Options scep_options(const Global& g, const std::string& url, const std::string& fp, int wait) {
+  scep::Options o;
+  o.url = url;
+  o.ca_fingerprint = fp;
+  o.interactive = interactive(g);
+  o.wait_seconds = wait;
+  o.confirm_ca = ask_trust;
+  o.progress = [&g](const std::string& line) { status(g, line); };
+  return o;
+}
+
+void register_pickup(CLI::App& app, Global& g, Registry& r) {
+  static PickupOpts po;
+  auto* pickup = app.add_subcommand("pickup", "write the certificate the CA issued (PEM, DER, PKCS#7) beside its key");
+  pickup->add_option("--cert", po.cert, "the certificate file (PEM, DER or PKCS#7 with its chain)")->required();
+  pickup->add_option("--ca-bundle", po.ca_bundle, "trusted CA certificates: the chain must verify against them");
+  pickup->add_flag("--allow-expired", po.allow_expired, "store an expired or not yet valid certificate");
+  r.push_back({pickup, [&g]() {
+                 auto certs = load_certificate_file(po.cert);
+                 Secret pin = user_pin(g);
+                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+                 status(g, "Read " + std::to_string(certs.size()) + " certificate(s) from " + po.cert + ".");
+                 auto res = pickup_certificates(*ctx.session, std::move(certs), {po.ca_bundle, po.allow_expired}, po.cert);
+                 return finish(g, pickup_json(res), pickup_human(res));
+               }});
+
+  static EnrollOpts eo;
+  auto* enroll_cmd = app.add_subcommand("enroll", "keygen + CSR + SCEP enrollment + pickup");
+  enroll_cmd->add_option("--scep-url", eo.scep_url, "the CA's SCEP URL")->required();
+  enroll_cmd->add_option("--challenge-source", eo.challenge_source, "the one-time challenge PIN: env:VAR, file:PATH, fd:N or prompt");
+  enroll_cmd->add_option("--algorithm", eo.algorithm, "rsa2048 (default), rsa3072 or rsa4096");
+  enroll_cmd->add_option("--label", eo.label, "the key's label")->required();
+  enroll_cmd->add_option("--id", eo.id, "CKA_ID in hex (default: SHA-1 of the public key)");
+  enroll_cmd->add_option("--subject", eo.subject, "subject DN, e.g. /CN=Alice/O=Example")->required();
+  enroll_cmd->add_option("--san", eo.sans, "subjectAltName TYPE:VALUE; repeatable");
+  enroll_cmd->add_flag("--exportable", eo.exportable, "allow the private key to be backed up");
+  enroll_cmd->add_option("--ca-fingerprint", eo.ca_fingerprint, "SHA-256 fingerprint of the CA certificate (hex)");
+  enroll_cmd->add_option("--wait", eo.wait, "seconds to keep polling a pending request (default 0)");
+  enroll_cmd->add_flag("--allow-expired", eo.allow_expired, "store an expired or not yet valid certificate");
+  r.push_back({enroll_cmd, [&g]() {
+                 EnrollRequest req;
+                 req.algorithm = parse_algorithm(eo.algorithm);
+                 req.policy.label = eo.label;
+                 if (!eo.id.empty()) {
+                   auto raw = from_hex(eo.id);
+                   req.policy.id.assign(raw.begin(), raw.end());
+                 }
+                 req.policy.exportable = eo.exportable;
+                 if (!g.profile.empty() && eo.exportable && !load_profile(g.profile).allow_export)
+                   fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys; nothing was generated.");
+                 req.subject = eo.subject;
+                 req.sans = eo.sans;
+                 req.allow_expired = eo.allow_expired;
+                 ossl::parse_dn(eo.subject);
+                 for (auto& s : eo.sans) check_san(s);
+                 req.scep = scep_options(g, eo.scep_url, scep::normalize_fingerprint(eo.ca_fingerprint), eo.wait);
+                 Secret pin = user_pin(g);
+                 Secret challenge = secret_from(eo.challenge_source, "SCEP challenge", ExitCode::Ca);
+                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+                 auto res = enroll(*ctx.session, req, challenge);
+                 auto j = pickup_json(res.pickup);
+                 j["ca_fingerprint"] = res.ca_fingerprint;
+                 return finish(g, j, "Enrolled. " + pickup_human(res.pickup));
+               }});
+}
 
 } // namespace tokenprov::cli

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "tokenprov/error.hpp"
+#include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
 
 #include <CLI/CLI.hpp>
@@ -44,6 +45,9 @@ void status(const Global& g, const std::string& line);
 // Prints a command's JSON result with "ok": true, or nothing without --json.
 void print_json(const nlohmann::json& j);
 int finish(const Global& g, nlohmann::json result, const std::string& human);
+
+// SCEP options from the command line: interactive CA confirmation on a terminal.
+scep::Options scep_options(const Global& g, const std::string& url, const std::string& fingerprint, int wait);
 
 // Secrets from their sources. The user PIN defaults to a prompt.
 Secret user_pin(const Global& g, std::size_t min_length = 0);

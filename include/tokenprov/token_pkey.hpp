@@ -1,0 +1,19 @@
+// The OpenSSL bridge to token keys: an EVP_PKEY whose private operations
+// (RSA PKCS#1 v1.5 sign and decrypt) run on the token through our own
+// PKCS#11 session. Used where OpenSSL must drive the key itself (SCEP's
+// PKCS#7 signing and decryption). CSRs do not need it: their body is signed
+// with sign_message() directly, which works for every algorithm.
+//
+// This replaces libp11 in-process (see docs/architecture.md): one owner of
+// the module's lifetime, and no dependence on libp11's key enumeration,
+// which fails on tokens that hold Ed25519 keys.
+#pragma once
+
+#include "tokenprov/keys.hpp"
+
+namespace tokenprov {
+
+// The session must outlive the returned key. RSA keys only: Error(Usage) otherwise.
+ossl::EvpPkeyPtr token_rsa_pkey(const p11::Session& s, const KeyRef& k);
+
+} // namespace tokenprov

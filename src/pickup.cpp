@@ -1,0 +1,264 @@
+#include "tokenprov/pickup.hpp"
+
+#include "tokenprov/uri.hpp"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace tokenprov {
+
+namespace {
+
+void add_pkcs7_certs(PKCS7* p7, std::vector<ossl::X509Ptr>& out) {
+  STACK_OF(X509)* certs = nullptr;
+  int type = OBJ_obj2nid(p7->type);
+  if (type == NID_pkcs7_signed && p7->d.sign) certs = p7->d.sign->cert;
+  else if (type == NID_pkcs7_signedAndEnveloped && p7->d.signed_and_enveloped) certs = p7->d.signed_and_enveloped->cert;
+  for (int i = 0; certs && i < sk_X509_num(certs); ++i) out.push_back(ossl::dup(sk_X509_value(certs, i)));
+}
+
+bool looks_like_pem(std::span<const std::uint8_t> d) {
+  static const char tag[] = "-----BEGIN ";
+  return std::search(d.begin(), d.end(), tag, tag + sizeof tag - 1) != d.end();
+}
+
+} // namespace
+
+std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data, const std::string& source) {
+  std::vector<ossl::X509Ptr> out;
+  if (data.empty()) fail(ExitCode::BadInput, "The file '" + source + "' is empty.", "Pass the certificate file the CA handed out.");
+  if (looks_like_pem(data)) {
+    ossl::BioPtr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+    for (;;) {
+      char* name = nullptr;
+      char* header = nullptr;
+      unsigned char* der = nullptr;
+      long len = 0;
+      if (!PEM_read_bio(bio.get(), &name, &header, &der, &len)) {
+        unsigned long e = ERR_peek_last_error();
+        ERR_clear_error();
+        if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE) break;
+        fail(ExitCode::BadInput, "The PEM file '" + source + "' is corrupt or truncated (block " +
+                                     std::to_string(out.size() + 1) + ").",
+             "Ask the CA for the file again, or check how it was saved.");
+      }
+      std::string n(name);
+      const unsigned char* p = der;
+      bool ok = true;
+      if (n == "CERTIFICATE" || n == "X509 CERTIFICATE" || n == "TRUSTED CERTIFICATE") {
+        X509* c = n == "TRUSTED CERTIFICATE" ? d2i_X509_AUX(nullptr, &p, len) : d2i_X509(nullptr, &p, len);
+        if (c) out.emplace_back(c);
+        else ok = false;
+      } else if (n == "PKCS7" || n == "CERTIFICATE CHAIN") {
+        ossl::Pkcs7Ptr p7(d2i_PKCS7(nullptr, &p, len));
+        if (p7) add_pkcs7_certs(p7.get(), out);
+        else ok = false;
+      }
+      OPENSSL_free(name);
+      OPENSSL_free(header);
+      OPENSSL_free(der);
+      if (!ok) {
+        ERR_clear_error();
+        fail(ExitCode::BadInput, "The PEM file '" + source + "' holds a " + n + " block that is not valid DER.",
+             "Ask the CA for the file again.");
+      }
+    }
+  } else {
+    const unsigned char* p = data.data();
+    X509* c = d2i_X509(nullptr, &p, static_cast<long>(data.size()));
+    if (c && p == data.data() + data.size()) {
+      out.emplace_back(c);
+    } else {
+      X509_free(c);
+      p = data.data();
+      ossl::Pkcs7Ptr p7(d2i_PKCS7(nullptr, &p, static_cast<long>(data.size())));
+      if (p7) add_pkcs7_certs(p7.get(), out);
+    }
+    ERR_clear_error();
+  }
+  if (out.empty())
+    fail(ExitCode::BadInput, "No certificate could be read from '" + source + "'.",
+         "tokenprov reads PEM, DER and PKCS#7 (.p7b/.p7c); check that this is the file the CA issued.");
+  return out;
+}
+
+std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path) {
+  auto data = ossl::read_file(path);
+  return load_certificates(data, path);
+}
+
+std::vector<ossl::X509Ptr> order_chain(X509* leaf, std::vector<ossl::X509Ptr>& certs) {
+  std::vector<ossl::X509Ptr> chain;
+  X509* cur = leaf;
+  for (int depth = 0; depth < 16; ++depth) {
+    if (X509_check_issued(cur, cur) == X509_V_OK && cur != leaf) break; // self-signed root reached
+    auto it = std::find_if(certs.begin(), certs.end(), [&](const ossl::X509Ptr& c) {
+      return c.get() != cur && X509_check_issued(c.get(), cur) == X509_V_OK;
+    });
+    if (it == certs.end()) break;
+    X509* next = it->get();
+    chain.push_back(std::move(*it));
+    certs.erase(it);
+    cur = next;
+  }
+  return chain;
+}
+
+std::string cert_label(X509* cert) {
+  X509_NAME* n = X509_get_subject_name(cert);
+  int idx = X509_NAME_get_index_by_NID(n, NID_commonName, -1);
+  if (idx >= 0) {
+    ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, idx));
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, s);
+    if (len > 0) {
+      std::string out(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len));
+      OPENSSL_free(utf8);
+      return out;
+    }
+  }
+  return ossl::name_oneline(n);
+}
+
+std::vector<CK_OBJECT_HANDLE> find_certificate(const p11::Session& s, X509* cert) {
+  auto der = ossl::to_der(cert);
+  p11::Attributes t;
+  t.add_class(CKO_CERTIFICATE).add_bytes(CKA_VALUE, der);
+  return s.find(t);
+}
+
+CK_OBJECT_HANDLE write_certificate(p11::Session& s, X509* cert, const std::string& label, const p11::Bytes& id,
+                                   bool authority) {
+  auto der = ossl::to_der(cert);
+  auto enc = [](auto* obj, auto i2d) {
+    int n = i2d(obj, nullptr);
+    p11::Bytes b(static_cast<std::size_t>(std::max(n, 0)));
+    unsigned char* p = b.data();
+    i2d(obj, &p);
+    return b;
+  };
+  auto subject = enc(X509_get_subject_name(cert), i2d_X509_NAME);
+  auto issuer = enc(X509_get_issuer_name(cert), i2d_X509_NAME);
+  auto serial = enc(const_cast<ASN1_INTEGER*>(X509_get0_serialNumber(cert)), i2d_ASN1_INTEGER);
+  p11::Attributes t;
+  t.add_class(CKO_CERTIFICATE).add_ulong(CKA_CERTIFICATE_TYPE, CKC_X_509);
+  t.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, false).add_bool(CKA_MODIFIABLE, true);
+  t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id);
+  t.add_bytes(CKA_SUBJECT, subject).add_bytes(CKA_ISSUER, issuer).add_bytes(CKA_SERIAL_NUMBER, serial);
+  t.add_bytes(CKA_VALUE, der);
+  t.add_ulong(CKA_CERTIFICATE_CATEGORY, authority ? 2 : 1);
+  return s.create(t, std::string("writing the ") + (authority ? "CA " : "") + "certificate '" + label + "'");
+}
+
+namespace {
+void check_validity(X509* c, const std::string& source, bool leaf) {
+  std::string what = leaf ? "The certificate for '" + ossl::name_oneline(X509_get_subject_name(c)) + "'"
+                          : "The CA certificate '" + ossl::name_oneline(X509_get_subject_name(c)) + "'";
+  if (X509_cmp_current_time(X509_get0_notBefore(c)) > 0)
+    fail(ExitCode::BadInput,
+         what + " in '" + source + "' is not valid yet (from " + ossl::asn1_time_rfc3339(X509_get0_notBefore(c)) + ").",
+         "Check this machine's clock, or pass --allow-expired to store it anyway.");
+  if (X509_cmp_current_time(X509_get0_notAfter(c)) < 0)
+    fail(ExitCode::BadInput,
+         what + " in '" + source + "' expired on " + ossl::asn1_time_rfc3339(X509_get0_notAfter(c)) + ".",
+         "Ask the CA for a current certificate, or pass --allow-expired to store it anyway.");
+}
+
+void verify_chain(X509* leaf, const std::vector<ossl::X509Ptr>& chain, const std::string& bundle_path,
+                  bool allow_expired, const std::string& source) {
+  auto anchors = load_certificate_file(bundle_path);
+  ossl::X509StorePtr store(X509_STORE_new());
+  for (auto& a : anchors) X509_STORE_add_cert(store.get(), a.get());
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  for (auto& c : chain) sk_X509_push(untrusted, c.get());
+  ossl::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted);
+  if (allow_expired) X509_STORE_CTX_set_flags(ctx.get(), X509_V_FLAG_NO_CHECK_TIME);
+  int ok = X509_verify_cert(ctx.get());
+  int err = X509_STORE_CTX_get_error(ctx.get());
+  sk_X509_free(untrusted);
+  ERR_clear_error();
+  if (ok != 1)
+    fail(ExitCode::BadInput,
+         "The certificate in '" + source + "' does not verify against the CA bundle '" + bundle_path +
+             "': " + X509_verify_cert_error_string(err) + ".",
+         "Check that the bundle holds the issuing CA's root, and that the file carries the intermediates.");
+}
+} // namespace
+
+PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> certs, const PickupOptions& opts,
+                                 const std::string& source) {
+  PickupResult r;
+  // Index the token's keys by their SubjectPublicKeyInfo once.
+  std::vector<std::pair<ossl::Bytes, KeyRef>> keys;
+  for (auto& k : private_keys(s)) {
+    try {
+      auto pk = public_key(s, k);
+      keys.emplace_back(ossl::spki_der(pk.get()), k);
+    } catch (const Error&) {
+    }
+  }
+  // The leaf: a certificate whose public key is a token key; end-entity certificates first.
+  std::size_t leaf_idx = certs.size();
+  for (int pass = 0; pass < 2 && leaf_idx == certs.size(); ++pass) {
+    for (std::size_t i = 0; i < certs.size(); ++i) {
+      bool ca = X509_check_ca(certs[i].get()) != 0;
+      if ((pass == 0) == ca) continue;
+      auto spki = ossl::spki_der(certs[i].get());
+      auto it = std::find_if(keys.begin(), keys.end(), [&](auto& kv) { return kv.first == spki; });
+      if (it != keys.end()) {
+        leaf_idx = i;
+        r.key = it->second;
+        break;
+      }
+    }
+  }
+  if (leaf_idx == certs.size()) {
+    std::string subj = ossl::name_oneline(X509_get_subject_name(certs.front().get()));
+    fail(ExitCode::BadInput,
+         "No key on the token matches the certificate" + std::string(certs.size() > 1 ? "s" : "") + " in '" + source +
+             "' (" + subj + (certs.size() > 1 ? ", ..." : "") + "); nothing was written.",
+         "Pick up the certificate on the token whose key made the request, or check that you have the right file.");
+  }
+  r.leaf = std::move(certs[leaf_idx]);
+  certs.erase(certs.begin() + static_cast<long>(leaf_idx));
+  r.chain = order_chain(r.leaf.get(), certs);
+  for (auto& c : certs) r.ignored.push_back(ossl::name_oneline(X509_get_subject_name(c.get())));
+
+  if (!opts.allow_expired) {
+    check_validity(r.leaf.get(), source, true);
+    for (auto& c : r.chain) check_validity(c.get(), source, false);
+  }
+  if (!opts.ca_bundle.empty()) verify_chain(r.leaf.get(), r.chain, opts.ca_bundle, opts.allow_expired, source);
+
+  // The write, all or nothing.
+  std::vector<CK_OBJECT_HANDLE> created;
+  try {
+    if (find_certificate(s, r.leaf.get()).empty()) {
+      created.push_back(write_certificate(s, r.leaf.get(), r.key.label, r.key.id, false));
+      ++r.written;
+    } else {
+      ++r.present;
+    }
+    for (auto& c : r.chain) {
+      if (!find_certificate(s, c.get()).empty()) {
+        ++r.present;
+        continue;
+      }
+      ossl::EvpPkeyPtr pk(X509_get_pubkey(c.get()));
+      p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
+      created.push_back(write_certificate(s, c.get(), cert_label(c.get()), id, true));
+      ++r.written;
+    }
+  } catch (...) {
+    for (auto it = created.rbegin(); it != created.rend(); ++it) s.destroy_noexcept(*it);
+    throw;
+  }
+  return r;
+}
+
+} // namespace tokenprov

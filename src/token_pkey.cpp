@@ -1,0 +1,89 @@
+#include "tokenprov/token_pkey.hpp"
+
+#include <openssl/rsa.h>
+
+#include <cstring>
+#include <mutex>
+
+namespace tokenprov {
+
+namespace {
+
+struct KeyCtx {
+  const p11::Session* session;
+  CK_OBJECT_HANDLE key;
+};
+
+int g_ex_index = -1;
+RSA_METHOD* g_method = nullptr;
+std::once_flag g_once;
+
+KeyCtx* ctx_of(RSA* rsa) { return static_cast<KeyCtx*>(RSA_get_ex_data(rsa, g_ex_index)); }
+
+void free_ctx(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<KeyCtx*>(ptr); }
+
+int token_op(bool sign, int flen, const unsigned char* from, unsigned char* to, RSA* rsa, int padding) {
+  KeyCtx* c = ctx_of(rsa);
+  if (!c) return -1;
+  CK_MECHANISM mech{};
+  CK_RSA_PKCS_OAEP_PARAMS oaep{CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, nullptr, 0};
+  switch (padding) {
+  case RSA_PKCS1_PADDING: mech = {CKM_RSA_PKCS, nullptr, 0}; break;
+  case RSA_NO_PADDING: mech = {CKM_RSA_X_509, nullptr, 0}; break;
+  case RSA_PKCS1_OAEP_PADDING:
+    if (sign) return -1;
+    mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
+    break;
+  default: return -1;
+  }
+  try {
+    std::span<const std::uint8_t> in(from, static_cast<std::size_t>(flen));
+    p11::Bytes out = sign ? c->session->sign(mech, c->key, in) : c->session->decrypt(mech, c->key, in);
+    int max = RSA_size(rsa);
+    if (out.size() > static_cast<std::size_t>(max)) return -1;
+    std::memcpy(to, out.data(), out.size());
+    int n = static_cast<int>(out.size());
+    OPENSSL_cleanse(out.data(), out.size());
+    return n;
+  } catch (...) {
+    return -1; // exceptions never cross into OpenSSL's C code
+  }
+}
+
+int priv_enc(int flen, const unsigned char* from, unsigned char* to, RSA* rsa, int padding) {
+  return token_op(true, flen, from, to, rsa, padding);
+}
+int priv_dec(int flen, const unsigned char* from, unsigned char* to, RSA* rsa, int padding) {
+  return token_op(false, flen, from, to, rsa, padding);
+}
+
+void init_once() {
+  g_ex_index = RSA_get_ex_new_index(0, nullptr, nullptr, nullptr, free_ctx);
+  g_method = RSA_meth_dup(RSA_PKCS1_OpenSSL());
+  RSA_meth_set1_name(g_method, "tokenprov PKCS#11 key");
+  RSA_meth_set_priv_enc(g_method, priv_enc);
+  RSA_meth_set_priv_dec(g_method, priv_dec);
+  RSA_meth_set_flags(g_method, RSA_meth_get_flags(g_method) | RSA_FLAG_EXT_PKEY);
+}
+
+} // namespace
+
+ossl::EvpPkeyPtr token_rsa_pkey(const p11::Session& s, const KeyRef& k) {
+  if (k.type != CKK_RSA)
+    fail(ExitCode::Usage, "The key '" + k.label + "' is not an RSA key; this operation (SCEP) needs one.",
+         "Enroll over SCEP with an rsa2048, rsa3072 or rsa4096 key.");
+  std::call_once(g_once, init_once);
+  auto pub = public_key(s, k);
+  RSA* rsa = EVP_PKEY_get1_RSA(pub.get());
+  if (!rsa) ossl::fail_ssl(ExitCode::Internal, "Cannot read the RSA public key");
+  RSA_set_method(rsa, g_method);
+  RSA_set_ex_data(rsa, g_ex_index, new KeyCtx{&s, k.priv});
+  ossl::EvpPkeyPtr pk(EVP_PKEY_new());
+  if (!pk || EVP_PKEY_assign_RSA(pk.get(), rsa) != 1) {
+    RSA_free(rsa);
+    ossl::fail_ssl(ExitCode::Internal, "Cannot make the token key usable by OpenSSL");
+  }
+  return pk;
+}
+
+} // namespace tokenprov
