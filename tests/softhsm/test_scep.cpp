@@ -172,7 +172,7 @@ ossl::X509Ptr self_signed_ca(EVP_PKEY* key, const char* cn) {
 
 std::string attr(PKCS7_SIGNER_INFO* si, int nid) {
   ASN1_TYPE* t = PKCS7_get_signed_attribute(si, nid);
-  if (!t || t->type == V_ASN1_BOOLEAN || t->type == V_ASN1_NULL || t->type == V_ASN1_OBJECT) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+  if (!t || t->type == V_ASN1_BOOLEAN || t->type == V_ASN1_NULL || t->type == V_ASN1_OBJECT) return {};
   return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(t->value.asn1_string)),
                      static_cast<std::size_t>(ASN1_STRING_length(t->value.asn1_string)));
 }
@@ -290,12 +290,12 @@ private:
   ossl::Bytes cert_rep(const ossl::Bytes& der) {
     const unsigned char* p = der.data();
     ossl::Pkcs7Ptr req(d2i_PKCS7(nullptr, &p, static_cast<long>(der.size())));
-    if (!req || !PKCS7_type_is_signed(req.get())) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+    if (!req || !PKCS7_type_is_signed(req.get())) return {};
     ossl::BioPtr content(BIO_new(BIO_s_mem()));
     if (PKCS7_verify(req.get(), nullptr, nullptr, nullptr, content.get(), PKCS7_NOVERIFY | PKCS7_BINARY) != 1)
-      { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+      return {};
     STACK_OF(X509)* signers = PKCS7_get0_signers(req.get(), nullptr, 0);
-    if (!signers) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+    if (!signers) return {};
     ossl::X509Ptr requester = ossl::dup(sk_X509_value(signers, 0));
     sk_X509_free(signers);
     PKCS7_SIGNER_INFO* rsi = sk_PKCS7_SIGNER_INFO_value(PKCS7_get_signer_info(req.get()), 0);
@@ -312,13 +312,13 @@ private:
       const unsigned char* q = reinterpret_cast<const unsigned char*>(d);
       ossl::Pkcs7Ptr env(d2i_PKCS7(nullptr, &q, n));
       ossl::BioPtr plain(BIO_new(BIO_s_mem()));
-      if (!env || PKCS7_decrypt(env.get(), ca_key_.get(), ca_cert.get(), plain.get(), PKCS7_BINARY) != 1) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+      if (!env || PKCS7_decrypt(env.get(), ca_key_.get(), ca_cert.get(), plain.get(), PKCS7_BINARY) != 1) return {};
       csr_.reset(d2i_X509_REQ_bio(plain.get(), nullptr));
-      if (!csr_) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+      if (!csr_) return {};
     } else if (type == "20") {
       if (++cert_polls >= 2 && mode_ == Mode::PendingThenIssue) status = "0";
     } else {
-      { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+      return {};
     }
 
     ossl::Bytes inner;
@@ -343,7 +343,7 @@ private:
       ossl::BioPtr in(BIO_new_mem_buf(deg_der.data(), static_cast<int>(deg_der.size())));
       ossl::Pkcs7Ptr env(PKCS7_encrypt(to, in.get(), EVP_aes_128_cbc(), PKCS7_BINARY));
       sk_X509_free(to);
-      if (!env) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+      if (!env) return {};
       inner = p7_der(env.get());
     }
 
@@ -352,7 +352,7 @@ private:
     PKCS7_SIGNER_INFO* si = PKCS7_sign_add_signer(rep.get(), rogue ? rogue_cert_.get() : ca_cert.get(),
                                                   rogue ? rogue_key_.get() : ca_key_.get(), EVP_sha256(),
                                                   PKCS7_BINARY | PKCS7_NOSMIMECAP);
-    if (!si) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+    if (!si) return {};
     ossl::Bytes fresh(16);
     RAND_bytes(fresh.data(), 16);
     add(si, nid_tid_, V_ASN1_PRINTABLESTRING, tid);
@@ -361,8 +361,9 @@ private:
     add(si, nid_recipient_, V_ASN1_OCTET_STRING,
         mode_ == Mode::WrongNonce ? std::string(fresh.begin(), fresh.end()) : nonce);
     add(si, nid_sender_, V_ASN1_OCTET_STRING, std::string(fresh.begin(), fresh.end()));
-    ossl::BioPtr data(BIO_new_mem_buf(inner.data(), static_cast<int>(inner.size())));
-    if (PKCS7_final(rep.get(), data.get(), PKCS7_BINARY) != 1) { fprintf(stderr, "fake: fail at line %d: %s\n", __LINE__, ossl::last_error().c_str()); return {}; }
+    ossl::BioPtr data(inner.empty() ? BIO_new_mem_buf("", 0)
+                                    : BIO_new_mem_buf(inner.data(), static_cast<int>(inner.size())));
+    if (PKCS7_final(rep.get(), data.get(), PKCS7_BINARY) != 1) return {};
     return p7_der(rep.get());
   }
 

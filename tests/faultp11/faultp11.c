@@ -1,0 +1,632 @@
+/*
+ * faultp11: a PKCS#11 v2.40 module that forwards every call to a real module
+ * and injects one failure (or a "pulled-out token") where the environment
+ * says, so the reliability tests can fail each PKCS#11 call tokenprov makes
+ * in turn and check that nothing is left half-done.
+ *
+ * The real module is dlopen()ed from $FAULTP11_MODULE (default SoftHSM2).
+ * Every call except C_GetFunctionList is counted: a global call number and a
+ * per-function number. The configuration is read from the environment at
+ * C_Initialize (again at every C_Initialize):
+ *
+ *   FAULTP11_FAIL_AT=N       the Nth call (1-based) fails
+ *   FAULTP11_FAIL_FUNC=NAME  the Nth call of NAME (C_CreateObject, ...) fails;
+ *                            N is FAULTP11_FAIL_AT, default 1
+ *   FAULTP11_RV=RV           the error: a CKR_ name or a number (0x.. hex);
+ *                            default CKR_DEVICE_ERROR
+ *   FAULTP11_STICKY=1        once triggered, every later call fails too,
+ *                            except C_Finalize, C_CloseSession,
+ *                            C_CloseAllSessions and C_Logout (cleanup)
+ *   FAULTP11_COUNT_FILE=PATH the number of counted calls is written there at
+ *                            C_Finalize and when the library is unloaded
+ *   FAULTP11_LOG=PATH        one line per call appended: "N NAME RV", with a
+ *                            fourth word "injected" on injected failures
+ *   FAULTP11_SCOPE=process   count across C_Finalize/C_Initialize cycles; the
+ *                            default ("init") restarts the counters (and
+ *                            re-arms the fault) at each C_Initialize that
+ *                            starts a new cycle
+ *
+ * A failed call is never forwarded, so the real token is not changed by it.
+ * An unparsable configuration makes C_Initialize fail with CKR_GENERAL_ERROR
+ * and a message on stderr.
+ *
+ * Only C_GetFunctionList is exported: the real module's own references to
+ * C_* symbols must never bind to the shim.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <p11-kit/pkcs11.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FP_EXPORT __attribute__((visibility("default")))
+#define FP_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define FP_PATH_MAX 4096
+
+/* All 68 entries of CK_FUNCTION_LIST (v2.40), in the structure's order. */
+#define FP_ALL_FUNCTIONS(X)                                                                             \
+  X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList) X(C_GetSlotInfo)     \
+  X(C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo) X(C_InitToken) X(C_InitPIN)           \
+  X(C_SetPIN) X(C_OpenSession) X(C_CloseSession) X(C_CloseAllSessions) X(C_GetSessionInfo)            \
+  X(C_GetOperationState) X(C_SetOperationState) X(C_Login) X(C_Logout) X(C_CreateObject)              \
+  X(C_CopyObject) X(C_DestroyObject) X(C_GetObjectSize) X(C_GetAttributeValue)                        \
+  X(C_SetAttributeValue) X(C_FindObjectsInit) X(C_FindObjects) X(C_FindObjectsFinal)                 \
+  X(C_EncryptInit) X(C_Encrypt) X(C_EncryptUpdate) X(C_EncryptFinal) X(C_DecryptInit) X(C_Decrypt)    \
+  X(C_DecryptUpdate) X(C_DecryptFinal) X(C_DigestInit) X(C_Digest) X(C_DigestUpdate) X(C_DigestKey)   \
+  X(C_DigestFinal) X(C_SignInit) X(C_Sign) X(C_SignUpdate) X(C_SignFinal) X(C_SignRecoverInit)        \
+  X(C_SignRecover) X(C_VerifyInit) X(C_Verify) X(C_VerifyUpdate) X(C_VerifyFinal)                     \
+  X(C_VerifyRecoverInit) X(C_VerifyRecover) X(C_DigestEncryptUpdate) X(C_DecryptDigestUpdate)         \
+  X(C_SignEncryptUpdate) X(C_DecryptVerifyUpdate) X(C_GenerateKey) X(C_GenerateKeyPair) X(C_WrapKey) \
+  X(C_UnwrapKey) X(C_DeriveKey) X(C_SeedRandom) X(C_GenerateRandom) X(C_GetFunctionStatus)           \
+  X(C_CancelFunction) X(C_WaitForSlotEvent)
+
+/* The functions forwarded by the generic wrapper: all but C_Initialize,
+ * C_Finalize and C_GetFunctionList. X(name, parameters, arguments). */
+#define FP_FORWARDED(X)                                                                                  \
+  X(C_GetInfo, (CK_INFO_PTR info), (info))                                                               \
+  X(C_GetSlotList, (CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count), (present, list, count))  \
+  X(C_GetSlotInfo, (CK_SLOT_ID slot, CK_SLOT_INFO_PTR info), (slot, info))                               \
+  X(C_GetTokenInfo, (CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info), (slot, info))                             \
+  X(C_GetMechanismList, (CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count),               \
+    (slot, list, count))                                                                                 \
+  X(C_GetMechanismInfo, (CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info),           \
+    (slot, type, info))                                                                                  \
+  X(C_InitToken, (CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len, CK_UTF8CHAR_PTR label),        \
+    (slot, pin, pin_len, label))                                                                         \
+  X(C_InitPIN, (CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len), (s, pin, pin_len))          \
+  X(C_SetPIN,                                                                                            \
+    (CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len, CK_UTF8CHAR_PTR new_pin,            \
+     CK_ULONG new_len),                                                                                  \
+    (s, old_pin, old_len, new_pin, new_len))                                                             \
+  X(C_OpenSession,                                                                                       \
+    (CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR s),       \
+    (slot, flags, app, notify, s))                                                                       \
+  X(C_CloseSession, (CK_SESSION_HANDLE s), (s))                                                          \
+  X(C_CloseAllSessions, (CK_SLOT_ID slot), (slot))                                                       \
+  X(C_GetSessionInfo, (CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info), (s, info))                        \
+  X(C_GetOperationState, (CK_SESSION_HANDLE s, CK_BYTE_PTR state, CK_ULONG_PTR state_len),               \
+    (s, state, state_len))                                                                               \
+  X(C_SetOperationState,                                                                                 \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR state, CK_ULONG state_len, CK_OBJECT_HANDLE enc_key,               \
+     CK_OBJECT_HANDLE auth_key),                                                                         \
+    (s, state, state_len, enc_key, auth_key))                                                            \
+  X(C_Login, (CK_SESSION_HANDLE s, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len),            \
+    (s, user, pin, pin_len))                                                                             \
+  X(C_Logout, (CK_SESSION_HANDLE s), (s))                                                                \
+  X(C_CreateObject,                                                                                      \
+    (CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_OBJECT_HANDLE_PTR obj),             \
+    (s, templ, count, obj))                                                                              \
+  X(C_CopyObject,                                                                                        \
+    (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR templ, CK_ULONG count,                  \
+     CK_OBJECT_HANDLE_PTR new_obj),                                                                      \
+    (s, obj, templ, count, new_obj))                                                                     \
+  X(C_DestroyObject, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj), (s, obj))                              \
+  X(C_GetObjectSize, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ULONG_PTR size), (s, obj, size))     \
+  X(C_GetAttributeValue,                                                                                 \
+    (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR templ, CK_ULONG count),                 \
+    (s, obj, templ, count))                                                                              \
+  X(C_SetAttributeValue,                                                                                 \
+    (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR templ, CK_ULONG count),                 \
+    (s, obj, templ, count))                                                                              \
+  X(C_FindObjectsInit, (CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR templ, CK_ULONG count), (s, templ, count)) \
+  X(C_FindObjects, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR objs, CK_ULONG max, CK_ULONG_PTR count),   \
+    (s, objs, max, count))                                                                               \
+  X(C_FindObjectsFinal, (CK_SESSION_HANDLE s), (s))                                                      \
+  X(C_EncryptInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key), (s, mech, key))   \
+  X(C_Encrypt,                                                                                           \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_EncryptUpdate,                                                                                     \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_EncryptFinal, (CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len), (s, out, out_len))     \
+  X(C_DecryptInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key), (s, mech, key))   \
+  X(C_Decrypt,                                                                                           \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_DecryptUpdate,                                                                                     \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_DecryptFinal, (CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len), (s, out, out_len))     \
+  X(C_DigestInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech), (s, mech))                               \
+  X(C_Digest,                                                                                            \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_DigestUpdate, (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len), (s, in, in_len))             \
+  X(C_DigestKey, (CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key), (s, key))                                  \
+  X(C_DigestFinal, (CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len), (s, out, out_len))      \
+  X(C_SignInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key), (s, mech, key))      \
+  X(C_Sign,                                                                                              \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len),       \
+    (s, in, in_len, sig, sig_len))                                                                       \
+  X(C_SignUpdate, (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len), (s, in, in_len))               \
+  X(C_SignFinal, (CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len), (s, sig, sig_len))        \
+  X(C_SignRecoverInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key),               \
+    (s, mech, key))                                                                                      \
+  X(C_SignRecover,                                                                                       \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len),       \
+    (s, in, in_len, sig, sig_len))                                                                       \
+  X(C_VerifyInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key), (s, mech, key))    \
+  X(C_Verify, (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR sig, CK_ULONG sig_len), \
+    (s, in, in_len, sig, sig_len))                                                                       \
+  X(C_VerifyUpdate, (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len), (s, in, in_len))             \
+  X(C_VerifyFinal, (CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG sig_len), (s, sig, sig_len))          \
+  X(C_VerifyRecoverInit, (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key),             \
+    (s, mech, key))                                                                                      \
+  X(C_VerifyRecover,                                                                                     \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),     \
+    (s, sig, sig_len, out, out_len))                                                                     \
+  X(C_DigestEncryptUpdate,                                                                               \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_DecryptDigestUpdate,                                                                               \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_SignEncryptUpdate,                                                                                 \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_DecryptVerifyUpdate,                                                                               \
+    (CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out, CK_ULONG_PTR out_len),       \
+    (s, in, in_len, out, out_len))                                                                       \
+  X(C_GenerateKey,                                                                                       \
+    (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR templ, CK_ULONG count,                 \
+     CK_OBJECT_HANDLE_PTR key),                                                                          \
+    (s, mech, templ, count, key))                                                                        \
+  X(C_GenerateKeyPair,                                                                                   \
+    (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_templ, CK_ULONG pub_count,         \
+     CK_ATTRIBUTE_PTR priv_templ, CK_ULONG priv_count, CK_OBJECT_HANDLE_PTR pub,                         \
+     CK_OBJECT_HANDLE_PTR priv),                                                                         \
+    (s, mech, pub_templ, pub_count, priv_templ, priv_count, pub, priv))                                  \
+  X(C_WrapKey,                                                                                           \
+    (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,        \
+     CK_BYTE_PTR out, CK_ULONG_PTR out_len),                                                             \
+    (s, mech, wrapping, key, out, out_len))                                                              \
+  X(C_UnwrapKey,                                                                                         \
+    (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE unwrapping, CK_BYTE_PTR wrapped,       \
+     CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR templ, CK_ULONG count, CK_OBJECT_HANDLE_PTR key),            \
+    (s, mech, unwrapping, wrapped, wrapped_len, templ, count, key))                                      \
+  X(C_DeriveKey,                                                                                         \
+    (CK_SESSION_HANDLE s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR templ,          \
+     CK_ULONG count, CK_OBJECT_HANDLE_PTR key),                                                          \
+    (s, mech, base, templ, count, key))                                                                  \
+  X(C_SeedRandom, (CK_SESSION_HANDLE s, CK_BYTE_PTR seed, CK_ULONG seed_len), (s, seed, seed_len))       \
+  X(C_GenerateRandom, (CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG out_len), (s, out, out_len))       \
+  X(C_GetFunctionStatus, (CK_SESSION_HANDLE s), (s))                                                     \
+  X(C_CancelFunction, (CK_SESSION_HANDLE s), (s))                                                        \
+  X(C_WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved), (flags, slot, reserved))
+
+/* ---- function indices and names ----------------------------------------- */
+
+enum fp_index {
+#define FP_ENUM(name) FP_IDX_##name,
+  FP_ALL_FUNCTIONS(FP_ENUM)
+#undef FP_ENUM
+  FP_COUNT
+};
+
+static const char* const fp_names[FP_COUNT] = {
+#define FP_NAME(name) #name,
+    FP_ALL_FUNCTIONS(FP_NAME)
+#undef FP_NAME
+};
+
+#define FP_ONE(...) +1
+_Static_assert(FP_COUNT == 68, "PKCS#11 v2.40 has 68 functions");
+_Static_assert(0 FP_FORWARDED(FP_ONE) == 65, "every function but the three special ones is forwarded");
+_Static_assert(sizeof(CK_FUNCTION_LIST) == offsetof(CK_FUNCTION_LIST, C_Initialize) + 68 * sizeof(void (*)(void)),
+               "CK_FUNCTION_LIST has 68 entries");
+#undef FP_ONE
+
+/* ---- return value names --------------------------------------------------- */
+
+struct fp_rv_name {
+  CK_RV rv;
+  const char* name;
+};
+#define FP_RV(x) {x, #x}
+static const struct fp_rv_name fp_rv_names[] = {
+    FP_RV(CKR_OK),
+    FP_RV(CKR_CANCEL),
+    FP_RV(CKR_HOST_MEMORY),
+    FP_RV(CKR_SLOT_ID_INVALID),
+    FP_RV(CKR_GENERAL_ERROR),
+    FP_RV(CKR_FUNCTION_FAILED),
+    FP_RV(CKR_ARGUMENTS_BAD),
+    FP_RV(CKR_NO_EVENT),
+    FP_RV(CKR_CANT_LOCK),
+    FP_RV(CKR_ATTRIBUTE_READ_ONLY),
+    FP_RV(CKR_ATTRIBUTE_SENSITIVE),
+    FP_RV(CKR_ATTRIBUTE_TYPE_INVALID),
+    FP_RV(CKR_ATTRIBUTE_VALUE_INVALID),
+    FP_RV(CKR_DATA_INVALID),
+    FP_RV(CKR_DATA_LEN_RANGE),
+    FP_RV(CKR_DEVICE_ERROR),
+    FP_RV(CKR_DEVICE_MEMORY),
+    FP_RV(CKR_DEVICE_REMOVED),
+    FP_RV(CKR_FUNCTION_CANCELED),
+    FP_RV(CKR_FUNCTION_NOT_SUPPORTED),
+    FP_RV(CKR_KEY_HANDLE_INVALID),
+    FP_RV(CKR_KEY_UNEXTRACTABLE),
+    FP_RV(CKR_MECHANISM_INVALID),
+    FP_RV(CKR_MECHANISM_PARAM_INVALID),
+    FP_RV(CKR_OBJECT_HANDLE_INVALID),
+    FP_RV(CKR_OPERATION_ACTIVE),
+    FP_RV(CKR_OPERATION_NOT_INITIALIZED),
+    FP_RV(CKR_PIN_INCORRECT),
+    FP_RV(CKR_PIN_INVALID),
+    FP_RV(CKR_PIN_LEN_RANGE),
+    FP_RV(CKR_PIN_EXPIRED),
+    FP_RV(CKR_PIN_LOCKED),
+    FP_RV(CKR_SESSION_CLOSED),
+    FP_RV(CKR_SESSION_COUNT),
+    FP_RV(CKR_SESSION_HANDLE_INVALID),
+    FP_RV(CKR_SESSION_READ_ONLY),
+    FP_RV(CKR_SESSION_EXISTS),
+    FP_RV(CKR_SIGNATURE_INVALID),
+    FP_RV(CKR_TEMPLATE_INCOMPLETE),
+    FP_RV(CKR_TEMPLATE_INCONSISTENT),
+    FP_RV(CKR_TOKEN_NOT_PRESENT),
+    FP_RV(CKR_TOKEN_NOT_RECOGNIZED),
+    FP_RV(CKR_TOKEN_WRITE_PROTECTED),
+    FP_RV(CKR_USER_ALREADY_LOGGED_IN),
+    FP_RV(CKR_USER_NOT_LOGGED_IN),
+    FP_RV(CKR_USER_PIN_NOT_INITIALIZED),
+    FP_RV(CKR_USER_TYPE_INVALID),
+    FP_RV(CKR_BUFFER_TOO_SMALL),
+    FP_RV(CKR_CRYPTOKI_NOT_INITIALIZED),
+    FP_RV(CKR_CRYPTOKI_ALREADY_INITIALIZED),
+    FP_RV(CKR_FUNCTION_REJECTED),
+};
+#undef FP_RV
+
+/* ---- state ------------------------------------------------------------------ */
+
+struct fp_config {
+  unsigned long fail_at; /* 0: no fault */
+  int fail_func;         /* -1: FAIL_AT counts every call */
+  CK_RV rv;
+  int sticky;
+  int process_scope;
+  char count_file[FP_PATH_MAX];
+  char log_file[FP_PATH_MAX];
+};
+
+static pthread_mutex_t fp_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fp_config fp_cfg = {0, -1, CKR_DEVICE_ERROR, 0, 0, "", ""};
+static unsigned long fp_total;            /* counted calls */
+static unsigned long fp_per_fn[FP_COUNT]; /* counted calls per function */
+static int fp_triggered;                  /* the configured fault has fired */
+static int fp_initialized;                /* a C_Initialize through the shim succeeded, no C_Finalize yet */
+static int fp_configured;                 /* the environment was read at least once */
+static void* fp_real_handle;
+static char fp_real_path[FP_PATH_MAX];
+static CK_FUNCTION_LIST* fp_real; /* accessed with __atomic builtins */
+
+static CK_FUNCTION_LIST fp_list; /* defined at the end */
+
+static void fp_warn(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fp_warn(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("faultp11: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static const char* fp_rv_name(CK_RV rv, char* buf, size_t n) {
+  for (size_t i = 0; i < sizeof fp_rv_names / sizeof fp_rv_names[0]; ++i)
+    if (fp_rv_names[i].rv == rv) return fp_rv_names[i].name;
+  snprintf(buf, n, "0x%08lx", (unsigned long)rv);
+  return buf;
+}
+
+static int fp_parse_rv(const char* s, CK_RV* out) {
+  for (size_t i = 0; i < sizeof fp_rv_names / sizeof fp_rv_names[0]; ++i)
+    if (strcmp(fp_rv_names[i].name, s) == 0) {
+      *out = fp_rv_names[i].rv;
+      return 1;
+    }
+  char* end = NULL;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 0); /* 0x.. hex, or decimal */
+  if (errno || end == s || *end || s[0] == '-') return 0;
+  *out = (CK_RV)v;
+  return 1;
+}
+
+static int fp_function_index(const char* s) {
+  for (int i = 0; i < FP_COUNT; ++i) {
+    if (strcmp(fp_names[i], s) == 0) return i;
+    if (strncmp(s, "C_", 2) != 0 && strcmp(fp_names[i] + 2, s) == 0) return i; /* "CreateObject" */
+  }
+  return -1;
+}
+
+static const char* fp_env(const char* name) {
+  const char* v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+static int fp_copy_path(char* dst, const char* src, const char* var) {
+  dst[0] = '\0';
+  if (!src) return 1;
+  if (strlen(src) >= FP_PATH_MAX) {
+    fp_warn("%s is too long", var);
+    return 0;
+  }
+  strcpy(dst, src);
+  return 1;
+}
+
+/* Reads the FAULTP11_* variables into *c. Returns 0 (after a message) when
+ * one is unusable; the fault is then off, the file paths are kept. */
+static int fp_read_config(struct fp_config* c) {
+  int ok = 1;
+  memset(c, 0, sizeof *c);
+  c->fail_func = -1;
+  c->rv = CKR_DEVICE_ERROR;
+  ok &= fp_copy_path(c->count_file, fp_env("FAULTP11_COUNT_FILE"), "FAULTP11_COUNT_FILE");
+  ok &= fp_copy_path(c->log_file, fp_env("FAULTP11_LOG"), "FAULTP11_LOG");
+
+  const char* v;
+  if ((v = fp_env("FAULTP11_SCOPE"))) {
+    if (strcmp(v, "process") == 0) c->process_scope = 1;
+    else if (strcmp(v, "init") != 0) {
+      fp_warn("FAULTP11_SCOPE='%s' is neither 'init' nor 'process'", v);
+      ok = 0;
+    }
+  }
+  if ((v = fp_env("FAULTP11_STICKY")))
+    c->sticky = !(strcmp(v, "0") == 0 || strcmp(v, "no") == 0 || strcmp(v, "false") == 0);
+  if ((v = fp_env("FAULTP11_RV")) && !fp_parse_rv(v, &c->rv)) {
+    fp_warn("FAULTP11_RV='%s' is not a CKR_ name this shim knows nor a number (0x...)", v);
+    ok = 0;
+  }
+  if ((v = fp_env("FAULTP11_FAIL_AT"))) {
+    char* end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno || end == v || *end || n == 0 || v[0] == '-') {
+      fp_warn("FAULTP11_FAIL_AT='%s' is not a positive call number", v);
+      ok = 0;
+    } else {
+      c->fail_at = n;
+    }
+  }
+  if ((v = fp_env("FAULTP11_FAIL_FUNC"))) {
+    int idx = fp_function_index(v);
+    if (idx < 0 || idx == FP_IDX_C_GetFunctionList) {
+      fp_warn("FAULTP11_FAIL_FUNC='%s' is not a PKCS#11 function the shim counts", v);
+      ok = 0;
+    } else {
+      c->fail_func = idx;
+      if (!c->fail_at) c->fail_at = 1;
+    }
+  }
+  if (c->rv == CKR_OK && c->fail_at) {
+    fp_warn("FAULTP11_RV=CKR_OK would inject nothing");
+    ok = 0;
+  }
+  if (!ok) {
+    c->fail_at = 0;
+    c->sticky = 0;
+  }
+  return ok;
+}
+
+static CK_FUNCTION_LIST* fp_real_list(void) { return __atomic_load_n(&fp_real, __ATOMIC_ACQUIRE); }
+
+/* Loads the real module named by $FAULTP11_MODULE unless that one is loaded
+ * already. Called with fp_lock held. A module once loaded is never unloaded. */
+static CK_RV fp_load_real_locked(void) {
+  const char* path = fp_env("FAULTP11_MODULE");
+  if (!path) path = FP_DEFAULT_MODULE;
+  if (fp_real_list() && strcmp(path, fp_real_path) == 0) return CKR_OK;
+  if (strlen(path) >= FP_PATH_MAX) {
+    fp_warn("FAULTP11_MODULE is too long");
+    return CKR_GENERAL_ERROR;
+  }
+  void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char* e = dlerror();
+    fp_warn("cannot load the real module '%s': %s", path, e ? e : "unknown error");
+    return CKR_GENERAL_ERROR;
+  }
+  CK_C_GetFunctionList get;
+  void* sym = dlsym(h, "C_GetFunctionList");
+  memcpy(&get, &sym, sizeof get); /* object pointer -> function pointer, without a cast warning */
+  if (!get) {
+    fp_warn("'%s' has no C_GetFunctionList", path);
+    dlclose(h);
+    return CKR_GENERAL_ERROR;
+  }
+  if (get == C_GetFunctionList) {
+    fp_warn("FAULTP11_MODULE names the shim itself ('%s')", path);
+    dlclose(h);
+    return CKR_GENERAL_ERROR;
+  }
+  CK_FUNCTION_LIST* list = NULL;
+  CK_RV rv = get(&list);
+  if (rv != CKR_OK || !list) {
+    fp_warn("C_GetFunctionList of '%s' failed (0x%lx)", path, (unsigned long)rv);
+    dlclose(h);
+    return rv != CKR_OK ? rv : CKR_GENERAL_ERROR;
+  }
+  fp_real_handle = h;
+  strcpy(fp_real_path, path);
+  __atomic_store_n(&fp_real, list, __ATOMIC_RELEASE);
+  return CKR_OK;
+}
+
+static int fp_exempt_from_sticky(int idx) {
+  return idx == FP_IDX_C_Finalize || idx == FP_IDX_C_CloseSession || idx == FP_IDX_C_CloseAllSessions ||
+         idx == FP_IDX_C_Logout;
+}
+
+/* Counts a call; returns 1 when it must fail with *rv instead of being forwarded. */
+static int fp_count_locked(int idx, unsigned long* callno, CK_RV* rv) {
+  unsigned long n = ++fp_total;
+  unsigned long per = ++fp_per_fn[idx];
+  int inject = 0;
+  *callno = n;
+  if (fp_triggered) {
+    inject = fp_cfg.sticky && !fp_exempt_from_sticky(idx);
+  } else if (fp_cfg.fail_at) {
+    if (fp_cfg.fail_func < 0) inject = n == fp_cfg.fail_at;
+    else inject = idx == fp_cfg.fail_func && per == fp_cfg.fail_at;
+    if (inject) fp_triggered = 1;
+  }
+  *rv = fp_cfg.rv;
+  return inject;
+}
+
+static int fp_enter(int idx, unsigned long* callno, CK_RV* rv) {
+  pthread_mutex_lock(&fp_lock);
+  int inject = fp_count_locked(idx, callno, rv);
+  pthread_mutex_unlock(&fp_lock);
+  return inject;
+}
+
+static void fp_log_locked(unsigned long callno, int idx, CK_RV rv, int injected) {
+  if (!fp_cfg.log_file[0]) return;
+  int fd = open(fp_cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  char buf[32], line[160];
+  int len = snprintf(line, sizeof line, "%lu %s %s%s\n", callno, fp_names[idx], fp_rv_name(rv, buf, sizeof buf),
+                     injected ? " injected" : "");
+  if (len > 0) {
+    ssize_t w = write(fd, line, (size_t)len);
+    (void)w;
+  }
+  close(fd);
+}
+
+static void fp_leave(unsigned long callno, int idx, CK_RV rv, int injected) {
+  pthread_mutex_lock(&fp_lock);
+  fp_log_locked(callno, idx, rv, injected);
+  pthread_mutex_unlock(&fp_lock);
+}
+
+/* Writes the call count to FAULTP11_COUNT_FILE (through a temporary file and
+ * a rename, so a reader never sees half a number). */
+static void fp_write_count_locked(void) {
+  if (!fp_cfg.count_file[0]) return;
+  char tmp[FP_PATH_MAX + 32];
+  snprintf(tmp, sizeof tmp, "%s.%ld.tmp", fp_cfg.count_file, (long)getpid());
+  FILE* f = fopen(tmp, "w");
+  if (!f) return;
+  int ok = fprintf(f, "%lu\n", fp_total) > 0;
+  ok &= fclose(f) == 0;
+  if (!ok || rename(tmp, fp_cfg.count_file) != 0) unlink(tmp);
+}
+
+/* ---- the functions ------------------------------------------------------------ */
+
+static CK_RV fp_C_Initialize(CK_VOID_PTR args) {
+  unsigned long callno;
+  CK_RV rv;
+  pthread_mutex_lock(&fp_lock);
+  struct fp_config c;
+  int config_ok = fp_read_config(&c);
+  fp_cfg = c;
+  if (!fp_configured || (!fp_initialized && !c.process_scope)) {
+    /* A new cycle: counters restart and the fault is armed again. */
+    fp_total = 0;
+    memset(fp_per_fn, 0, sizeof fp_per_fn);
+    fp_triggered = 0;
+  }
+  fp_configured = 1;
+  int inject = fp_count_locked(FP_IDX_C_Initialize, &callno, &rv);
+  if (!config_ok) {
+    inject = 1;
+    rv = CKR_GENERAL_ERROR;
+  }
+  CK_RV load_rv = inject ? CKR_OK : (fp_initialized ? CKR_OK : fp_load_real_locked());
+  if (load_rv != CKR_OK) {
+    inject = 1; /* not an injected fault, but nothing was forwarded either */
+    rv = load_rv;
+  }
+  pthread_mutex_unlock(&fp_lock);
+
+  if (!inject) {
+    CK_FUNCTION_LIST* real = fp_real_list();
+    rv = real->C_Initialize ? real->C_Initialize(args) : CKR_FUNCTION_NOT_SUPPORTED;
+  }
+  pthread_mutex_lock(&fp_lock);
+  if (!inject && rv == CKR_OK) fp_initialized = 1;
+  fp_log_locked(callno, FP_IDX_C_Initialize, rv, inject && config_ok && load_rv == CKR_OK);
+  pthread_mutex_unlock(&fp_lock);
+  return rv;
+}
+
+static CK_RV fp_C_Finalize(CK_VOID_PTR reserved) {
+  unsigned long callno;
+  CK_RV rv;
+  int inject = fp_enter(FP_IDX_C_Finalize, &callno, &rv);
+  if (!inject) {
+    CK_FUNCTION_LIST* real = fp_real_list();
+    rv = !real ? CKR_CRYPTOKI_NOT_INITIALIZED
+               : real->C_Finalize ? real->C_Finalize(reserved) : CKR_FUNCTION_NOT_SUPPORTED;
+  }
+  pthread_mutex_lock(&fp_lock);
+  if (!inject && rv == CKR_OK) fp_initialized = 0;
+  fp_log_locked(callno, FP_IDX_C_Finalize, rv, inject);
+  fp_write_count_locked();
+  pthread_mutex_unlock(&fp_lock);
+  return rv;
+}
+
+#define FP_DEFINE(name, params, args)                                                  \
+  static CK_RV fp_##name params {                                                      \
+    unsigned long callno;                                                              \
+    CK_RV rv;                                                                          \
+    int inject = fp_enter(FP_IDX_##name, &callno, &rv);                                \
+    if (!inject) {                                                                     \
+      CK_FUNCTION_LIST* real = fp_real_list();                                         \
+      if (!real) rv = CKR_CRYPTOKI_NOT_INITIALIZED;                                    \
+      else if (!real->name) rv = CKR_FUNCTION_NOT_SUPPORTED;                           \
+      else rv = real->name args;                                                       \
+    }                                                                                  \
+    fp_leave(callno, FP_IDX_##name, rv, inject);                                       \
+    return rv;                                                                         \
+  }
+FP_FORWARDED(FP_DEFINE)
+#undef FP_DEFINE
+
+FP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
+  if (!list) return CKR_ARGUMENTS_BAD;
+  pthread_mutex_lock(&fp_lock);
+  CK_RV rv = fp_load_real_locked();
+  pthread_mutex_unlock(&fp_lock);
+  if (rv != CKR_OK) return rv;
+  *list = &fp_list;
+  return CKR_OK;
+}
+
+static CK_FUNCTION_LIST fp_list = {
+    .version = {2, 40},
+    .C_Initialize = fp_C_Initialize,
+    .C_Finalize = fp_C_Finalize,
+    .C_GetFunctionList = C_GetFunctionList,
+#define FP_ENTRY(name, params, args) .name = fp_##name,
+    FP_FORWARDED(FP_ENTRY)
+#undef FP_ENTRY
+};
+
+/* At unload (normally process exit): the count of a run that never called
+ * C_Finalize (a crash-free early exit) still reaches the count file. */
+__attribute__((destructor)) static void fp_at_unload(void) {
+  int locked = pthread_mutex_trylock(&fp_lock) == 0;
+  fp_write_count_locked();
+  if (locked) pthread_mutex_unlock(&fp_lock);
+}
