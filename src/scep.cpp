@@ -359,7 +359,7 @@ X509Ptr make_signer_cert(X509_REQ* csr, EVP_PKEY* key) {
       !X509_gmtime_adj(X509_getm_notAfter(c.get()), 7L * 24 * 3600))
     ossl::fail_ssl(ExitCode::Internal, "Cannot fill in the SCEP signer certificate");
   if (X509_sign(c.get(), key, EVP_sha256()) <= 0)
-    ossl::fail_ssl(ExitCode::Ca, "Cannot sign the transient SCEP signer certificate with the key");
+    ossl::fail_ssl(ExitCode::Token, "The enrollment key could not sign the transient SCEP signer certificate");
   return c;
 }
 
@@ -393,14 +393,14 @@ Bytes build_message(const Request& rq, const char* message_type, const Bytes& no
   Pkcs7Ptr sd(PKCS7_sign(nullptr, nullptr, nullptr, nullptr, PKCS7_PARTIAL | PKCS7_BINARY));
   if (!sd) ossl::fail_ssl(ExitCode::Internal, "Cannot start a PKCS#7 SignedData");
   PKCS7_SIGNER_INFO* si = PKCS7_sign_add_signer(sd.get(), rq.signer, rq.key, rq.md, PKCS7_BINARY | PKCS7_NOSMIMECAP);
-  if (!si) ossl::fail_ssl(ExitCode::Ca, "Cannot prepare the signature of the SCEP request");
+  if (!si) ossl::fail_ssl(ExitCode::Token, "Cannot prepare the signature of the SCEP request with the key");
   const Nids& n = nids();
   add_string_attr(si, n.transaction_id, V_ASN1_PRINTABLESTRING, rq.transaction_id);
   add_string_attr(si, n.message_type, V_ASN1_PRINTABLESTRING, message_type);
   add_string_attr(si, n.sender_nonce, V_ASN1_OCTET_STRING, std::string(nonce.begin(), nonce.end()));
   BioPtr data(BIO_new_mem_buf(env_der.data(), static_cast<int>(env_der.size())));
   if (PKCS7_final(sd.get(), data.get(), PKCS7_BINARY) != 1)
-    ossl::fail_ssl(ExitCode::Ca, "Cannot sign the SCEP request with the key");
+    ossl::fail_ssl(ExitCode::Token, "The enrollment key could not sign the SCEP request");
   return der_of(sd.get());
 }
 
@@ -607,10 +607,11 @@ Bytes decrypt_envelope(const Options& opts, PKCS7* env, EVP_PKEY* key, X509* sig
   ossl::EvpPkeyCtxPtr pctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
   std::size_t klen = 0;
   if (!pctx || EVP_PKEY_decrypt_init(pctx.get()) <= 0 ||
-      EVP_PKEY_CTX_set_rsa_padding(pctx.get(), RSA_PKCS1_PADDING) <= 0 ||
-      EVP_PKEY_decrypt(pctx.get(), nullptr, &klen, ASN1_STRING_get0_data(mine->enc_key),
+      EVP_PKEY_CTX_set_rsa_padding(pctx.get(), RSA_PKCS1_PADDING) <= 0)
+    ossl::fail_ssl(ExitCode::Token, what + ": the enrollment key cannot decrypt");
+  if (EVP_PKEY_decrypt(pctx.get(), nullptr, &klen, ASN1_STRING_get0_data(mine->enc_key),
                        static_cast<std::size_t>(ASN1_STRING_length(mine->enc_key))) <= 0)
-    ossl::fail_ssl(ExitCode::Ca, what + ": the key cannot decrypt");
+    ossl::fail_ssl(ExitCode::Ca, what + ": its wrapped content key is unusable");
   Wiped cek(klen);
   if (EVP_PKEY_decrypt(pctx.get(), cek.data(), &klen, ASN1_STRING_get0_data(mine->enc_key),
                        static_cast<std::size_t>(ASN1_STRING_length(mine->enc_key))) <= 0)

@@ -13,7 +13,13 @@
 // RSA_METHOD) works; its private parts are never read.
 //
 // Every failure that is the CA's or the network's is Error(ExitCode::Ca) with
-// a sentence naming the URL; a malformed --ca-fingerprint is Error(Usage).
+// a sentence naming the URL; a malformed --ca-fingerprint, a non-http(s) URL or
+// a non-RSA key is Error(Usage); the key refusing to sign or decrypt is
+// Error(Token).
+//
+// scepserver (micromdm/scep) encrypts its CertRep with single DES-CBC; that
+// cipher is taken from OpenSSL's legacy provider, loaded into a private
+// library context (the process-wide default context is left alone).
 #pragma once
 
 #include "tokenprov/ossl.hpp"

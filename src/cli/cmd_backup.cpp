@@ -1,7 +1,94 @@
 #include "common.hpp"
 
+#include "tokenprov/backup.hpp"
+#include "tokenprov/profile.hpp"
+#include "tokenprov/token.hpp"
+#include "tokenprov/uri.hpp"
+
 namespace tokenprov::cli {
 
-void register_backup(CLI::App&, Global&, Registry&) {}
+namespace {
+struct BackupOpts {
+  std::string key, out, compat, password_source;
+  bool cert_only = false, force = false;
+};
+struct RestoreOpts {
+  std::string in, password_source, label;
+  bool exportable = false;
+};
+} // namespace
+
+void register_backup(CLI::App& app, Global& g, Registry& r) {
+  static BackupOpts bo;
+  auto* backup = app.add_subcommand("backup", "write a password-protected PKCS#12 backup of a key, its certificate and chain");
+  backup->add_option("--key", bo.key, "the key: pkcs11: URI, id:HEX or label")->required();
+  backup->add_option("--out", bo.out, "the PKCS#12 file to write (mode 0600)")->required();
+  backup->add_option("--compat", bo.compat, "modern (AES-256, PBKDF2-SHA256; default) or legacy (3DES, SHA-1) for older devices");
+  backup->add_option("--password-source", bo.password_source, "backup password: env:VAR, file:PATH, fd:N or prompt (asks twice)");
+  backup->add_flag("--cert-only", bo.cert_only, "the certificates alone, without the private key");
+  backup->add_flag("--force", bo.force, "replace an existing file");
+  r.push_back({backup, [&g]() {
+                 BackupRequest req;
+                 req.key = bo.key;
+                 req.out = bo.out;
+                 req.cert_only = bo.cert_only;
+                 req.force = bo.force;
+                 std::size_t min_pw = 8;
+                 std::string compat = bo.compat;
+                 if (!g.profile.empty()) {
+                   auto p = load_profile(g.profile);
+                   req.profile_forbids_export = !p.allow_export;
+                   req.profile_name = p.name;
+                   min_pw = p.backup_password_min;
+                   if (compat.empty()) compat = p.backup_compat;
+                 }
+                 req.compat = pkcs12::parse_compat(compat.empty() ? "modern" : compat);
+                 Secret pin = user_pin(g);
+                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, false, &pin});
+                 // Refuse before asking for a password when the policy forbids the export.
+                 auto k = find_key(*ctx.session, req.key);
+                 if (!req.cert_only && req.profile_forbids_export)
+                   fail(ExitCode::Policy, "The profile '" + req.profile_name + "' forbids exporting keys; the key '" + k.label +
+                                              "' was not exported and no file was written.",
+                        "Use --cert-only for a backup of the certificates alone.");
+                 if (!req.cert_only)
+                   if (auto why = export_refusal(*ctx.session, k); !why.empty())
+                     fail(ExitCode::Policy, why + " No file was written.", "Use --cert-only for a backup of the certificates alone.");
+                 Secret pw = secret_from(bo.password_source, "backup password", ExitCode::BadInput, true, min_pw);
+                 status(g, "Writing the backup of '" + k.label + "' to " + req.out + " (" + pkcs12::compat_name(req.compat) + ")...");
+                 auto res = make_backup(*ctx.session, req, pw);
+                 nlohmann::json j = {{"file", res.path},
+                                     {"key", {{"label", res.key.label}, {"id", to_hex(std::string(res.key.id.begin(), res.key.id.end()))}}},
+                                     {"with_key", res.with_key},
+                                     {"chain", res.chain},
+                                     {"compat", pkcs12::compat_name(req.compat)},
+                                     {"subject", res.leaf_subject}};
+                 return finish(g, j, "Wrote " + res.path + (res.with_key ? " (key, " : " (certificate only, ") + "certificate and " +
+                                         std::to_string(res.chain) + " CA certificate(s); mode 0600).");
+               }});
+
+  static RestoreOpts ro;
+  auto* restore = app.add_subcommand("restore", "put a PKCS#12 backup's key, certificate and chain on the token");
+  restore->add_option("--in", ro.in, "the PKCS#12 file")->required();
+  restore->add_option("--password-source", ro.password_source, "its password: env:VAR, file:PATH, fd:N or prompt");
+  restore->add_option("--label", ro.label, "label for the key and certificate (default: the file's friendly name)");
+  restore->add_flag("--exportable", ro.exportable, "let the restored key be backed up again");
+  r.push_back({restore, [&g]() {
+                 if (!g.profile.empty() && ro.exportable && !load_profile(g.profile).allow_export)
+                   fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys.");
+                 auto data = ossl::read_file(ro.in); // a missing file fails before any prompt
+                 (void)data;
+                 Secret pin = user_pin(g);
+                 Secret pw = secret_from(ro.password_source, "backup password", ExitCode::BadInput);
+                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+                 RestoreRequest req{ro.in, ro.label, ro.exportable};
+                 auto res = restore_backup(*ctx.session, req, pw);
+                 nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(std::string(res.key.id.begin(), res.key.id.end()))}}},
+                                     {"certificates_written", res.certs_written},
+                                     {"subject", res.leaf_subject}};
+                 return finish(g, j, "Restored key '" + res.key.label + "' with " + std::to_string(res.certs_written) +
+                                         " certificate(s) to token '" + ctx.token.label + "'.");
+               }});
+}
 
 } // namespace tokenprov::cli

@@ -1,7 +1,150 @@
 #include "common.hpp"
 
+#include "tokenprov/audit.hpp"
+#include "tokenprov/fleet.hpp"
+#include "tokenprov/provision.hpp"
+
+#include <unistd.h>
+
 namespace tokenprov::cli {
 
-void register_provision(CLI::App&, Global&, Registry&) {}
+namespace {
+struct ProvisionOpts {
+  std::string subject, user, label, scep_url, challenge_source, ca_fingerprint, csr_dir, cert_dir, backup_dir,
+      password_source, audit_log;
+  std::vector<std::string> sans;
+  bool allow_expired = false;
+  int wait = 0;
+};
+struct FleetOpts {
+  std::string manifest, state;
+  int jobs = 1;
+  bool dry_run = false;
+};
+
+void add_enrollment_options(CLI::App* cmd, ProvisionOpts& o) {
+  cmd->add_option("--scep-url", o.scep_url, "enroll over SCEP at this URL (default: the profile's)");
+  cmd->add_option("--challenge-source", o.challenge_source, "the SCEP challenge: env:VAR, file:PATH, fd:N or prompt");
+  cmd->add_option("--ca-fingerprint", o.ca_fingerprint, "SHA-256 fingerprint of the CA certificate (hex)");
+  cmd->add_option("--wait", o.wait, "seconds to keep polling a pending SCEP request");
+  cmd->add_option("--csr-dir", o.csr_dir, "write CSRs here and stop awaiting the certificates");
+  cmd->add_option("--cert-dir", o.cert_dir, "pick the certificates up from files in this folder");
+  cmd->add_option("--backup-dir", o.backup_dir, "write PKCS#12 backups of keys the profile marks for backup here");
+  cmd->add_option("--password-source", o.password_source, "backup password: env:VAR, file:PATH, fd:N or prompt");
+  cmd->add_option("--audit-log", o.audit_log, "append a JSON line per token to this file");
+  cmd->add_flag("--allow-expired", o.allow_expired, "store an expired or not yet valid certificate");
+}
+
+struct Prepared {
+  ProvisionRequest req;
+  Secret pin, so, challenge, password;
+  bool need_so = false;
+};
+
+// Reads the secrets a run needs, once.
+void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_possible) {
+  if (g.profile.empty()) fail(ExitCode::Usage, "provision needs --profile.");
+  p.req.profile = load_profile(g.profile);
+  p.req.module_path = resolve_module_path(g.module, p.req.profile.module);
+  p.req.scep = scep_options(g, o.scep_url.empty() ? p.req.profile.scep_url : o.scep_url,
+                            scep::normalize_fingerprint(o.ca_fingerprint.empty() ? p.req.profile.ca_fingerprint : o.ca_fingerprint),
+                            o.wait);
+  p.req.csr_dir = o.csr_dir;
+  p.req.cert_dir = o.cert_dir;
+  p.req.backup_dir = o.backup_dir;
+  p.req.allow_expired = o.allow_expired;
+  p.pin = user_pin(g, p.req.profile.user_pin.min_length);
+  if (blank_possible && !g.so_pin_source.empty()) p.so = so_pin(g);
+  if (!p.req.scep.url.empty() && !o.challenge_source.empty())
+    p.challenge = secret_from(o.challenge_source, "SCEP challenge", ExitCode::Ca);
+  if (!o.backup_dir.empty())
+    p.password = secret_from(o.password_source, "backup password", ExitCode::BadInput, true, p.req.profile.backup_password_min);
+}
+
+ProvisionSecrets secrets_of(const Prepared& p) {
+  ProvisionSecrets s;
+  s.user_pin = &p.pin;
+  s.so_pin = p.so.empty() ? nullptr : &p.so;
+  s.challenge = p.challenge.empty() ? nullptr : &p.challenge;
+  s.backup_password = p.password.empty() ? nullptr : &p.password;
+  return s;
+}
+} // namespace
+
+void register_provision(CLI::App& app, Global& g, Registry& r) {
+  static ProvisionOpts po;
+  auto* prov = app.add_subcommand("provision", "the one-shot flow a profile describes: init, keys, certificates, backups");
+  prov->add_option("--subject", po.subject, "subject DN, e.g. /CN=Alice/O=Example")->required();
+  prov->add_option("--san", po.sans, "subjectAltName TYPE:VALUE; repeatable");
+  prov->add_option("--user", po.user, "{user} in the profile's templates (default: from the CN)");
+  prov->add_option("--label", po.label, "label a blank token gets (default: the profile's template)");
+  add_enrollment_options(prov, po);
+  r.push_back({prov, [&g]() {
+                 Prepared p;
+                 prepare(g, po, p, true);
+                 p.req.token = g.token;
+                 p.req.subject = po.subject;
+                 p.req.sans = po.sans;
+                 p.req.user = po.user;
+                 p.req.token_label = po.label;
+                 p.req.progress = [&g](const std::string& line) { status(g, line); };
+                 try {
+                   auto res = provision(p.req, secrets_of(p));
+                   auto j = res.to_json();
+                   audit_append(po.audit_log, {{"event", "provision"}, {"ok", true}, {"token", res.token.serial}, {"result", j}});
+                   std::string human = "Token '" + res.token.label + "' (serial " + res.token.serial + "): ";
+                   human += res.complete ? "provisioned." : "keys made; awaiting certificates (run again with --cert-dir).";
+                   for (auto& k : res.keys) {
+                     human += "\n  " + k.label + " [" + k.algorithm + ", id " + k.id_hex + "]: key " + k.key_state +
+                              ", certificate " + k.cert_state + (k.cert_serial.empty() ? "" : " (serial " + k.cert_serial + ")") +
+                              ", backup " + k.backup_state + (k.backup_file.empty() ? "" : " (" + k.backup_file + ")");
+                   }
+                   return finish(g, j, human);
+                 } catch (const Error& e) {
+                   audit_append(po.audit_log, {{"event", "provision"}, {"ok", false}, {"error", {{"code", static_cast<int>(e.code())}, {"message", e.what()}}}});
+                   throw;
+                 }
+               }});
+
+  static FleetOpts fo;
+  static ProvisionOpts fpo;
+  auto* fleet = app.add_subcommand("fleet", "provision many tokens from a CSV manifest");
+  fleet->add_option("--manifest", fo.manifest, "CSV with a header: token, subject, [san, user, label]")->required();
+  fleet->add_option("--jobs", fo.jobs, "tokens provisioned at once (default 1)");
+  fleet->add_option("--state", fo.state, "record finished rows here; a rerun with it completes the rest");
+  fleet->add_flag("--dry-run", fo.dry_run, "check the manifest and find the tokens; write nothing");
+  add_enrollment_options(fleet, fpo);
+  r.push_back({fleet, [&g]() {
+                 FleetRequest fr;
+                 fr.manifest = fo.manifest;
+                 fr.jobs = fo.jobs;
+                 fr.state_file = fo.state;
+                 fr.dry_run = fo.dry_run;
+                 fr.audit_log = fpo.audit_log;
+                 Prepared p;
+                 if (g.profile.empty()) fail(ExitCode::Usage, "fleet needs --profile.");
+                 auto rows = read_manifest(fo.manifest); // a bad manifest fails before any prompt
+                 if (fo.dry_run) {
+                   p.req.profile = load_profile(g.profile);
+                   p.req.module_path = resolve_module_path(g.module, p.req.profile.module);
+                 } else {
+                   prepare(g, fpo, p, true);
+                 }
+                 fr.base = p.req;
+                 fr.base.progress = nullptr;
+                 fr.secrets = secrets_of(p);
+                 bool tty = ::isatty(STDERR_FILENO) && !g.quiet;
+                 fr.on_row = [](const nlohmann::json& line) { print_json(line); };
+                 fr.on_progress = [tty, &g](std::size_t done, std::size_t total, std::size_t failed) {
+                   if (tty) std::cerr << "\r[" << done << "/" << total << "] " << failed << " failed" << std::flush;
+                   (void)g;
+                 };
+                 auto sum = run_fleet(fr, rows);
+                 if (tty) std::cerr << "\n";
+                 status(g, "Fleet: " + std::to_string(sum.ok) + " done, " + std::to_string(sum.failed) + " failed, " +
+                               std::to_string(sum.skipped) + " done before (state file), of " + std::to_string(sum.total) + ".");
+                 return sum.failed ? static_cast<int>(ExitCode::FleetFailed) : 0;
+               }});
+}
 
 } // namespace tokenprov::cli

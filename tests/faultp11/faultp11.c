@@ -21,10 +21,11 @@
  *                            C_Finalize and when the library is unloaded
  *   FAULTP11_LOG=PATH        one line per call appended: "N NAME RV", with a
  *                            fourth word "injected" on injected failures
- *   FAULTP11_SCOPE=process   count across C_Finalize/C_Initialize cycles; the
- *                            default ("init") restarts the counters (and
- *                            re-arms the fault) at each C_Initialize that
- *                            starts a new cycle
+ *   FAULTP11_SCOPE=process   count across C_Initialize/C_Finalize cycles (for
+ *                            a process that loads the module more than once);
+ *                            by default ("init") every C_Initialize restarts
+ *                            the counters and re-arms the fault, so a test
+ *                            that loads the module again starts afresh
  *
  * A failed call is never forwarded, so the real token is not changed by it.
  * An unparsable configuration makes C_Initialize fail with CKR_GENERAL_ERROR
@@ -539,8 +540,8 @@ static CK_RV fp_C_Initialize(CK_VOID_PTR args) {
   struct fp_config c;
   int config_ok = fp_read_config(&c);
   fp_cfg = c;
-  if (!fp_configured || (!fp_initialized && !c.process_scope)) {
-    /* A new cycle: counters restart and the fault is armed again. */
+  if (!fp_configured || !c.process_scope) {
+    /* A new run: counters restart and the fault is armed again. */
     fp_total = 0;
     memset(fp_per_fn, 0, sizeof fp_per_fn);
     fp_triggered = 0;

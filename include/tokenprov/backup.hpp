@@ -1,0 +1,58 @@
+// The backup exporter (PKCS#12) where the key policy permits, and restore.
+#pragma once
+
+#include "tokenprov/keys.hpp"
+#include "tokenprov/pkcs12.hpp"
+#include "tokenprov/secret.hpp"
+
+#include <string>
+
+namespace tokenprov {
+
+struct BackupRequest {
+  std::string key;      // selector
+  std::string out;      // file path
+  pkcs12::Compat compat = pkcs12::Compat::Modern;
+  bool cert_only = false;
+  bool force = false;
+  bool profile_forbids_export = false; // the profile in use forbids export
+  std::string profile_name;
+};
+
+struct BackupResult {
+  KeyRef key;
+  std::string path;
+  bool with_key = false;
+  std::size_t chain = 0;
+  std::string leaf_subject;
+};
+
+// Refuses (Error(Policy), no file) a key whose CKA_EXTRACTABLE is false or
+// whose profile forbids export. Takes the key out by wrapping it under a
+// session-only AES-256 key (CKM_AES_KEY_WRAP_PAD), builds the PKCS#12, reads
+// it back, and writes it atomically with mode 0600.
+BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const Secret& password);
+
+// Why a key cannot be exported, or empty when it can.
+std::string export_refusal(const p11::Session& s, const KeyRef& k);
+
+struct RestoreRequest {
+  std::string in;
+  std::string label;      // default: the file's friendlyName, else the leaf's CN
+  bool exportable = false;
+};
+
+struct RestoreResult {
+  KeyRef key;
+  std::size_t certs_written = 0;
+  std::string leaf_subject;
+};
+
+// Puts a PKCS#12's key (sensitive, private, extractable only if asked), leaf
+// and chain on the token under one CKA_ID and label, all or nothing.
+RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const Secret& password);
+
+// The private key as a PKCS#8 DER, wrapped out of the token (for tests/benchmarks).
+ossl::EvpPkeyPtr extract_private_key(const p11::Session& s, const KeyRef& k);
+
+} // namespace tokenprov

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# README command (2): install what is missing, build, and run every test:
+# a -Werror build with all tests (unit, softhsm, e2e), then an
+# AddressSanitizer + UBSan build running them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+
+bash scripts/setup.sh --test
+
+echo "== build (warnings are errors) =="
+cmake -S . -B build -DTOKENPROV_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+
+echo "== build with AddressSanitizer and UBSan =="
+cmake -S . -B build-asan -DTOKENPROV_WERROR=ON -DTOKENPROV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j"$jobs"
+
+echo "== tests, sanitizer build =="
+# SoftHSM and OpenSC are not built with ASan; leaks inside them are not ours.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+(cd build-asan && ctest --output-on-failure -j2 --timeout 900)
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== tests, release build =="
+(cd build && ctest --output-on-failure -j2 --timeout 900)

@@ -1,0 +1,648 @@
+#include "tokenprov/pkcs12.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
+#include <openssl/provider.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <climits>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+// Why these iteration counts (kModernIterations = 200000, kLegacyIterations = 2048):
+//
+// Every KDF in the file costs an attacker the same per password guess only if
+// all of them use the same count: the MAC and the certificate safe are
+// password oracles too (a guess that yields the right MAC, or a certificate
+// safe that decrypts to valid DER, is the password). So the key bag, the
+// certificate safe and the MAC all get one count, and an importer runs the
+// KDF three times.
+//
+// Modern, 200,000 PBKDF2-HMAC-SHA256 rounds: about 100 times the 2,048 that
+// `openssl pkcs12 -export` writes and 20 times Java's 10,000, while staying
+// below what importers accept and what phones do quickly:
+//  - .NET's PKCS#12 loader (X509CertificateLoader, .NET 9 defaults) refuses a
+//    file with more than 300,000 iterations in any one KDF or the MAC, or more
+//    than 1,000,000 over all encrypted parts; the 600,000 OWASP suggests for
+//    PBKDF2-HMAC-SHA256 password storage would make the file unreadable there.
+//  - The JDK caps PKCS#12 counts at 5,000,000; NSS and OpenSSL have no cap.
+//  - 200,000 rounds take ~0.08 s per KDF on a desktop core with OpenSSL; a
+//    phone importing in Java (Android's PKCS#12 reader) is 10-20 times slower,
+//    so the three KDFs take a few seconds there, once, at import. 600,000
+//    would make that 5-15 s, which users read as a hang.
+// A backup password has to carry the rest of the strength (the CLI asks for
+// a minimum length).
+//
+// Legacy, 2,048 rounds of the PKCS#12 KDF with SHA-1: exactly what
+// `openssl pkcs12 -export -legacy` and OpenSSL 1.1 wrote for years and what
+// Windows exports use (2,000), so every old importer has seen it. The profile
+// is opt-in for devices that cannot read the modern one; it is much weaker
+// against guessing and says so in the CLI's help.
+
+namespace tokenprov::pkcs12 {
+
+namespace {
+
+using ossl::Bytes;
+using ossl::Deleter;
+using ossl::EvpPkeyPtr;
+using ossl::X509Ptr;
+
+struct SafeBagsFree {
+  void operator()(STACK_OF(PKCS12_SAFEBAG) * s) const noexcept { sk_PKCS12_SAFEBAG_pop_free(s, PKCS12_SAFEBAG_free); }
+};
+struct Pkcs7sFree {
+  void operator()(STACK_OF(PKCS7) * s) const noexcept { sk_PKCS7_pop_free(s, PKCS7_free); }
+};
+using SafeBagsPtr = std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), SafeBagsFree>;
+using Pkcs7sPtr = std::unique_ptr<STACK_OF(PKCS7), Pkcs7sFree>;
+using SafeBagPtr = std::unique_ptr<PKCS12_SAFEBAG, Deleter<PKCS12_SAFEBAG_free>>;
+using AlgorPtr = std::unique_ptr<X509_ALGOR, Deleter<X509_ALGOR_free>>;
+using X509SigPtr = std::unique_ptr<X509_SIG, Deleter<X509_SIG_free>>;
+
+constexpr int kModernSaltLen = 16; // NIST SP 800-132: at least 128 bits
+
+// A password as OpenSSL's PKCS#12 functions take it. OpenSSL 3 turns it into
+// the BMPString the PKCS#12 KDF needs by reading it as UTF-8 (as Java and
+// NSS do); PBKDF2 takes the UTF-8 bytes as they are.
+struct Pw {
+  const char* data;
+  int len;
+};
+
+Pw pw_of(const Secret& s) {
+  if (s.size() > static_cast<std::size_t>(INT_MAX / 4))
+    fail(ExitCode::Usage, "The PKCS#12 password is too long.");
+  return Pw{s.str().c_str(), static_cast<int>(s.size())};
+}
+
+// ---- writing -----------------------------------------------------------
+
+AlgorPtr make_pbe(Compat compat) {
+  X509_ALGOR* a = nullptr;
+  if (compat == Compat::Modern) {
+    unsigned char salt[kModernSaltLen];
+    if (RAND_bytes(salt, sizeof salt) != 1) ossl::fail_ssl(ExitCode::Internal, "Cannot draw a random salt");
+    a = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), kModernIterations, salt, sizeof salt, nullptr, NID_hmacWithSHA256,
+                             nullptr);
+  } else {
+    a = PKCS5_pbe_set_ex(NID_pbe_WithSHA1And3_Key_TripleDES_CBC, kLegacyIterations, nullptr, 0, nullptr);
+  }
+  if (!a) ossl::fail_ssl(ExitCode::Internal, "Cannot set up the PKCS#12 password-based encryption");
+  return AlgorPtr(a);
+}
+
+void add_attributes(PKCS12_SAFEBAG* bag, const std::string& name, const Bytes& id) {
+  if (!name.empty() && !PKCS12_add_friendlyname_utf8(bag, name.c_str(), static_cast<int>(name.size())))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot set the PKCS#12 friendlyName '" + name + "'");
+  if (!id.empty() &&
+      !PKCS12_add_localkeyid(bag, const_cast<unsigned char*>(id.data()), static_cast<int>(id.size())))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot set the PKCS#12 localKeyID");
+}
+
+SafeBagPtr cert_bag(X509* cert) {
+  SafeBagPtr bag(PKCS12_SAFEBAG_create_cert(cert));
+  if (!bag) ossl::fail_ssl(ExitCode::Internal, "Cannot put a certificate into a PKCS#12 bag");
+  return bag;
+}
+
+void push_bag(STACK_OF(PKCS12_SAFEBAG) * bags, SafeBagPtr bag) {
+  if (!sk_PKCS12_SAFEBAG_push(bags, bag.get())) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
+  bag.release();
+}
+
+// pkcs8ShroudedKeyBag: the PKCS#8 encoding lives only inside OpenSSL objects
+// that wipe it when freed (PKCS8_PRIV_KEY_INFO_free cleanses the key octets;
+// the encryption cleanses its plaintext buffer).
+SafeBagPtr shrouded_key_bag(EVP_PKEY* key, Pw pw, Compat compat) {
+  ossl::Pkcs8Ptr p8(EVP_PKEY2PKCS8(key));
+  if (!p8) ossl::fail_ssl(ExitCode::Internal, "Cannot encode the private key as PKCS#8");
+  AlgorPtr pbe = make_pbe(compat);
+  X509SigPtr enc(PKCS8_set0_pbe_ex(pw.data, pw.len, p8.get(), pbe.get(), nullptr, nullptr));
+  if (!enc) ossl::fail_ssl(ExitCode::Internal, "Cannot encrypt the private key");
+  pbe.release(); // owned by enc now
+  SafeBagPtr bag(PKCS12_SAFEBAG_create0_pkcs8(enc.get()));
+  if (!bag) ossl::fail_ssl(ExitCode::Internal, "Cannot put the private key into a PKCS#12 bag");
+  enc.release();
+  return bag;
+}
+
+// An EncryptedData content info holding BAGS, encrypted like the key bag.
+ossl::Pkcs7Ptr encrypted_safe(STACK_OF(PKCS12_SAFEBAG) * bags, Pw pw, Compat compat) {
+  ossl::Pkcs7Ptr p7(PKCS7_new());
+  if (!p7 || !PKCS7_set_type(p7.get(), NID_pkcs7_encrypted))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot create the PKCS#12 certificate safe");
+  PKCS7_ENC_CONTENT* ec = p7->d.encrypted->enc_data;
+  AlgorPtr pbe = make_pbe(compat);
+  ASN1_OCTET_STRING* data = PKCS12_item_i2d_encrypt_ex(pbe.get(), ASN1_ITEM_rptr(PKCS12_SAFEBAGS), pw.data, pw.len,
+                                                       bags, 1, nullptr, nullptr);
+  if (!data) ossl::fail_ssl(ExitCode::Internal, "Cannot encrypt the PKCS#12 certificate safe");
+  X509_ALGOR_free(ec->algorithm);
+  ec->algorithm = pbe.release();
+  ASN1_OCTET_STRING_free(ec->enc_data);
+  ec->enc_data = data;
+  return p7;
+}
+
+Bytes sha1_of(X509* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!X509_digest(cert, EVP_sha1(), md, &n)) ossl::fail_ssl(ExitCode::Internal, "Cannot hash the certificate");
+  return Bytes(md, md + n);
+}
+
+// ---- reading -----------------------------------------------------------
+
+// A library context with the default and the legacy provider, for files
+// whose encryption only the legacy provider has (RC2-40 certificate safes
+// from `openssl pkcs12 -export -legacy`, OpenSSL 1.x and older Windows; DES,
+// RC4). Private, so loading the legacy provider changes nothing for the rest
+// of the process. Made once, kept for the life of the process. Null when the
+// legacy provider is not installed.
+OSSL_LIB_CTX* legacy_ctx() {
+  static OSSL_LIB_CTX* ctx = [] {
+    OSSL_LIB_CTX* c = OSSL_LIB_CTX_new();
+    if (c && OSSL_PROVIDER_load(c, "default") && OSSL_PROVIDER_load(c, "legacy")) return c;
+    ERR_clear_error();
+    OSSL_LIB_CTX_free(c); // also unloads what it loaded
+    return static_cast<OSSL_LIB_CTX*>(nullptr);
+  }();
+  return ctx;
+}
+
+// Calls F(libctx) with the default context, then (on failure) with the
+// legacy one.
+template <class F> auto with_legacy_fallback(F f) {
+  auto r = f(static_cast<OSSL_LIB_CTX*>(nullptr));
+  if (!r) {
+    if (OSSL_LIB_CTX* lc = legacy_ctx()) {
+      ERR_clear_error();
+      r = f(lc);
+    }
+  }
+  return r;
+}
+
+SafeBagsPtr decrypt_safe(PKCS7* p7, Pw pw) {
+  PKCS7_ENC_CONTENT* ec = p7->d.encrypted ? p7->d.encrypted->enc_data : nullptr;
+  if (!ec || !ec->algorithm || !ec->enc_data) return nullptr;
+  return SafeBagsPtr(with_legacy_fallback([&](OSSL_LIB_CTX* lc) {
+    return static_cast<STACK_OF(PKCS12_SAFEBAG)*>(PKCS12_item_decrypt_d2i_ex(
+        ec->algorithm, ASN1_ITEM_rptr(PKCS12_SAFEBAGS), pw.data, pw.len, ec->enc_data, 1, lc, nullptr));
+  }));
+}
+
+ossl::Pkcs8Ptr decrypt_key(const PKCS12_SAFEBAG* bag, Pw pw) {
+  return ossl::Pkcs8Ptr(with_legacy_fallback(
+      [&](OSSL_LIB_CTX* lc) { return PKCS12_decrypt_skey_ex(bag, pw.data, pw.len, lc, nullptr); }));
+}
+
+struct KeyItem {
+  EvpPkeyPtr key;
+  std::string name;
+  Bytes id;
+};
+struct CertItem {
+  X509Ptr cert;
+  std::string name;
+  Bytes id;
+};
+struct Found {
+  std::vector<KeyItem> keys;
+  std::vector<CertItem> certs;
+};
+
+Bytes local_key_id_of(const PKCS12_SAFEBAG* bag) {
+  const ASN1_TYPE* t = PKCS12_get_attr_gen(PKCS12_SAFEBAG_get0_attrs(bag), NID_localKeyID);
+  if (!t || t->type != V_ASN1_OCTET_STRING || !t->value.octet_string) return {};
+  const unsigned char* p = ASN1_STRING_get0_data(t->value.octet_string);
+  return Bytes(p, p + ASN1_STRING_length(t->value.octet_string));
+}
+
+std::string friendly_name_of(PKCS12_SAFEBAG* bag) {
+  char* n = PKCS12_get_friendlyname(bag);
+  if (!n) {
+    ERR_clear_error();
+    return {};
+  }
+  std::string s(n);
+  OPENSSL_free(n);
+  return s;
+}
+
+class Reader {
+public:
+  Reader(std::string name, Pw pw) : name_(std::move(name)), pw_(pw) {}
+
+  [[noreturn]] void bad(const std::string& what, const std::string& hint = {}) const {
+    ERR_clear_error();
+    throw Error(ExitCode::BadInput, "'" + name_ + "' " + what, hint);
+  }
+
+  [[noreturn]] void wrong_password() const {
+    ERR_clear_error();
+    throw Error(ExitCode::BadInput, "The password for '" + name_ + "' is wrong.",
+                "Check the password source; PKCS#12 passwords are case-sensitive.");
+  }
+
+  void collect(STACK_OF(PKCS12_SAFEBAG) * bags, Found& out, int depth = 0) {
+    if (depth > 4) bad("nests its safe contents too deeply to be a genuine PKCS#12 file.");
+    for (int i = 0; i < sk_PKCS12_SAFEBAG_num(bags); ++i) {
+      PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, i);
+      switch (PKCS12_SAFEBAG_get_nid(bag)) {
+      case NID_keyBag:
+        add_key(bag, PKCS12_SAFEBAG_get0_p8inf(bag), out);
+        break;
+      case NID_pkcs8ShroudedKeyBag: {
+        ossl::Pkcs8Ptr p8 = decrypt_key(bag, pw_);
+        if (!p8) {
+          if (!mac_checked_) wrong_password();
+          bad("holds a private key that cannot be decrypted (" + ossl::last_error() + ").",
+              "The file may use an encryption tokenprov does not know; re-export it with AES-256 or 3DES.");
+        }
+        add_key(bag, p8.get(), out);
+        break;
+      }
+      case NID_certBag: {
+        if (PKCS12_SAFEBAG_get_bag_nid(bag) != NID_x509Certificate) break; // SDSI certificates: not ours
+        X509Ptr c(PKCS12_SAFEBAG_get1_cert(bag));
+        if (!c) bad("holds a certificate that cannot be read (" + ossl::last_error() + ").");
+        out.certs.push_back(CertItem{std::move(c), friendly_name_of(bag), local_key_id_of(bag)});
+        break;
+      }
+      case NID_safeContentsBag:
+        collect(const_cast<STACK_OF(PKCS12_SAFEBAG)*>(PKCS12_SAFEBAG_get0_safes(bag)), out, depth + 1);
+        break;
+      default: // CRL and secret bags: nothing tokenprov restores
+        break;
+      }
+    }
+  }
+
+  void add_key(PKCS12_SAFEBAG* bag, const PKCS8_PRIV_KEY_INFO* p8, Found& out) const {
+    if (!p8) bad("holds a private key bag that cannot be read.");
+    EvpPkeyPtr k(EVP_PKCS82PKEY(p8));
+    if (!k) bad("holds a private key of a type tokenprov cannot read (" + ossl::last_error() + ").");
+    out.keys.push_back(KeyItem{std::move(k), friendly_name_of(bag), local_key_id_of(bag)});
+  }
+
+  // Everything in the authenticated safe; the password has passed the MAC
+  // (when there is one).
+  Found read_all(PKCS12* p12) {
+    Pkcs7sPtr safes(PKCS12_unpack_authsafes(p12));
+    if (!safes)
+      bad("is damaged or uses public-key integrity mode, which tokenprov does not read (" + ossl::last_error() + ").");
+    Found out;
+    for (int i = 0; i < sk_PKCS7_num(safes.get()); ++i) {
+      PKCS7* p7 = sk_PKCS7_value(safes.get(), i);
+      switch (OBJ_obj2nid(p7->type)) {
+      case NID_pkcs7_data: {
+        SafeBagsPtr bags(PKCS12_unpack_p7data(p7));
+        if (!bags) bad("is damaged: a safe cannot be read (" + ossl::last_error() + ").");
+        collect(bags.get(), out);
+        break;
+      }
+      case NID_pkcs7_encrypted: {
+        SafeBagsPtr bags = decrypt_safe(p7, pw_);
+        if (!bags) {
+          if (!mac_checked_) wrong_password();
+          bad("has an encrypted safe that cannot be decrypted (" + ossl::last_error() + ").",
+              "The file may use an encryption tokenprov does not know; re-export it with AES-256 or 3DES.");
+        }
+        collect(bags.get(), out);
+        break;
+      }
+      case NID_pkcs7_enveloped:
+        bad("protects its contents with a public key (enveloped data); tokenprov reads password-protected "
+            "PKCS#12 files only.");
+      default:
+        bad("holds a safe of an unknown type.");
+      }
+    }
+    return out;
+  }
+
+  // After a MAC mismatch: does the password decrypt anything? Then the
+  // password is right and the file was changed after it was made.
+  bool password_opens_content(PKCS12* p12) const {
+    Pkcs7sPtr safes(PKCS12_unpack_authsafes(p12));
+    bool opened = false;
+    for (int i = 0; safes && !opened && i < sk_PKCS7_num(safes.get()); ++i) {
+      PKCS7* p7 = sk_PKCS7_value(safes.get(), i);
+      int nid = OBJ_obj2nid(p7->type);
+      if (nid == NID_pkcs7_encrypted) {
+        opened = decrypt_safe(p7, pw_) != nullptr;
+      } else if (nid == NID_pkcs7_data) {
+        SafeBagsPtr bags(PKCS12_unpack_p7data(p7));
+        for (int j = 0; bags && !opened && j < sk_PKCS12_SAFEBAG_num(bags.get()); ++j) {
+          PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags.get(), j);
+          if (PKCS12_SAFEBAG_get_nid(bag) == NID_pkcs8ShroudedKeyBag) opened = decrypt_key(bag, pw_) != nullptr;
+        }
+      }
+    }
+    ERR_clear_error();
+    return opened;
+  }
+
+  // Checks the MAC; afterwards pw_ is the password form that passed it.
+  void check_mac(PKCS12* p12) {
+    if (!PKCS12_mac_present(p12)) return; // no integrity check: decryption tells
+    std::vector<Pw> tries{pw_};
+    // An empty password may have been encoded as no password at all (as
+    // OpenSSL's PKCS12_parse also tries).
+    if (pw_.len == 0) tries.push_back(Pw{nullptr, 0});
+    for (const Pw& p : tries) {
+      ERR_clear_error();
+      if (PKCS12_verify_mac(p12, p.data, p.len) == 1) {
+        pw_ = p;
+        mac_checked_ = true;
+        return;
+      }
+      if (ERR_peek_error() != 0)
+        bad("uses an integrity check (MAC) tokenprov cannot compute (" + ossl::last_error() + ").",
+            "Re-export the file with an HMAC-SHA-1 or HMAC-SHA-256 MAC.");
+    }
+    if (password_opens_content(p12))
+      bad("is damaged: its integrity check (MAC) fails although the password decrypts its contents.",
+          "Use an undamaged copy of the file.");
+    wrong_password();
+  }
+
+private:
+  std::string name_;
+  Pw pw_;
+  bool mac_checked_ = false;
+};
+
+bool is_issuer(X509* issuer, X509* subject) { return X509_check_issued(issuer, subject) == X509_V_OK; }
+
+bool self_issued(X509* c) { return is_issuer(c, c); }
+
+// The certificates of POOL ordered as a chain up from START (issuer first);
+// what is not on that chain follows in its order.
+std::vector<X509Ptr> order_chain(X509* start, std::vector<X509Ptr> pool) {
+  std::vector<X509Ptr> out;
+  X509* cur = start;
+  while (cur && !self_issued(cur) && !pool.empty()) {
+    auto best = pool.end();
+    for (auto it = pool.begin(); it != pool.end(); ++it) {
+      if (!is_issuer(it->get(), cur)) continue;
+      // Several candidates (a re-keyed CA, a cross certificate): prefer the
+      // one whose key verifies the signature.
+      EVP_PKEY* k = X509_get0_pubkey(it->get());
+      if (k && X509_verify(cur, k) == 1) {
+        best = it;
+        break;
+      }
+      if (best == pool.end()) best = it;
+    }
+    if (best == pool.end()) break;
+    out.push_back(std::move(*best));
+    pool.erase(best);
+    cur = out.back().get();
+  }
+  ERR_clear_error();
+  for (auto& c : pool) out.push_back(std::move(c));
+  return out;
+}
+
+// Does KEY's public half equal CERT's? 1 yes, 0 no, -1 cannot tell.
+int key_matches(EVP_PKEY* key, X509* cert) {
+  EVP_PKEY* pub = X509_get0_pubkey(cert);
+  if (!pub) {
+    ERR_clear_error();
+    return -1;
+  }
+  int r = EVP_PKEY_eq(key, pub);
+  ERR_clear_error();
+  if (r == 1) return 1;
+  if (r == -2) return -1; // the operation is not supported for this key type
+  return 0;               // 0: different, -1: different key types
+}
+
+bool signs_for(EVP_PKEY* key, EVP_PKEY* pub) {
+  static const unsigned char msg[] = "tokenprov PKCS#12 round-trip check";
+  const EVP_MD* md = (EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448")) ? nullptr : EVP_sha256();
+  ossl::EvpMdCtxPtr s(EVP_MD_CTX_new()), v(EVP_MD_CTX_new());
+  std::size_t len = 0;
+  bool ok = s && v && EVP_DigestSignInit(s.get(), nullptr, md, nullptr, key) == 1 &&
+            EVP_DigestSign(s.get(), nullptr, &len, msg, sizeof msg) == 1;
+  Bytes sig(len);
+  ok = ok && EVP_DigestSign(s.get(), sig.data(), &len, msg, sizeof msg) == 1 &&
+       EVP_DigestVerifyInit(v.get(), nullptr, md, nullptr, pub) == 1 &&
+       EVP_DigestVerify(v.get(), sig.data(), len, msg, sizeof msg) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
+bool same_cert(X509* a, X509* b) { return a && b && X509_cmp(a, b) == 0; }
+
+} // namespace
+
+Compat parse_compat(const std::string& text) {
+  if (text == "modern") return Compat::Modern;
+  if (text == "legacy") return Compat::Legacy;
+  fail(ExitCode::Usage, "Unknown PKCS#12 compatibility profile '" + text + "'.",
+       "Use --compat modern (AES-256, PBKDF2-SHA256) or --compat legacy (3DES, SHA-1) for older devices.");
+}
+
+const char* compat_name(Compat c) noexcept { return c == Compat::Modern ? "modern" : "legacy"; }
+
+std::vector<std::uint8_t> build(const Contents& contents, const Secret& password, Compat compat) {
+  if (!contents.key && !contents.leaf && contents.chain.empty())
+    fail(ExitCode::Internal, "Nothing to put into the PKCS#12 file: no key and no certificate.");
+  if (contents.key && !contents.leaf)
+    fail(ExitCode::Internal, "A PKCS#12 backup of a key needs the key's certificate.");
+  if (contents.key && key_matches(contents.key.get(), contents.leaf.get()) == 0)
+    fail(ExitCode::Internal, "The certificate for the PKCS#12 backup does not carry the key's public key.");
+  for (const auto& c : contents.chain)
+    if (!c) fail(ExitCode::Internal, "A null CA certificate was given for the PKCS#12 file.");
+
+  const Pw pw = pw_of(password);
+  Bytes id = contents.local_key_id;
+  if (id.empty() && contents.key) id = sha1_of(contents.leaf.get());
+
+  SafeBagsPtr cert_bags(sk_PKCS12_SAFEBAG_new_null());
+  if (!cert_bags) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
+  if (contents.leaf) {
+    SafeBagPtr bag = cert_bag(contents.leaf.get());
+    add_attributes(bag.get(), contents.friendly_name, id);
+    push_bag(cert_bags.get(), std::move(bag));
+  }
+  for (const auto& c : contents.chain) push_bag(cert_bags.get(), cert_bag(c.get()));
+
+  Pkcs7sPtr safes(sk_PKCS7_new_null());
+  if (!safes) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
+  {
+    ossl::Pkcs7Ptr p7 = encrypted_safe(cert_bags.get(), pw, compat);
+    if (!sk_PKCS7_push(safes.get(), p7.get())) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
+    p7.release();
+  }
+  if (contents.key) {
+    SafeBagsPtr key_bags(sk_PKCS12_SAFEBAG_new_null());
+    if (!key_bags) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
+    SafeBagPtr bag = shrouded_key_bag(contents.key.get(), pw, compat);
+    add_attributes(bag.get(), contents.friendly_name, id);
+    push_bag(key_bags.get(), std::move(bag));
+    // The key bag is shrouded already; its safe is plain data, as every
+    // exporter does it.
+    ossl::Pkcs7Ptr p7(PKCS12_pack_p7data(key_bags.get()));
+    if (!p7 || !sk_PKCS7_push(safes.get(), p7.get()))
+      ossl::fail_ssl(ExitCode::Internal, "Cannot pack the PKCS#12 key safe");
+    p7.release();
+  }
+
+  ossl::Pkcs12Ptr p12(PKCS12_init_ex(NID_pkcs7_data, nullptr, nullptr));
+  if (!p12 || !PKCS12_pack_authsafes(p12.get(), safes.get()))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot assemble the PKCS#12 file");
+  const bool modern = compat == Compat::Modern;
+  if (!PKCS12_set_mac(p12.get(), pw.data, pw.len, nullptr, modern ? kModernSaltLen : 0,
+                      modern ? kModernIterations : kLegacyIterations, modern ? EVP_sha256() : EVP_sha1()))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot compute the PKCS#12 MAC");
+
+  int n = i2d_PKCS12(p12.get(), nullptr);
+  if (n <= 0) ossl::fail_ssl(ExitCode::Internal, "Cannot encode the PKCS#12 file");
+  Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  if (i2d_PKCS12(p12.get(), &p) != n) ossl::fail_ssl(ExitCode::Internal, "Cannot encode the PKCS#12 file");
+  return out;
+}
+
+Contents parse(std::span<const std::uint8_t> der, const Secret& password, const std::string& source_name,
+               bool require_key) {
+  Reader rd(source_name, pw_of(password));
+  if (der.empty()) rd.bad("is empty.");
+  static constexpr std::string_view pem = "-----BEGIN";
+  if (der.size() >= pem.size() && std::equal(pem.begin(), pem.end(), der.begin()))
+    rd.bad("is PEM text; a PKCS#12 file is binary (DER).", "Use the .p12/.pfx file itself.");
+  if (der.size() > static_cast<std::size_t>(LONG_MAX)) rd.bad("is too large.");
+  const unsigned char* p = der.data();
+  ossl::Pkcs12Ptr p12(d2i_PKCS12(nullptr, &p, static_cast<long>(der.size())));
+  if (!p12) rd.bad("is not a PKCS#12 file, or it is truncated or damaged.", "Check that the file was copied whole.");
+
+  rd.check_mac(p12.get());
+  Found found = rd.read_all(p12.get());
+
+  // The same certificate twice adds nothing.
+  std::vector<CertItem> certs;
+  for (auto& c : found.certs) {
+    auto dup = std::find_if(certs.begin(), certs.end(),
+                            [&](const CertItem& o) { return X509_cmp(o.cert.get(), c.cert.get()) == 0; });
+    if (dup == certs.end()) {
+      certs.push_back(std::move(c));
+    } else {
+      if (dup->name.empty()) dup->name = std::move(c.name);
+      if (dup->id.empty()) dup->id = std::move(c.id);
+    }
+  }
+
+  if (found.keys.size() > 1)
+    rd.bad("holds " + std::to_string(found.keys.size()) + " private keys; tokenprov reads files with one key.",
+           "Split the file (e.g. with openssl pkcs12) into one file per key.");
+  if (found.keys.empty() && require_key)
+    rd.bad("holds no private key, only certificates.", "Use the backup made with the key, not a --cert-only one.");
+  if (found.keys.empty() && certs.empty()) rd.bad("holds neither a private key nor a certificate.");
+
+  Contents out;
+  std::size_t leaf = certs.size();
+  if (!found.keys.empty()) {
+    KeyItem& k = found.keys.front();
+    for (std::size_t i = 0; i < certs.size() && leaf == certs.size(); ++i)
+      if (key_matches(k.key.get(), certs[i].cert.get()) == 1) leaf = i;
+    // Public keys OpenSSL cannot compare: pair by localKeyID.
+    for (std::size_t i = 0; i < certs.size() && leaf == certs.size(); ++i)
+      if (!k.id.empty() && certs[i].id == k.id && key_matches(k.key.get(), certs[i].cert.get()) < 0) leaf = i;
+    if (leaf == certs.size())
+      rd.bad("holds a private key but no certificate for it.",
+             "Export the key together with its certificate.");
+    out.friendly_name = !k.name.empty() ? k.name : certs[leaf].name;
+    out.local_key_id = !k.id.empty() ? k.id : certs[leaf].id;
+    out.key = std::move(k.key);
+  } else {
+    std::vector<std::size_t> with_id;
+    for (std::size_t i = 0; i < certs.size(); ++i)
+      if (!certs[i].id.empty()) with_id.push_back(i);
+    if (with_id.size() == 1) {
+      leaf = with_id.front();
+    } else {
+      // The end of the chain: a certificate that issued none of the others
+      // and is no CA.
+      for (std::size_t i = 0; i < certs.size() && leaf == certs.size(); ++i) {
+        bool issues = false;
+        for (std::size_t j = 0; j < certs.size() && !issues; ++j)
+          issues = j != i && is_issuer(certs[i].cert.get(), certs[j].cert.get());
+        if (!issues && X509_check_ca(certs[i].cert.get()) == 0) leaf = i;
+      }
+      ERR_clear_error();
+    }
+    if (leaf != certs.size()) {
+      out.friendly_name = certs[leaf].name;
+      out.local_key_id = certs[leaf].id;
+    }
+  }
+
+  std::vector<X509Ptr> pool;
+  for (std::size_t i = 0; i < certs.size(); ++i)
+    if (i != leaf) pool.push_back(std::move(certs[i].cert));
+  if (leaf != certs.size()) {
+    out.leaf = std::move(certs[leaf].cert);
+    out.chain = order_chain(out.leaf.get(), std::move(pool));
+  } else {
+    // Only CA certificates: start from one that issued none of the others.
+    X509* start = nullptr;
+    for (auto& c : pool) {
+      bool issues = false;
+      for (auto& o : pool)
+        if (o != c && is_issuer(c.get(), o.get())) issues = true;
+      if (!issues) {
+        start = c.get();
+        break;
+      }
+    }
+    if (start) {
+      auto it = std::find_if(pool.begin(), pool.end(), [&](const X509Ptr& c) { return c.get() == start; });
+      X509Ptr first = std::move(*it);
+      pool.erase(it);
+      out.chain = order_chain(first.get(), std::move(pool));
+      out.chain.insert(out.chain.begin(), std::move(first));
+    } else {
+      out.chain = std::move(pool);
+    }
+  }
+  ERR_clear_error();
+  return out;
+}
+
+void verify_roundtrip(std::span<const std::uint8_t> der, const Secret& password, const Contents& expected) {
+  const std::string what = "The PKCS#12 file just written";
+  Contents got;
+  try {
+    got = parse(der, password, "the PKCS#12 file just written", expected.key != nullptr);
+  } catch (const Error& e) {
+    throw Error(ExitCode::Internal, what + " does not read back: " + e.what());
+  }
+  auto bad = [&](const std::string& why) { throw Error(ExitCode::Internal, what + " " + why); };
+  if (expected.key) {
+    if (!got.key || EVP_PKEY_eq(got.key.get(), expected.key.get()) != 1) bad("holds a different key.");
+    if (!got.leaf || !signs_for(got.key.get(), X509_get0_pubkey(got.leaf.get())))
+      bad("holds a key that does not match its certificate.");
+  } else if (got.key) {
+    bad("holds a key although none was written.");
+  }
+  if (expected.leaf && !same_cert(expected.leaf.get(), got.leaf.get())) bad("holds a different certificate.");
+  if (got.chain.size() != expected.chain.size()) bad("holds a different number of CA certificates.");
+  for (std::size_t i = 0; i < got.chain.size(); ++i)
+    if (!same_cert(got.chain[i].get(), expected.chain[i].get())) bad("holds a different certificate chain.");
+  // Without a leaf there is no bag to carry the name.
+  if (expected.leaf && got.friendly_name != expected.friendly_name) bad("holds a different friendly name.");
+  if (!expected.local_key_id.empty() && got.local_key_id != expected.local_key_id)
+    bad("holds a different localKeyID.");
+  ERR_clear_error();
+}
+
+} // namespace tokenprov::pkcs12

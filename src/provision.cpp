@@ -1,0 +1,282 @@
+#include "tokenprov/provision.hpp"
+
+#include "tokenprov/backup.hpp"
+#include "tokenprov/fileio.hpp"
+#include "tokenprov/token_admin.hpp"
+#include "tokenprov/uri.hpp"
+
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cctype>
+#include <dirent.h>
+
+namespace tokenprov {
+
+namespace {
+
+std::string cn_of(const std::string& subject) {
+  auto name = ossl::parse_dn(subject);
+  int idx = X509_NAME_get_index_by_NID(name.get(), NID_commonName, -1);
+  if (idx < 0) return {};
+  ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name.get(), idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, s);
+  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len)) : "";
+  OPENSSL_free(utf8);
+  return out;
+}
+
+std::string hex_id(const p11::Bytes& id) { return to_hex(std::string(id.begin(), id.end())); }
+
+std::string safe_file_part(std::string s) {
+  for (auto& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  return s;
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) fail(ExitCode::BadInput, "Cannot read the folder '" + dir + "'.", "Check --cert-dir.");
+  while (auto* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == ".." || n[0] == '.') continue;
+    out.push_back(dir + "/" + n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The certificate on the token for K (same id, same public key), if any.
+ossl::X509Ptr token_leaf(const p11::Session& s, const KeyRef& k) {
+  auto want = ossl::spki_der(public_key(s, k).get());
+  p11::Attributes t;
+  t.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
+  for (auto h : s.find(t)) {
+    auto der = s.attr_bytes(h, CKA_VALUE);
+    if (!der) continue;
+    auto c = ossl::cert_from_der(*der);
+    if (c && ossl::spki_der(c.get()) == want) return c;
+  }
+  return nullptr;
+}
+
+} // namespace
+
+std::string user_from_subject(const std::string& subject) {
+  std::string cn = cn_of(subject);
+  std::string out;
+  for (char c : cn) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (std::isalnum(u)) out.push_back(static_cast<char>(std::tolower(u)));
+    else if ((c == ' ' || c == '-' || c == '_' || c == '.') && !out.empty() && out.back() != '-') out.push_back('-');
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "user" : out;
+}
+
+nlohmann::json ProvisionResult::to_json() const {
+  nlohmann::json keys_j = nlohmann::json::array();
+  for (auto& k : keys) {
+    nlohmann::json j = {{"role", k.role},           {"label", k.label},           {"id", k.id_hex},
+                        {"algorithm", k.algorithm}, {"key", k.key_state},         {"certificate", k.cert_state},
+                        {"backup", k.backup_state}};
+    if (!k.cert_serial.empty()) j["certificate_serial"] = k.cert_serial;
+    if (!k.cert_subject.empty()) j["subject"] = k.cert_subject;
+    if (!k.csr_file.empty()) j["csr_file"] = k.csr_file;
+    if (!k.backup_file.empty()) j["backup_file"] = k.backup_file;
+    keys_j.push_back(j);
+  }
+  return {{"token", {{"label", token.label}, {"serial", token.serial}, {"uri", token_uri(token)}}},
+          {"initialized", initialized_now},
+          {"complete", complete},
+          {"state", complete ? "done" : "awaiting-certificate"},
+          {"keys", keys_j}};
+}
+
+ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& sec) {
+  auto say = [&](const std::string& line) {
+    if (req.progress) req.progress(line);
+  };
+  const Profile& prof = req.profile;
+  if (prof.keys.empty()) fail(ExitCode::BadInput, "The profile '" + prof.name + "' lists no keys.");
+  ossl::parse_dn(req.subject);
+  for (auto& s : req.sans) check_san(s);
+  bool have_source = !req.scep.url.empty() || !req.csr_dir.empty() || !req.cert_dir.empty();
+  if (!have_source)
+    fail(ExitCode::Usage, "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
+  if (!req.backup_dir.empty() && !sec.backup_password)
+    fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
+  if (!sec.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
+
+  std::map<std::string, std::string> vars{{"user", req.user.empty() ? user_from_subject(req.subject) : req.user},
+                                          {"cn", cn_of(req.subject)}};
+  auto module = p11::Module::load(req.module_path);
+
+  // Which token.
+  p11::TokenInfo token;
+  if (req.token == "blank") {
+    token = find_token(*module, "", TokenState::Blank);
+  } else if (!req.token.empty()) {
+    token = find_token(*module, req.token, TokenState::Any);
+  } else {
+    vars["serial"] = "";
+    std::string want = expand_template(prof.token_label_template, vars);
+    bool found = false;
+    for (auto& t : module->tokens())
+      if (t.initialized() && t.label == want.substr(0, 32)) {
+        token = t;
+        found = true;
+        break;
+      }
+    if (!found) token = find_token(*module, "", TokenState::Blank);
+  }
+  vars["serial"] = token.serial;
+
+  ProvisionResult res;
+  // Step 1: initialize a blank token.
+  if (!token.initialized()) {
+    if (!sec.so_pin) fail(ExitCode::Pin, "The token is blank: initializing it needs the SO PIN (--so-pin-source).");
+    std::string label = req.token_label.empty() ? expand_template(prof.token_label_template, vars) : req.token_label;
+    if (label.size() > 32) label.resize(32);
+    say("Initializing the blank token (serial " + token.serial + ") as '" + label + "'...");
+    InitRequest ir{req.module_path, "serial:" + token.serial, label, false, prof.user_pin.min_length};
+    if (token.serial.empty()) ir.selector = "";
+    token = init_token(ir, *sec.so_pin, *sec.user_pin);
+    res.initialized_now = true;
+  } else {
+    say("Using token '" + token.label + "' (serial " + token.serial + ").");
+  }
+  res.token = token;
+
+  p11::Session s(module, token.slot_id, true);
+  s.login(CKU_USER, *sec.user_pin);
+
+  bool complete = true;
+  for (auto& spec : prof.keys) {
+    KeyOutcome out;
+    out.role = spec.role;
+    out.algorithm = spec.algorithm;
+    auto kvars = vars;
+    kvars["role"] = spec.role;
+    out.label = expand_template(spec.label_template.empty() ? "{role}" : spec.label_template, kvars);
+    Algorithm alg = parse_algorithm(spec.algorithm);
+
+    // Step 2: the key (reused when this profile's run made it before).
+    std::optional<KeyRef> key;
+    {
+      p11::Attributes t;
+      t.add_class(CKO_PRIVATE_KEY).add_string(CKA_LABEL, out.label);
+      auto hits = s.find(t, 2);
+      if (hits.size() == 1) key = find_key(s, "id:" + hex_id(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{})));
+    }
+    bool generated = false;
+    if (key) {
+      out.key_state = "present";
+      say("Key '" + out.label + "' is on the token already.");
+    } else {
+      KeyPolicy pol;
+      pol.label = out.label;
+      pol.exportable = spec.exportable && prof.allow_export;
+      pol.usage = spec.usage.empty() ? 0 : parse_usage(spec.usage, alg);
+      if (!spec.id.empty()) {
+        auto raw = from_hex(spec.id);
+        pol.id.assign(raw.begin(), raw.end());
+      }
+      say("Generating " + spec.algorithm + " key '" + out.label + "'" + (pol.exportable ? " (exportable)" : "") + "...");
+      key = generate_key(s, alg, pol);
+      generated = true;
+      out.key_state = "generated";
+    }
+    out.id_hex = hex_id(key->id);
+
+    // Step 3: the certificate.
+    try {
+      if (auto leaf = token_leaf(s, *key)) {
+        out.cert_state = "present";
+        out.cert_serial = ossl::serial_hex(leaf.get());
+        out.cert_subject = ossl::name_oneline(X509_get_subject_name(leaf.get()));
+      } else {
+        bool got = false;
+        if (!req.cert_dir.empty()) {
+          auto want = ossl::spki_der(public_key(s, *key).get());
+          for (auto& f : list_dir(req.cert_dir)) {
+            std::vector<ossl::X509Ptr> certs;
+            try {
+              certs = load_certificate_file(f);
+            } catch (const Error&) {
+              continue; // not a certificate file
+            }
+            bool mine = std::any_of(certs.begin(), certs.end(), [&](auto& c) { return ossl::spki_der(c.get()) == want; });
+            if (!mine) continue;
+            say("Picking up the certificate for '" + out.label + "' from " + f + "...");
+            auto pr = pickup_certificates(s, std::move(certs), {"", req.allow_expired}, f);
+            out.cert_state = "picked-up";
+            out.cert_serial = ossl::serial_hex(pr.leaf.get());
+            out.cert_subject = ossl::name_oneline(X509_get_subject_name(pr.leaf.get()));
+            got = true;
+            break;
+          }
+        }
+        if (!got && !req.scep.url.empty()) {
+          if (!sec.challenge) fail(ExitCode::Ca, "Enrolling over SCEP needs the challenge (--challenge-source).");
+          EnrollRequest er;
+          er.scep = req.scep;
+          er.algorithm = alg;
+          er.subject = req.subject;
+          er.sans = req.sans;
+          er.allow_expired = req.allow_expired;
+          er.policy.label = out.label;
+          auto r = enroll_existing(s, *key, er, *sec.challenge);
+          out.cert_state = "enrolled";
+          out.cert_serial = ossl::serial_hex(r.pickup.leaf.get());
+          out.cert_subject = ossl::name_oneline(X509_get_subject_name(r.pickup.leaf.get()));
+          got = true;
+        }
+        if (!got && !req.csr_dir.empty()) {
+          auto csr = make_csr(s, *key, {req.subject, req.sans, SigScheme::Default, nullptr});
+          out.csr_file = req.csr_dir + "/" + safe_file_part(token.serial + "-" + out.label) + ".csr.pem";
+          write_file_atomic(out.csr_file, ossl::to_pem(csr.get()), 0644, true);
+          say("Wrote the request for '" + out.label + "' to " + out.csr_file + "; run again with --cert-dir once the CA has answered.");
+          out.cert_state = "awaiting-certificate";
+        } else if (!got) {
+          out.cert_state = "awaiting-certificate";
+        }
+      }
+    } catch (const Error& e) {
+      if (generated) destroy_key_noexcept(s, *key);
+      throw Error(e.code(), std::string(e.what()) + (generated ? " The key made for it was removed again." : ""),
+                  e.hint().empty() ? "Fix the cause and run the same command again: what is done is kept." : e.hint());
+    }
+    if (out.cert_state == "awaiting-certificate") complete = false;
+
+    // Step 4: the backup.
+    if (req.backup_dir.empty() || !spec.backup) {
+      out.backup_state = "not-requested";
+    } else if (!spec.exportable || !prof.allow_export || !export_refusal(s, *key).empty()) {
+      out.backup_state = "not-permitted";
+    } else if (out.cert_state == "awaiting-certificate") {
+      out.backup_state = "awaiting-certificate";
+    } else {
+      out.backup_file = req.backup_dir + "/" + safe_file_part(token.serial + "-" + out.label) + ".p12";
+      if (file_exists(out.backup_file)) {
+        out.backup_state = "present";
+      } else {
+        say("Writing the backup of '" + out.label + "' to " + out.backup_file + "...");
+        BackupRequest br;
+        br.key = "id:" + out.id_hex;
+        br.out = out.backup_file;
+        br.compat = pkcs12::parse_compat(prof.backup_compat);
+        make_backup(s, br, *sec.backup_password);
+        out.backup_state = "written";
+      }
+    }
+    res.keys.push_back(std::move(out));
+  }
+  res.complete = complete;
+  return res;
+}
+
+} // namespace tokenprov
