@@ -133,3 +133,68 @@ def main(tests):
             traceback.print_exc()
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed or not passed else 0)
+
+
+class TestCA:
+    """A root and an intermediate CA made with the openssl CLI; issues leaf
+    certificates for CSRs (the CA's answer a user picks up)."""
+
+    def __init__(self, sb, name="Test"):
+        self.sb = sb
+        d = sb.path("ca-" + name)
+        os.makedirs(d, exist_ok=True)
+        self.dir = d
+        self.root_key, self.root = os.path.join(d, "root.key"), os.path.join(d, "root.pem")
+        self.int_key, self.int = os.path.join(d, "int.key"), os.path.join(d, "int.pem")
+        ext = os.path.join(d, "ca.ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                    "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+        sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.root_key, "-out", self.root,
+            "-subj", "/CN=%s Root CA/O=tokenprov tests" % name, "-days", "3650",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        csr = os.path.join(d, "int.csr")
+        sh(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", self.int_key, "-out", csr,
+            "-subj", "/CN=%s Issuing CA/O=tokenprov tests" % name])
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", self.root, "-CAkey", self.root_key, "-CAcreateserial",
+            "-out", self.int, "-days", "3650", "-extfile", ext])
+        self.leaf_ext = os.path.join(d, "leaf.ext")
+        with open(self.leaf_ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=clientAuth,emailProtection\n")
+
+    def issue(self, csr, out, days=365, not_before=None, not_after=None):
+        """Signs CSR with the intermediate; PEM to OUT."""
+        if not_before or not_after:
+            # openssl ca would be needed for arbitrary dates; use x509 with -not_before/-not_after is 3.4+,
+            # so make the validity with a config-free "openssl ca" run.
+            return self._issue_ca(csr, out, not_before, not_after)
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", self.int, "-CAkey", self.int_key, "-CAcreateserial",
+            "-out", out, "-days", str(days), "-extfile", self.leaf_ext, "-sha256"])
+        return out
+
+    def _issue_ca(self, csr, out, not_before, not_after):
+        db = os.path.join(self.dir, "db")
+        os.makedirs(db, exist_ok=True)
+        idx = os.path.join(db, "index.txt")
+        if not os.path.exists(idx):
+            open(idx, "w").close()
+            with open(os.path.join(db, "serial"), "w") as f:
+                f.write("1000\n")
+        conf = os.path.join(self.dir, "ca.cnf")
+        with open(conf, "w") as f:
+            f.write("[ca]\ndefault_ca=CA_default\n[CA_default]\ndatabase=%s\nserial=%s\nnew_certs_dir=%s\n"
+                    "default_md=sha256\npolicy=pol\nunique_subject=no\ncopy_extensions=none\n"
+                    "[pol]\ncommonName=supplied\n[ext]\nbasicConstraints=CA:FALSE\n"
+                    % (idx, os.path.join(db, "serial"), db))
+        sh(["openssl", "ca", "-batch", "-config", conf, "-in", csr, "-out", out, "-cert", self.int,
+            "-keyfile", self.int_key, "-startdate", not_before, "-enddate", not_after, "-extensions", "ext",
+            "-notext"])
+        return out
+
+    def chain_pem(self):
+        return open(self.int).read() + open(self.root).read()
+
+
+def pct(hexid):
+    return "".join("%" + hexid[i:i + 2] for i in range(0, len(hexid), 2))

@@ -259,6 +259,6 @@ TEST_CASE("FAULTP11_FAIL_AT fails the Nth call of any function, and the count fi
 TEST_CASE("an unusable FAULTP11_* setting makes C_Initialize fail loudly", "[softhsm][fault]") {
   SoftHsm hsm;
   hsm.create_token("conf");
-  FaultEnv env({{"FAULTP11_RV", "CKR_NO_SUCH_THING"}});
+  FaultEnv env(std::map<std::string, std::string>{{"FAULTP11_RV", "CKR_NO_SUCH_THING"}});
   CHECK_THROWS_WITH(p11::Module::load(kShim), Catch::Contains("CKR_GENERAL_ERROR"));
 }
