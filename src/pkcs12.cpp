@@ -175,15 +175,26 @@ OSSL_LIB_CTX* legacy_ctx() {
   return ctx;
 }
 
-// Calls F(libctx) with the default context, then (on failure) with the
-// legacy one.
+// Did the queued errors come from an algorithm the default provider lacks
+// (rather than from a wrong password or bad data)? Empties the queue.
+bool algorithm_unavailable() {
+  bool found = false;
+  while (unsigned long e = ERR_get_error()) {
+    const int reason = ERR_GET_REASON(e);
+    if (reason == ERR_R_UNSUPPORTED ||
+        (ERR_GET_LIB(e) == ERR_LIB_EVP && (reason == EVP_R_UNSUPPORTED_CIPHER || reason == EVP_R_UNKNOWN_CIPHER ||
+                                           reason == EVP_R_UNSUPPORTED_ALGORITHM)))
+      found = true;
+  }
+  return found;
+}
+
+// Calls F(libctx) with the default context, then, when that failed for want
+// of an algorithm, with the legacy one.
 template <class F> auto with_legacy_fallback(F f) {
   auto r = f(static_cast<OSSL_LIB_CTX*>(nullptr));
-  if (!r) {
-    if (OSSL_LIB_CTX* lc = legacy_ctx()) {
-      ERR_clear_error();
-      r = f(lc);
-    }
+  if (!r && algorithm_unavailable()) {
+    if (OSSL_LIB_CTX* lc = legacy_ctx()) r = f(lc);
   }
   return r;
 }
@@ -224,15 +235,55 @@ Bytes local_key_id_of(const PKCS12_SAFEBAG* bag) {
   return Bytes(p, p + ASN1_STRING_length(t->value.octet_string));
 }
 
-std::string friendly_name_of(PKCS12_SAFEBAG* bag) {
-  char* n = PKCS12_get_friendlyname(bag);
-  if (!n) {
-    ERR_clear_error();
-    return {};
+void put_utf8(std::string& out, std::uint32_t c) {
+  if (c < 0x80) {
+    out.push_back(static_cast<char>(c));
+  } else if (c < 0x800) {
+    out.push_back(static_cast<char>(0xc0 | (c >> 6)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
+  } else if (c < 0x10000) {
+    out.push_back(static_cast<char>(0xe0 | (c >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
+  } else {
+    out.push_back(static_cast<char>(0xf0 | (c >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3f)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
   }
-  std::string s(n);
-  OPENSSL_free(n);
-  return s;
+}
+
+// The friendlyName as UTF-8. Decoded here rather than with
+// PKCS12_get_friendlyname: OpenSSL 3.0's BMPString-to-UTF-8 conversion fails
+// (returns NULL) when the last character needs three UTF-8 bytes (U+0800 and
+// up: "Ключ №1", CJK names, "✓").
+std::string friendly_name_of(const PKCS12_SAFEBAG* bag) {
+  const ASN1_TYPE* t = PKCS12_get_attr_gen(PKCS12_SAFEBAG_get0_attrs(bag), NID_friendlyName);
+  if (!t || !t->value.asn1_string) return {};
+  const unsigned char* d = ASN1_STRING_get0_data(t->value.asn1_string);
+  const int n = ASN1_STRING_length(t->value.asn1_string);
+  std::string out;
+  if (t->type == V_ASN1_UTF8STRING) { // not what RFC 7292 says, but seen
+    out.assign(reinterpret_cast<const char*>(d), static_cast<std::size_t>(n));
+  } else if (t->type == V_ASN1_BMPSTRING) { // UTF-16BE
+    for (int i = 0; i + 1 < n; i += 2) {
+      std::uint32_t c = (std::uint32_t{d[i]} << 8) | d[i + 1];
+      if (c >= 0xd800 && c < 0xdc00 && i + 3 < n) {
+        std::uint32_t lo = (std::uint32_t{d[i + 2]} << 8) | d[i + 3];
+        if (lo >= 0xdc00 && lo < 0xe000) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+          i += 2;
+        } else {
+          c = 0xfffd;
+        }
+      } else if (c >= 0xd800 && c < 0xe000) {
+        c = 0xfffd;
+      }
+      put_utf8(out, c);
+    }
+  }
+  while (!out.empty() && out.back() == '\0') out.pop_back(); // some writers add a terminator
+  return out;
 }
 
 class Reader {
@@ -253,7 +304,7 @@ public:
   void collect(STACK_OF(PKCS12_SAFEBAG) * bags, Found& out, int depth = 0) {
     if (depth > 4) bad("nests its safe contents too deeply to be a genuine PKCS#12 file.");
     for (int i = 0; i < sk_PKCS12_SAFEBAG_num(bags); ++i) {
-      PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, i);
+      const PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, i);
       switch (PKCS12_SAFEBAG_get_nid(bag)) {
       case NID_keyBag:
         add_key(bag, PKCS12_SAFEBAG_get0_p8inf(bag), out);
@@ -284,7 +335,7 @@ public:
     }
   }
 
-  void add_key(PKCS12_SAFEBAG* bag, const PKCS8_PRIV_KEY_INFO* p8, Found& out) const {
+  void add_key(const PKCS12_SAFEBAG* bag, const PKCS8_PRIV_KEY_INFO* p8, Found& out) const {
     if (!p8) bad("holds a private key bag that cannot be read.");
     EvpPkeyPtr k(EVP_PKCS82PKEY(p8));
     if (!k) bad("holds a private key of a type tokenprov cannot read (" + ossl::last_error() + ").");
