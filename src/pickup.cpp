@@ -110,7 +110,11 @@ std::vector<ossl::X509Ptr> order_chain(X509* leaf, std::vector<ossl::X509Ptr>& c
 
 std::string cert_label(X509* cert) {
   X509_NAME* n = X509_get_subject_name(cert);
-  int idx = X509_NAME_get_index_by_NID(n, NID_commonName, -1);
+  int idx = -1;
+  for (int nid : {NID_commonName, NID_organizationalUnitName, NID_organizationName}) {
+    idx = X509_NAME_get_index_by_NID(n, nid, -1);
+    if (idx >= 0) break;
+  }
   if (idx >= 0) {
     ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, idx));
     unsigned char* utf8 = nullptr;

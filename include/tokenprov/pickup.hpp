@@ -47,7 +47,7 @@ CK_OBJECT_HANDLE write_certificate(p11::Session& s, X509* cert, const std::strin
 // The certificate objects on the token holding exactly CERT's DER.
 std::vector<CK_OBJECT_HANDLE> find_certificate(const p11::Session& s, X509* cert);
 
-// Label for an authority certificate: its subject CN, else the whole subject.
+// Label for an authority certificate: its subject CN, else OU, else O, else the whole subject.
 std::string cert_label(X509* cert);
 
 } // namespace tokenprov

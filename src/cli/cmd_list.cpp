@@ -4,6 +4,7 @@
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
+#include <algorithm>
 #include <iomanip>
 #include <sstream>
 
@@ -21,8 +22,15 @@ std::string human(const std::vector<TokenEntry>& tokens, bool logged_in) {
       if (!logged_in) o << "  (objects are listed with --pin-source)\n";
       continue;
     }
-    o << "  " << std::left << std::setw(12) << "CLASS" << std::setw(42) << "ID" << std::setw(20) << "LABEL"
-      << "DETAILS\n";
+    std::size_t lw = 5, iw = 2;
+    for (auto& ob : t.objects) {
+      lw = std::max(lw, ob.label.size());
+      iw = std::max(iw, ob.id.size() * 2);
+    }
+    lw = std::min<std::size_t>(lw, 40) + 2;
+    iw += 2;
+    o << "  " << std::left << std::setw(12) << "CLASS" << std::setw(static_cast<int>(iw)) << "ID"
+      << std::setw(static_cast<int>(lw)) << "LABEL" << "DETAILS\n";
     for (auto& ob : t.objects) {
       std::string details;
       if (!ob.key_type.empty()) {
@@ -33,8 +41,8 @@ std::string human(const std::vector<TokenEntry>& tokens, bool logged_in) {
       }
       if (ob.cls == "certificate")
         details = (ob.authority ? "CA " : "") + ob.subject + " (until " + ob.not_after + ")";
-      o << "  " << std::left << std::setw(12) << ob.cls.substr(0, 11) << std::setw(42) << to_hex(ob.id)
-        << std::setw(20) << ob.label << details << "\n";
+      o << "  " << std::left << std::setw(12) << ob.cls.substr(0, 11) << std::setw(static_cast<int>(iw)) << to_hex(ob.id)
+        << std::setw(static_cast<int>(lw)) << ob.label << details << "\n";
     }
   }
   return o.str();
