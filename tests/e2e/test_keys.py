@@ -59,9 +59,15 @@ def test_pin_too_short_and_wrong_pin_once():
                   "--label", "x", env={"P": "999999"})
         expect(r.returncode == 3, (r.returncode, r.stderr))
         expect("tries" in r.stderr or "token reports" in r.stderr, r.stderr)
-        # Exactly one attempt was used: the right PIN still works (SoftHSM has no counter, so check the log
-        # of attempts via a second wrong try count is not possible; check that nothing was generated).
         expect(sb.objects("wrong") == [], "a key was generated after a wrong PIN")
+        # Exactly one C_Login was made: the call log of the fault shim (no fault injected) shows it.
+        from faultp11 import shim_path
+        log = sb.path("calls.log")
+        r = sb.tp("keygen", "--module", shim_path(), "--token", "wrong", "--pin-source", "env:P", "--algorithm",
+                  "ec-p256", "--label", "x", env={"P": "999999", "FAULTP11_LOG": log})
+        expect(r.returncode == 3, (r.returncode, r.stderr))
+        logins = [l for l in open(log).read().splitlines() if " C_Login " in l]
+        expect(len(logins) == 1, logins)
 
 
 def test_pin_change_and_unblock():
