@@ -232,6 +232,51 @@ CK_OBJECT_HANDLE import_public_key(p11::Session& s, EVP_PKEY* key, const std::st
   }
   return s.create(t, "putting the public key '" + label + "' on the token");
 }
+// Whether the private key object PRIV is the private half of PUB: an RSA key
+// by its modulus, an EC key by a signature over random bytes that PUB verifies.
+bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TYPE kt, EVP_PKEY* pub) {
+  if (kt == CKK_RSA) {
+    auto mod = s.attr_bytes(priv, CKA_MODULUS);
+    BIGNUM* n = nullptr;
+    if (!mod || !EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n)) return false;
+    p11::Bytes nb(static_cast<std::size_t>(BN_num_bytes(n)));
+    BN_bn2bin(n, nb.data());
+    BN_free(n);
+    auto first = std::find_if(mod->begin(), mod->end(), [](std::uint8_t b) { return b != 0; });
+    return p11::Bytes(first, mod->end()) == nb;
+  }
+  if (kt != CKK_EC) return false;
+  p11::Bytes digest(32);
+  if (RAND_bytes(digest.data(), static_cast<int>(digest.size())) != 1) return false;
+  CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+  p11::Bytes rs = s.sign(mech, priv, digest);
+  if (rs.empty() || rs.size() % 2 != 0) return false;
+  std::size_t half = rs.size() / 2;
+  ECDSA_SIG* sig = ECDSA_SIG_new();
+  ECDSA_SIG_set0(sig, BN_bin2bn(rs.data(), static_cast<int>(half), nullptr),
+                 BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
+  unsigned char* der = nullptr;
+  int dlen = i2d_ECDSA_SIG(sig, &der);
+  ECDSA_SIG_free(sig);
+  ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub, nullptr));
+  bool ok = dlen > 0 && ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
+            EVP_PKEY_verify(ctx.get(), der, static_cast<std::size_t>(dlen), digest.data(), digest.size()) == 1;
+  OPENSSL_free(der);
+  ERR_clear_error();
+  return ok;
+}
+
+// The private key an interrupted restore of this key left: the label and id
+// this restore writes, the same key type, and the same key. Else
+// CK_INVALID_HANDLE.
+CK_OBJECT_HANDLE interrupted_restore(const p11::Session& s, EVP_PKEY* key, const std::string& label, const p11::Bytes& id,
+                                     CK_KEY_TYPE kt) {
+  p11::Attributes t;
+  t.add_class(CKO_PRIVATE_KEY).add_string(CKA_LABEL, label).add_bytes(CKA_ID, id);
+  auto hits = s.find(t, 2);
+  if (hits.size() != 1 || s.attr_ulong(hits[0], CKA_KEY_TYPE) != kt) return CK_INVALID_HANDLE;
+  return private_key_matches(s, hits[0], kt, key) ? hits[0] : CK_INVALID_HANDLE;
+}
 } // namespace
 
 RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const Secret& password) {
@@ -254,21 +299,44 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
     X509_digest(c.leaf.get(), EVP_sha1(), md, &mdlen);
     if (std::equal(md, md + 20, c.local_key_id.begin())) id = derive_key_id(c.key.get());
   }
-  if (find_key_by_public(s, c.key.get()))
-    fail(ExitCode::Exists, "The key in '" + req.in + "' is on the token already; nothing was written.");
-  if (label_in_use(s, label))
-    fail(ExitCode::Exists, "The label '" + label + "' is in use on the token; nothing was written.",
-         "Give another one with --label.");
-  if (id_in_use(s, id))
-    fail(ExitCode::Exists, "The id " + to_hex(std::string(id.begin(), id.end())) + " is in use on the token; nothing was written.");
+  // A restore of this file that was cut short by a token pulled out mid-write
+  // (rollback impossible) left a prefix of what is written below, private key
+  // first. Complete it rather than refuse: the key is the same one.
+  CK_OBJECT_HANDLE resumed_priv = interrupted_restore(s, c.key.get(), label, id, kt);
+  CK_OBJECT_HANDLE resumed_pub = CK_INVALID_HANDLE;
+  if (resumed_priv != CK_INVALID_HANDLE) {
+    p11::Attributes t;
+    t.add_class(CKO_PUBLIC_KEY).add_bytes(CKA_ID, id);
+    auto pubs = s.find(t, 2);
+    if (pubs.size() == 1) resumed_pub = pubs[0];
+    bool missing = resumed_pub == CK_INVALID_HANDLE || (c.leaf && find_certificate(s, c.leaf.get()).empty());
+    for (auto& ca : c.chain) missing = missing || find_certificate(s, ca.get()).empty();
+    if (!missing)
+      fail(ExitCode::Exists, "The key in '" + req.in + "' is on the token already, with its certificates; nothing was written.");
+  } else {
+    if (find_key_by_public(s, c.key.get()))
+      fail(ExitCode::Exists, "The key in '" + req.in + "' is on the token already; nothing was written.");
+    if (label_in_use(s, label))
+      fail(ExitCode::Exists, "The label '" + label + "' is in use on the token; nothing was written.",
+           "Give another one with --label.");
+    if (id_in_use(s, id))
+      fail(ExitCode::Exists, "The id " + to_hex(std::string(id.begin(), id.end())) + " is in use on the token; nothing was written.");
+  }
 
   RestoreResult r;
-  std::vector<CK_OBJECT_HANDLE> created;
+  r.resumed = resumed_priv != CK_INVALID_HANDLE;
+  std::vector<CK_OBJECT_HANDLE> created; // rolled back on failure; a resumed key is kept
   try {
-    auto priv = import_private_key(s, c.key.get(), label, id, req.exportable, kt);
-    created.push_back(priv);
-    auto pub = import_public_key(s, c.key.get(), label, id, kt);
-    created.push_back(pub);
+    auto priv = resumed_priv;
+    if (priv == CK_INVALID_HANDLE) {
+      priv = import_private_key(s, c.key.get(), label, id, req.exportable, kt);
+      created.push_back(priv);
+    }
+    auto pub = resumed_pub;
+    if (pub == CK_INVALID_HANDLE) {
+      pub = import_public_key(s, c.key.get(), label, id, kt);
+      created.push_back(pub);
+    }
     r.key = KeyRef{priv, pub, label, id, kt};
     if (c.leaf && find_certificate(s, c.leaf.get()).empty()) {
       created.push_back(write_certificate(s, c.leaf.get(), label, id, false));

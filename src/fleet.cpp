@@ -5,15 +5,21 @@
 #include "tokenprov/token_admin.hpp"
 
 #include <csv.h>
+#include <openssl/x509.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -27,7 +33,10 @@ struct CsvParse {
 };
 
 void on_field(void* s, size_t n, void* data) {
-  static_cast<CsvParse*>(data)->cur.emplace_back(static_cast<char*>(s), n);
+  // CSV_EMPTY_IS_NULL hands an empty unquoted field over as (NULL, 0).
+  auto* p = static_cast<CsvParse*>(data);
+  if (s) p->cur.emplace_back(static_cast<char*>(s), n);
+  else p->cur.emplace_back();
 }
 void on_record(int, void* data) {
   auto* p = static_cast<CsvParse*>(data);
@@ -42,46 +51,92 @@ std::string trim(std::string s) {
   return s;
 }
 
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Identifies a row in the state file. A token named by label or serial
+// appears once per manifest, so token + subject is unique; blank rows are
+// told apart by subject, user and the label they give the token.
+std::string row_key(const ManifestRow& r) {
+  std::string k = r.token + "\x1f" + r.subject;
+  if (r.token == "blank") k += "\x1f" + r.user + "\x1f" + r.label;
+  return k;
+}
+
+std::string cn_of(const std::string& subject) {
+  auto name = ossl::parse_dn(subject);
+  int idx = X509_NAME_get_index_by_NID(name.get(), NID_commonName, -1);
+  if (idx < 0) return {};
+  ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name.get(), idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, s);
+  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len)) : "";
+  OPENSSL_free(utf8);
+  return out;
+}
+
 } // namespace
 
 std::vector<ManifestRow> read_manifest(const std::string& path) {
   auto data = ossl::read_file(path);
+  std::size_t start = 0;
+  if (data.size() >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF) start = 3; // UTF-8 BOM (spreadsheets)
   struct csv_parser parser;
-  if (csv_init(&parser, CSV_STRICT | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL) != 0)
+  if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL) != 0)
     fail(ExitCode::Internal, "Cannot start the CSV parser.");
   CsvParse p;
-  std::size_t n = csv_parse(&parser, data.data(), data.size(), on_field, on_record, &p);
-  bool ok = n == data.size() && csv_fini(&parser, on_field, on_record, &p) == 0;
+  std::size_t len = data.size() - start;
+  std::size_t n = csv_parse(&parser, data.data() + start, len, on_field, on_record, &p);
+  bool parsed = n == len;
+  bool ok = parsed && csv_fini(&parser, on_field, on_record, &p) == 0;
   int err = csv_error(&parser);
   csv_free(&parser);
-  if (!ok)
-    fail(ExitCode::BadInput, "The manifest '" + path + "' is not valid CSV: " + csv_strerror(err) + " (after record " +
-                                 std::to_string(p.records.size()) + ").",
-         "Check the quoting of that line.");
+  if (!ok) {
+    // The record being read when the parser stopped: records[0] is the header.
+    std::size_t rec = p.records.size();
+    std::string where = rec == 0 ? "the header row" : "row " + std::to_string(rec);
+    if (parsed) {
+      where += " (a quoted field is never closed)";
+    } else {
+      std::size_t line = 1 + static_cast<std::size_t>(std::count(data.begin() + static_cast<std::ptrdiff_t>(start),
+                                                                  data.begin() + static_cast<std::ptrdiff_t>(start + n), '\n'));
+      where += " (line " + std::to_string(line) + ")";
+    }
+    fail(ExitCode::BadInput, "The manifest '" + path + "' is not valid CSV at " + where + ": " + csv_strerror(err) + ".",
+         "Check the quoting of that line: a field with a comma or a quote is written in double quotes, a quote inside it doubled.");
+  }
   if (p.records.empty()) fail(ExitCode::BadInput, "The manifest '" + path + "' is empty; it needs a header row.");
   std::vector<std::string> header;
-  for (auto& h : p.records[0]) header.push_back(trim(h));
+  for (auto& h : p.records[0]) header.push_back(lower(trim(h)));
   auto col = [&](const std::string& name) -> int {
     auto it = std::find(header.begin(), header.end(), name);
     return it == header.end() ? -1 : static_cast<int>(it - header.begin());
   };
   for (const char* req : {"token", "subject"})
     if (col(req) < 0)
-      fail(ExitCode::BadInput, "The manifest '" + path + "' has no '" + req + "' column.",
+      fail(ExitCode::BadInput, "The manifest '" + path + "', header row, has no '" + req + "' column.",
            "The header needs at least: token,subject (optional: san,user,label).");
   std::set<std::string> seen_header;
-  for (auto& h : header)
-    if (!seen_header.insert(h).second) fail(ExitCode::BadInput, "The manifest '" + path + "' names the column '" + h + "' twice.");
+  for (std::size_t c = 0; c < header.size(); ++c) {
+    if (header[c].empty())
+      fail(ExitCode::BadInput, "The manifest '" + path + "', header row, has an empty column name (column " +
+                                   std::to_string(c + 1) + ").");
+    if (!seen_header.insert(header[c]).second)
+      fail(ExitCode::BadInput, "The manifest '" + path + "', header row, names the column '" + header[c] + "' twice.");
+  }
 
   std::vector<ManifestRow> rows;
-  std::set<std::string> tokens;
+  std::map<std::string, std::size_t> tokens, keys, labels;
   for (std::size_t i = 1; i < p.records.size(); ++i) {
     auto& rec = p.records[i];
     if (rec.size() == 1 && trim(rec[0]).empty()) continue; // blank line
     std::string where = "The manifest '" + path + "', row " + std::to_string(i);
     if (rec.size() != header.size())
       fail(ExitCode::BadInput, where + ", has " + std::to_string(rec.size()) + " fields; the header has " +
-                                   std::to_string(header.size()) + ".");
+                                   std::to_string(header.size()) + ".",
+           "Quote a field that holds a comma.");
     ManifestRow r;
     r.row = i;
     for (std::size_t c = 0; c < header.size(); ++c) {
@@ -99,17 +154,36 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
       } else r.extra[h] = v;
     }
     if (r.token.empty()) fail(ExitCode::BadInput, where + ", has no token.", "Use a label, serial:HEX, or blank.");
+    if (r.token.rfind("serial:", 0) == 0 && r.token.size() == 7)
+      fail(ExitCode::BadInput, where + ", has an empty serial in 'serial:'.");
     if (r.subject.empty()) fail(ExitCode::BadInput, where + ", has no subject.");
     try {
       ossl::parse_dn(r.subject);
+    } catch (const Error& e) {
+      fail(ExitCode::BadInput, where + ", column 'subject': " + e.what(), "Write the DN as /CN=Alice/O=Example.");
+    }
+    try {
       for (auto& s : r.sans) check_san(s);
     } catch (const Error& e) {
-      fail(ExitCode::BadInput, where + ": " + e.what());
+      fail(ExitCode::BadInput, where + ", column 'san': " + e.what(),
+           "Write SANs as TYPE:VALUE separated by ';' (email, dns, uri, upn).");
     }
-    if (r.label.size() > 32) fail(ExitCode::BadInput, where + ", has a label longer than 32 bytes.");
-    if (r.token != "blank" && !tokens.insert(r.token).second)
-      fail(ExitCode::BadInput, where + ", names the token '" + r.token + "' a second time.",
-           "Each token may appear once in a manifest.");
+    if (r.label.size() > 32) fail(ExitCode::BadInput, where + ", column 'label': longer than 32 bytes.");
+    if (r.token != "blank") {
+      if (auto [it, fresh] = tokens.emplace(r.token, i); !fresh)
+        fail(ExitCode::BadInput, where + ", names the token '" + r.token + "' a second time (row " +
+                                     std::to_string(it->second) + ").",
+             "Each token may appear once in a manifest.");
+    }
+    if (!r.label.empty()) {
+      if (auto [it, fresh] = labels.emplace(r.label, i); !fresh)
+        fail(ExitCode::BadInput, where + ", gives the label '" + r.label + "' a second time (row " +
+                                     std::to_string(it->second) + ").",
+             "Each token the fleet initializes needs its own label.");
+    }
+    if (auto [it, fresh] = keys.emplace(row_key(r), i); !fresh)
+      fail(ExitCode::BadInput, where + ", repeats row " + std::to_string(it->second) + ".",
+           "Two blank rows with the same subject and user need different labels (column 'label').");
     rows.push_back(std::move(r));
   }
   if (rows.empty()) fail(ExitCode::BadInput, "The manifest '" + path + "' has no rows.");
@@ -118,28 +192,116 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
 
 namespace {
 
-std::set<std::string> load_state(const std::string& path) {
-  std::set<std::string> done;
-  if (path.empty()) return done;
+// What an earlier run recorded in the state file.
+struct Claim {
+  std::string label;  // the label this row's token was being initialized with
+  std::string serial; // the token it initialized (set once C_InitToken is done)
+};
+struct StateRecord {
+  std::map<std::string, std::string> done; // row key -> token serial, rows finished with everything
+  std::map<std::string, Claim> claims;     // row key -> token being initialized for it
+};
+
+StateRecord load_state(const std::string& path) {
+  StateRecord st;
+  if (path.empty()) return st;
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
     auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) continue; // a line cut by a kill
-    if (j.value("ok", false) && j.contains("row_key")) done.insert(j["row_key"].get<std::string>());
+    if (j.is_discarded() || !j.is_object() || !j.contains("row_key") || !j["row_key"].is_string())
+      continue; // a line cut by a crash: that row was not finished
+    std::string key = j["row_key"].get<std::string>();
+    if (j.contains("claim")) {
+      auto& c = st.claims[key];
+      if (j.contains("label") && j["label"].is_string()) c.label = j["label"].get<std::string>();
+      if (j.contains("serial") && j["serial"].is_string()) c.serial = j["serial"].get<std::string>();
+    } else if (j.value("ok", false) && j.value("done", false)) {
+      st.done[key] = j.contains("token") && j["token"].is_string() ? j["token"].get<std::string>() : "";
+    }
   }
-  return done;
+  return st;
 }
 
-void append_state(const std::string& path, const nlohmann::json& line) {
-  if (path.empty()) return;
-  std::string text = line.dump() + "\n";
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) fail(ExitCode::BadInput, "Cannot open the state file '" + path + "': " + std::strerror(errno) + ".");
-  ssize_t n = ::write(fd, text.data(), text.size()); // one write(2) of one line: appended whole
-  ::fsync(fd);
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size())) fail(ExitCode::BadInput, "Cannot write the state file '" + path + "'.");
+// The state file: JSON lines, each appended with one write(2) on an O_APPEND
+// descriptor and fsync'ed before the run goes on. An exclusive flock keeps a
+// second run off the same file while this one runs.
+class StateFile {
+public:
+  explicit StateFile(std::string path) : path_(std::move(path)) {
+    if (path_.empty()) return;
+    struct stat st {};
+    bool existed = ::stat(path_.c_str(), &st) == 0;
+    fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) fail(ExitCode::BadInput, "Cannot open the state file '" + path_ + "': " + std::strerror(errno) + ".");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      fail(ExitCode::BadInput, "The state file '" + path_ + "' is in use by another fleet run.",
+           "Wait for that run to end; two runs on one state file would provision the same rows twice.");
+    }
+    if (!existed) sync_dir(); // the new file's name is durable too
+    // A line cut by a crash has no newline: end it, so the next line stands on its own.
+    off_t size = ::lseek(fd_, 0, SEEK_END);
+    char last = '\n';
+    if (size > 0 && ::pread(fd_, &last, 1, size - 1) == 1 && last != '\n') write_line("");
+  }
+  ~StateFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  StateFile(const StateFile&) = delete;
+  StateFile& operator=(const StateFile&) = delete;
+
+  void append(const nlohmann::json& j) {
+    if (fd_ >= 0) write_line(j.dump());
+  }
+
+private:
+  void write_line(const std::string& body) {
+    std::string text = body + "\n";
+    ssize_t n;
+    do {
+      n = ::write(fd_, text.data(), text.size()); // one write(2) of one whole line
+    } while (n < 0 && errno == EINTR);
+    int e = errno;
+    if (n != static_cast<ssize_t>(text.size()))
+      fail(ExitCode::BadInput, "Cannot write the state file '" + path_ + "': " +
+                                   (n < 0 ? std::string(std::strerror(e)) : std::string("short write")) + ".",
+           "Free some space and run again with the same state file: what is recorded is kept.");
+    if (::fsync(fd_) != 0)
+      fail(ExitCode::BadInput, "Cannot flush the state file '" + path_ + "' to disk: " + std::strerror(errno) + ".");
+  }
+  void sync_dir() {
+    auto slash = path_.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path_.substr(0, slash));
+    int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      ::fsync(d);
+      ::close(d);
+    }
+  }
+  std::string path_;
+  int fd_ = -1;
+};
+
+struct Job {
+  const ManifestRow* row = nullptr;
+  std::string key;
+  std::string selector;  // what provision() gets: serial:HEX once known
+  std::string serial;    // the token's serial once known
+  bool initialized_now = false;
+  bool finished = false; // failed (or checked, in a dry run) before the workers start
+};
+
+// The state file or the audit log could not be written: the run stops.
+struct RecordError : Error {
+  explicit RecordError(const Error& e) : Error(e) {}
+};
+
+nlohmann::json error_json(const Error& e) {
+  nlohmann::json j = {{"code", static_cast<int>(e.code())}, {"message", e.what()}};
+  if (!e.hint().empty()) j["hint"] = e.hint();
+  return j;
 }
 
 } // namespace
@@ -147,28 +309,80 @@ void append_state(const std::string& path, const nlohmann::json& line) {
 FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& rows) {
   FleetSummary sum;
   sum.total = rows.size();
-  auto done_before = load_state(req.state_file);
-  std::vector<const ManifestRow*> todo;
-  for (auto& r : rows) {
-    if (done_before.count(r.key())) ++sum.skipped;
-    else todo.push_back(&r);
+  const ProvisionRequest& base = req.base;
+  const bool dry = req.dry_run;
+  if (req.jobs < 1) fail(ExitCode::Usage, "--jobs must be 1 or more.");
+
+  bool any_blank = std::any_of(rows.begin(), rows.end(), [](auto& r) { return r.token == "blank"; });
+  if (!dry) {
+    // Problems every row would have: say so once, before anything is written.
+    if (!req.secrets.user_pin) fail(ExitCode::Pin, "No user PIN was given (--pin-source).");
+    if (any_blank && !req.secrets.so_pin)
+      fail(ExitCode::Pin, "The manifest has blank rows: initializing those tokens needs the SO PIN (--so-pin-source).");
+    if (base.scep.url.empty() && base.csr_dir.empty() && base.cert_dir.empty())
+      fail(ExitCode::Usage, "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
+    if (!base.scep.url.empty() && base.csr_dir.empty() && base.cert_dir.empty() && !req.secrets.challenge)
+      fail(ExitCode::Ca, "Enrolling over SCEP needs the challenge (--challenge-source).");
+    if (!base.backup_dir.empty() && !req.secrets.backup_password)
+      fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   }
 
-  auto module = p11::Module::load(req.base.module_path); // one module for every worker
-  std::mutex out_mutex, claim_mutex;
-  std::atomic<std::size_t> next{0};
-  std::size_t finished = sum.skipped;
+  std::optional<StateFile> state;
+  if (!dry) state.emplace(req.state_file); // locks it before reading it
+  auto recorded = load_state(req.state_file);
 
-  auto emit = [&](const ManifestRow& r, nlohmann::json line, bool ok) {
+  std::vector<Job> jobs;
+  for (auto& r : rows) {
+    Job j;
+    j.row = &r;
+    j.key = row_key(r);
+    if (recorded.done.count(j.key)) {
+      ++sum.skipped;
+      continue;
+    }
+    jobs.push_back(std::move(j));
+  }
+
+  auto module = p11::Module::load(base.module_path); // one module for every worker
+  std::mutex out_mutex;
+  std::size_t finished = sum.skipped;
+  std::atomic<bool> stop{false};
+  std::optional<Error> fatal;
+
+  // Records and reports one finished row. Audit first, then the state file:
+  // a crash between the two leaves the row to be redone (and audited again as
+  // found present), never recorded without its audit line.
+  auto emit = [&](const Job& job, nlohmann::json line, bool ok, bool done) {
     std::lock_guard<std::mutex> lock(out_mutex);
-    line["row"] = r.row;
+    line["row"] = job.row->row;
     line["ok"] = ok;
-    if (!req.dry_run) {
-      nlohmann::json st = line;
-      st["row_key"] = r.key();
-      append_state(req.state_file, st);
-      audit_append(req.audit_log, {{"event", "fleet-row"}, {"row", r.row}, {"ok", ok}, {"token", line.value("token", "")},
-                                   {"result", line}});
+    if (!dry && !fatal) {
+      try {
+        nlohmann::json a = {{"event", "fleet-row"},
+                            {"row", job.row->row},
+                            {"ok", ok},
+                            {"outcome", ok ? (done ? "done" : "awaiting-certificate") : "failed"},
+                            {"token", line.value("token", "")},
+                            {"subject", job.row->subject}};
+        nlohmann::json ids = nlohmann::json::array(), serials = nlohmann::json::array();
+        if (line.contains("keys"))
+          for (auto& k : line["keys"]) {
+            ids.push_back(k.value("id", ""));
+            if (k.contains("certificate_serial")) serials.push_back(k["certificate_serial"]);
+          }
+        a["key_ids"] = ids;
+        a["certificate_serials"] = serials;
+        if (line.contains("keys")) a["keys"] = line["keys"];
+        if (line.contains("error")) a["error"] = line["error"];
+        audit_append(req.audit_log, a);
+        nlohmann::json st = line;
+        st["row_key"] = job.key;
+        st["done"] = ok && done;
+        state->append(st);
+      } catch (const Error& e) {
+        fatal.emplace(e);
+        stop = true;
+      }
     }
     if (ok) ++sum.ok;
     else ++sum.failed;
@@ -176,70 +390,259 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     if (req.on_row) req.on_row(line);
     if (req.on_progress) req.on_progress(finished, sum.total, sum.failed);
   };
+  auto fail_row = [&](Job& job, const nlohmann::json& err) {
+    nlohmann::json line = {{"token", job.serial}, {"subject", job.row->subject}, {"error", err}};
+    job.finished = true;
+    emit(job, line, false, false);
+  };
 
-  auto work = [&]() {
-    for (;;) {
-      std::size_t i = next.fetch_add(1);
-      if (i >= todo.size()) return;
-      const ManifestRow& r = *todo[i];
-      nlohmann::json line = {{"token", ""}, {"subject", r.subject}};
-      try {
-        std::string selector = r.token;
-        if (req.dry_run) {
-          auto t = find_token(*module, r.token == "blank" ? "" : r.token,
-                              r.token == "blank" ? TokenState::Blank : TokenState::Any);
-          line["token"] = t.serial;
-          line["dry_run"] = true;
-          line["initialized"] = t.initialized();
-          emit(r, line, true);
+  // ---- Which token each row gets --------------------------------------------
+  // Tokens named by label or serial first; two rows naming one token is a bad manifest.
+  std::map<std::string, std::size_t> serial_row;
+  std::set<std::string> used_serials; // tokens some row has (blank rows must not take them)
+  for (auto& [k, s] : recorded.done)
+    if (!s.empty()) used_serials.insert(s);
+  for (auto& [k, c] : recorded.claims)
+    if (!c.serial.empty()) used_serials.insert(c.serial);
+  std::vector<p11::TokenInfo> named(jobs.size());
+  std::map<std::size_t, nlohmann::json> not_found; // reported once the manifest is known to be good
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    Job& job = jobs[i];
+    if (job.row->token == "blank") continue;
+    try {
+      named[i] = find_token(*module, job.row->token, TokenState::Any);
+    } catch (const Error& e) {
+      not_found[i] = error_json(e);
+      continue;
+    }
+    job.serial = named[i].serial;
+    job.selector = job.serial.empty() ? job.row->token : "serial:" + job.serial;
+    if (!job.serial.empty()) {
+      if (auto [it, fresh] = serial_row.emplace(job.serial, job.row->row); !fresh)
+        fail(ExitCode::BadInput, "The manifest '" + req.manifest + "', row " + std::to_string(job.row->row) +
+                                     ", names the token with serial " + job.serial + ", as row " +
+                                     std::to_string(it->second) + " does.",
+             "Each token may appear once in a manifest.");
+      used_serials.insert(job.serial);
+    }
+  }
+  for (auto& [i, err] : not_found) fail_row(jobs[i], err);
+
+  auto label_for = [&](const ManifestRow& r, const std::string& serial) {
+    if (!r.label.empty()) return r.label;
+    std::map<std::string, std::string> vars{{"user", r.user.empty() ? user_from_subject(r.subject) : r.user},
+                                            {"cn", cn_of(r.subject)},
+                                            {"serial", serial}};
+    std::string label = expand_template(base.profile.token_label_template, vars);
+    if (label.size() > 32) label.resize(32);
+    return label;
+  };
+  auto claim = [&](const Job& job, const Claim& c) {
+    nlohmann::json j = {{"row_key", job.key}, {"row", job.row->row}, {"claim", c.serial.empty() ? "init" : "token"},
+                        {"label", c.label}};
+    if (!c.serial.empty()) j["serial"] = c.serial;
+    try {
+      state->append(j);
+    } catch (const Error& e) {
+      throw RecordError(e);
+    }
+  };
+  auto audit_init = [&](const Job& job, const p11::TokenInfo& t, const std::string& label) {
+    try {
+      audit_append(req.audit_log, {{"event", "fleet-init-token"}, {"row", job.row->row}, {"ok", true},
+                                   {"token", t.serial}, {"label", label}});
+    } catch (const Error& e) {
+      throw RecordError(e);
+    }
+  };
+  // A token whose C_InitToken ran but whose C_InitPIN did not (a crash between them).
+  auto finish_user_pin = [&](const p11::TokenInfo& t) {
+    if (t.user_pin_initialized()) return;
+    p11::Session s(module, t.slot_id, true);
+    s.login(CKU_SO, *req.secrets.so_pin);
+    s.init_pin(*req.secrets.user_pin);
+  };
+
+  if (dry) {
+    // Blank rows take distinct blank tokens, in order. A module may offer
+    // fewer blank tokens than there are blank rows now and more later
+    // (SoftHSM adds a free slot after each initialization): say so, no more.
+    std::vector<p11::TokenInfo> blanks;
+    for (auto& t : module->tokens())
+      if (!t.initialized()) blanks.push_back(t);
+    std::size_t next_blank = 0;
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      Job& job = jobs[i];
+      if (job.finished) continue;
+      nlohmann::json line = {{"token", job.serial}, {"subject", job.row->subject}, {"dry_run", true}};
+      if (job.row->token == "blank") {
+        if (recorded.claims.count(job.key) && !recorded.claims[job.key].serial.empty()) {
+          line["token"] = recorded.claims[job.key].serial;
+          line["initialized"] = true;
+        } else if (next_blank < blanks.size()) {
+          line["token"] = blanks[next_blank++].serial;
+          line["initialized"] = false;
+          line["label"] = label_for(*job.row, line["token"].get<std::string>());
+        } else if (blanks.empty()) {
+          fail_row(job, {{"code", static_cast<int>(ExitCode::Token)},
+                         {"message", "No blank token is present for this blank row."}});
+          continue;
+        } else {
+          line["initialized"] = false;
+          line["label"] = label_for(*job.row, "");
+          line["warning"] = "More blank rows than blank tokens present now (" + std::to_string(blanks.size()) +
+                            "); the run needs one more blank token for this row by the time it gets to it.";
+        }
+      } else {
+        line["initialized"] = named[i].initialized();
+        line["label"] = named[i].label;
+      }
+      job.finished = true;
+      emit(job, line, true, false);
+    }
+    return sum;
+  }
+
+  // ---- Initialization, one token at a time, before the workers start --------
+  // C_InitToken changes the module's slot list (SoftHSM adds a free slot the
+  // next time it is listed, without a lock): doing every initialization here,
+  // sequentially, keeps that away from the workers' concurrent sessions. Each
+  // initialization is claimed in the state file before C_InitToken and again
+  // with the serial after it, so a run killed in between finds its token again
+  // instead of taking another blank one.
+  for (std::size_t i = 0; i < jobs.size() && !stop; ++i) {
+    Job& job = jobs[i];
+    if (job.finished) continue;
+    const ManifestRow& r = *job.row;
+    try {
+      Claim prev = recorded.claims.count(job.key) ? recorded.claims[job.key] : Claim{};
+      if (r.token != "blank") {
+        const p11::TokenInfo& t = named[i];
+        if (t.initialized()) {
+          if (!prev.label.empty() && !t.user_pin_initialized() && req.secrets.so_pin) finish_user_pin(t);
           continue;
         }
-        ProvisionRequest pr = req.base;
+        if (!req.secrets.so_pin)
+          fail(ExitCode::Pin, "The token '" + r.token + "' is blank: initializing it needs the SO PIN (--so-pin-source).");
+        Claim c{label_for(r, t.serial), ""};
+        claim(job, c);
+        InitRequest ir{base.module_path, job.selector, c.label, false, base.profile.user_pin.min_length};
+        auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
+        c.serial = done.serial;
+        if (!c.serial.empty()) claim(job, c);
+        audit_init(job, done, c.label);
+        job.serial = done.serial;
+        job.selector = done.serial.empty() ? job.selector : "serial:" + done.serial;
+        job.initialized_now = true;
+        continue;
+      }
+      // A blank row. Did an earlier run initialize a token for it?
+      auto tokens = module->tokens();
+      if (!prev.serial.empty()) {
+        auto it = std::find_if(tokens.begin(), tokens.end(), [&](auto& t) { return t.serial == prev.serial; });
+        if (it == tokens.end())
+          fail(ExitCode::Token, "The token an earlier run initialized for this row (serial " + prev.serial +
+                                    ", label '" + prev.label + "') is not present.",
+               "Insert it again and rerun with the same state file; a new blank token is not taken for this row.");
+        finish_user_pin(*it);
+        job.serial = it->serial;
+        job.selector = "serial:" + it->serial;
+        continue;
+      }
+      if (!prev.label.empty()) {
+        // Killed after claiming, maybe inside C_InitToken: the token is
+        // initialized with the claimed label, or still blank.
+        std::vector<p11::TokenInfo> cands;
+        for (auto& t : tokens)
+          if (t.initialized() && t.label == prev.label && !used_serials.count(t.serial)) cands.push_back(t);
+        if (cands.size() > 1)
+          fail(ExitCode::Token, "An earlier run was initializing a token for this row as '" + prev.label + "', and " +
+                                    std::to_string(cands.size()) + " tokens now carry that label.",
+               "Remove the extra tokens (or give this row another label) and run again.");
+        if (cands.size() == 1) {
+          Claim c{prev.label, cands[0].serial};
+          claim(job, c);
+          finish_user_pin(cands[0]);
+          used_serials.insert(c.serial);
+          job.serial = c.serial;
+          job.selector = "serial:" + c.serial;
+          continue;
+        }
+      }
+      // Take the next blank token.
+      auto it = std::find_if(tokens.begin(), tokens.end(), [&](auto& t) {
+        return !t.initialized() && (t.serial.empty() || !used_serials.count(t.serial));
+      });
+      if (it == tokens.end())
+        fail(ExitCode::Token, "No blank token is left for this row.", "Insert a blank token and run again with the same state file.");
+      Claim c{label_for(r, it->serial), ""};
+      claim(job, c);
+      InitRequest ir{base.module_path, it->serial.empty() ? "" : "serial:" + it->serial, c.label, false,
+                     base.profile.user_pin.min_length};
+      auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
+      c.serial = done.serial;
+      claim(job, c);
+      audit_init(job, done, c.label);
+      used_serials.insert(done.serial);
+      job.serial = done.serial;
+      job.selector = "serial:" + done.serial;
+      job.initialized_now = true;
+    } catch (const RecordError&) {
+      throw;
+    } catch (const Error& e) {
+      fail_row(job, error_json(e));
+    }
+  }
+  module->slots(true); // let the module settle its slot list (SoftHSM's new free slot) now, single-threaded
+
+  // ---- The workers: one row (one token, one session) each at a time --------
+  std::vector<Job*> todo;
+  for (auto& j : jobs)
+    if (!j.finished) todo.push_back(&j);
+  std::atomic<std::size_t> next{0};
+  auto work = [&]() {
+    for (;;) {
+      if (stop) return;
+      std::size_t i = next.fetch_add(1);
+      if (i >= todo.size()) return;
+      Job& job = *todo[i];
+      const ManifestRow& r = *job.row;
+      nlohmann::json line = {{"token", job.serial}, {"subject", r.subject}};
+      try {
+        ProvisionRequest pr = base;
+        pr.progress = nullptr;
+        pr.token = job.selector;
         pr.subject = r.subject;
         pr.sans = r.sans;
         pr.user = r.user;
         pr.token_label = r.label;
-        if (r.token == "blank") {
-          // Claim the next blank token: one worker at a time finds and initializes it.
-          std::lock_guard<std::mutex> lock(claim_mutex);
-          auto t = find_token(*module, "", TokenState::Blank);
-          if (!req.secrets.so_pin) fail(ExitCode::Pin, "Blank tokens need the SO PIN (--so-pin-source).");
-          std::map<std::string, std::string> vars{{"user", r.user.empty() ? user_from_subject(r.subject) : r.user},
-                                                  {"cn", ""},
-                                                  {"serial", t.serial}};
-          std::string label = r.label.empty() ? expand_template(pr.profile.token_label_template, vars) : r.label;
-          if (label.size() > 32) label.resize(32);
-          InitRequest ir{pr.module_path, t.serial.empty() ? "" : "serial:" + t.serial, label, false,
-                         pr.profile.user_pin.min_length};
-          auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
-          selector = "serial:" + done.serial;
-        } else {
-          // Resolve the token first so a failure still names its serial.
-          line["token"] = find_token(*module, r.token, TokenState::Any).serial;
-        }
-        pr.token = selector;
         auto res = provision(pr, req.secrets);
-        line["token"] = res.token.serial;
         auto j = res.to_json();
+        line["token"] = res.token.serial;
         line["label"] = res.token.label;
+        line["initialized"] = job.initialized_now || res.initialized_now;
         line["complete"] = res.complete;
         line["keys"] = j["keys"];
-        emit(r, line, true);
+        emit(job, line, true, res.complete);
       } catch (const Error& e) {
-        line["error"] = {{"code", static_cast<int>(e.code())}, {"message", e.what()}};
-        emit(r, line, false);
+        line["error"] = error_json(e);
+        emit(job, line, false, false);
       } catch (const std::exception& e) {
         line["error"] = {{"code", 1}, {"message", std::string("Internal error: ") + e.what()}};
-        emit(r, line, false);
+        emit(job, line, false, false);
+      } catch (...) {
+        line["error"] = {{"code", 1}, {"message", "Internal error."}};
+        emit(job, line, false, false);
       }
     }
   };
 
-  int jobs = std::max(1, std::min<int>(req.jobs, static_cast<int>(std::max<std::size_t>(todo.size(), 1))));
+  int n_workers = std::max(1, std::min<int>(req.jobs, static_cast<int>(std::max<std::size_t>(todo.size(), 1))));
   std::vector<std::thread> workers;
-  for (int j = 1; j < jobs; ++j) workers.emplace_back(work);
+  for (int j = 1; j < n_workers; ++j) workers.emplace_back(work);
   work();
   for (auto& t : workers) t.join();
+  if (fatal) throw *fatal;
   return sum;
 }
 

@@ -295,6 +295,8 @@ std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub) {
     try {
       auto pk = public_key(s, k);
       if (ossl::spki_der(pk.get()) == want) return k;
+    } catch (const p11::P11Error&) {
+      throw; // the token failed: "not found" would be a guess
     } catch (const Error&) {
       // A key whose public half cannot be read cannot be the one.
     }

@@ -203,7 +203,10 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
     try {
       auto pk = public_key(s, k);
       keys.emplace_back(ossl::spki_der(pk.get()), k);
+    } catch (const p11::P11Error&) {
+      throw; // a device error is not "no key matches"
     } catch (const Error&) {
+      // A key without a readable public half cannot be the leaf's.
     }
   }
   // The leaf: a certificate whose public key is a token key; end-entity certificates first.

@@ -27,22 +27,23 @@
 // `openssl pkcs12 -export` writes and 20 times Java's 10,000, while staying
 // below what importers accept and what phones do quickly:
 //  - .NET's PKCS#12 loader (X509CertificateLoader, .NET 9 defaults) refuses a
-//    file with more than 300,000 iterations in any one KDF or the MAC, or more
-//    than 1,000,000 over all encrypted parts; the 600,000 OWASP suggests for
-//    PBKDF2-HMAC-SHA256 password storage would make the file unreadable there.
+//    file with more than 300,000 iterations in any one KDF or in the MAC, or
+//    more than 1,000,000 over all encrypted parts. The 600,000 OWASP suggests
+//    for PBKDF2-HMAC-SHA256 (and that NSS's `pk12util -o` writes) would make
+//    the file unreadable there.
 //  - The JDK caps PKCS#12 counts at 5,000,000; NSS and OpenSSL have no cap.
-//  - 200,000 rounds take ~0.08 s per KDF on a desktop core with OpenSSL; a
-//    phone importing in Java (Android's PKCS#12 reader) is 10-20 times slower,
-//    so the three KDFs take a few seconds there, once, at import. 600,000
-//    would make that 5-15 s, which users read as a hang.
-// A backup password has to carry the rest of the strength (the CLI asks for
-// a minimum length).
+//  - 200,000 rounds take ~0.08 s per KDF on one desktop core with OpenSSL.
+//    An estimate for a low-end phone importing in Java is 10-20 times that,
+//    so the three KDFs take one to five seconds there, once, at import;
+//    600,000 would make it up to 15 s, which users take for a hang.
+// The backup password has to carry the rest of the strength (the CLI should
+// ask for a long one).
 //
 // Legacy, 2,048 rounds of the PKCS#12 KDF with SHA-1: exactly what
-// `openssl pkcs12 -export -legacy` and OpenSSL 1.1 wrote for years and what
-// Windows exports use (2,000), so every old importer has seen it. The profile
-// is opt-in for devices that cannot read the modern one; it is much weaker
-// against guessing and says so in the CLI's help.
+// `openssl pkcs12 -export -legacy` and OpenSSL 1.1 wrote for years and close
+// to what Windows exports use (2,000), so every old importer has seen it. The
+// profile is opt-in for devices that cannot read the modern one and is much
+// weaker against password guessing; the CLI should say so.
 
 namespace tokenprov::pkcs12 {
 
@@ -68,16 +69,15 @@ using X509SigPtr = std::unique_ptr<X509_SIG, Deleter<X509_SIG_free>>;
 constexpr int kModernSaltLen = 16; // NIST SP 800-132: at least 128 bits
 
 // A password as OpenSSL's PKCS#12 functions take it. OpenSSL 3 turns it into
-// the BMPString the PKCS#12 KDF needs by reading it as UTF-8 (as Java and
-// NSS do); PBKDF2 takes the UTF-8 bytes as they are.
+// the BMPString the PKCS#12 KDF needs by reading it as UTF-8 (NSS agrees;
+// Java's keytool refuses non-ASCII passwords); PBKDF2 takes the UTF-8 bytes.
 struct Pw {
   const char* data;
   int len;
 };
 
 Pw pw_of(const Secret& s) {
-  if (s.size() > static_cast<std::size_t>(INT_MAX / 4))
-    fail(ExitCode::Usage, "The PKCS#12 password is too long.");
+  if (s.size() > static_cast<std::size_t>(INT_MAX / 4)) fail(ExitCode::Usage, "The PKCS#12 password is too long.");
   return Pw{s.str().c_str(), static_cast<int>(s.size())};
 }
 
@@ -100,8 +100,7 @@ AlgorPtr make_pbe(Compat compat) {
 void add_attributes(PKCS12_SAFEBAG* bag, const std::string& name, const Bytes& id) {
   if (!name.empty() && !PKCS12_add_friendlyname_utf8(bag, name.c_str(), static_cast<int>(name.size())))
     ossl::fail_ssl(ExitCode::Internal, "Cannot set the PKCS#12 friendlyName '" + name + "'");
-  if (!id.empty() &&
-      !PKCS12_add_localkeyid(bag, const_cast<unsigned char*>(id.data()), static_cast<int>(id.size())))
+  if (!id.empty() && !PKCS12_add_localkeyid(bag, const_cast<unsigned char*>(id.data()), static_cast<int>(id.size())))
     ossl::fail_ssl(ExitCode::Internal, "Cannot set the PKCS#12 localKeyID");
 }
 
@@ -282,7 +281,8 @@ std::string friendly_name_of(const PKCS12_SAFEBAG* bag) {
       put_utf8(out, c);
     }
   }
-  while (!out.empty() && out.back() == '\0') out.pop_back(); // some writers add a terminator
+  while (!out.empty() && out.back() == '\0')
+    out.pop_back(); // some writers add a terminator
   return out;
 }
 
@@ -430,9 +430,13 @@ private:
   bool mac_checked_ = false;
 };
 
-bool is_issuer(X509* issuer, X509* subject) { return X509_check_issued(issuer, subject) == X509_V_OK; }
+bool is_issuer(X509* issuer, X509* subject) {
+  return X509_check_issued(issuer, subject) == X509_V_OK;
+}
 
-bool self_issued(X509* c) { return is_issuer(c, c); }
+bool self_issued(X509* c) {
+  return is_issuer(c, c);
+}
 
 // The certificates of POOL ordered as a chain up from START (issuer first);
 // what is not on that chain follows in its order.
@@ -458,7 +462,8 @@ std::vector<X509Ptr> order_chain(X509* start, std::vector<X509Ptr> pool) {
     cur = out.back().get();
   }
   ERR_clear_error();
-  for (auto& c : pool) out.push_back(std::move(c));
+  for (auto& c : pool)
+    out.push_back(std::move(c));
   return out;
 }
 
@@ -491,7 +496,9 @@ bool signs_for(EVP_PKEY* key, EVP_PKEY* pub) {
   return ok;
 }
 
-bool same_cert(X509* a, X509* b) { return a && b && X509_cmp(a, b) == 0; }
+bool same_cert(X509* a, X509* b) {
+  return a && b && X509_cmp(a, b) == 0;
+}
 
 } // namespace
 
@@ -502,7 +509,9 @@ Compat parse_compat(const std::string& text) {
        "Use --compat modern (AES-256, PBKDF2-SHA256) or --compat legacy (3DES, SHA-1) for older devices.");
 }
 
-const char* compat_name(Compat c) noexcept { return c == Compat::Modern ? "modern" : "legacy"; }
+const char* compat_name(Compat c) noexcept {
+  return c == Compat::Modern ? "modern" : "legacy";
+}
 
 std::vector<std::uint8_t> build(const Contents& contents, const Secret& password, Compat compat) {
   if (!contents.key && !contents.leaf && contents.chain.empty())
@@ -525,7 +534,8 @@ std::vector<std::uint8_t> build(const Contents& contents, const Secret& password
     add_attributes(bag.get(), contents.friendly_name, id);
     push_bag(cert_bags.get(), std::move(bag));
   }
-  for (const auto& c : contents.chain) push_bag(cert_bags.get(), cert_bag(c.get()));
+  for (const auto& c : contents.chain)
+    push_bag(cert_bags.get(), cert_bag(c.get()));
 
   Pkcs7sPtr safes(sk_PKCS7_new_null());
   if (!safes) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
@@ -609,8 +619,7 @@ Contents parse(std::span<const std::uint8_t> der, const Secret& password, const 
     for (std::size_t i = 0; i < certs.size() && leaf == certs.size(); ++i)
       if (!k.id.empty() && certs[i].id == k.id && key_matches(k.key.get(), certs[i].cert.get()) < 0) leaf = i;
     if (leaf == certs.size())
-      rd.bad("holds a private key but no certificate for it.",
-             "Export the key together with its certificate.");
+      rd.bad("holds a private key but no certificate for it.", "Export the key together with its certificate.");
     out.friendly_name = !k.name.empty() ? k.name : certs[leaf].name;
     out.local_key_id = !k.id.empty() ? k.id : certs[leaf].id;
     out.key = std::move(k.key);
@@ -691,8 +700,7 @@ void verify_roundtrip(std::span<const std::uint8_t> der, const Secret& password,
     if (!same_cert(got.chain[i].get(), expected.chain[i].get())) bad("holds a different certificate chain.");
   // Without a leaf there is no bag to carry the name.
   if (expected.leaf && got.friendly_name != expected.friendly_name) bad("holds a different friendly name.");
-  if (!expected.local_key_id.empty() && got.local_key_id != expected.local_key_id)
-    bad("holds a different localKeyID.");
+  if (!expected.local_key_id.empty() && got.local_key_id != expected.local_key_id) bad("holds a different localKeyID.");
   ERR_clear_error();
 }
 

@@ -356,6 +356,17 @@ std::vector<std::string> profile_search_dirs() {
     if (!d.empty() && std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(std::move(d));
   };
   if (const char* env = std::getenv("TOKENPROV_PROFILE_DIR")) add(env);
+  // An installed binary moved with its prefix (or installed with
+  // `cmake --install --prefix` elsewhere than the configured prefix) finds the
+  // profiles beside it: PREFIX/bin/tokenprov -> PREFIX/share/tokenprov/tokens.
+  {
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec && exe.parent_path().filename() == "bin") {
+      fs::path beside = exe.parent_path().parent_path() / "share" / "tokenprov" / "tokens";
+      if (fs::is_directory(beside, ec)) add(beside.string());
+    }
+  }
 #ifdef TOKENPROV_DATA_DIR
   add(std::string(TOKENPROV_DATA_DIR) + "/tokens");
 #endif

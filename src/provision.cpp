@@ -170,6 +170,10 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       p11::Attributes t;
       t.add_class(CKO_PRIVATE_KEY).add_string(CKA_LABEL, out.label);
       auto hits = s.find(t, 2);
+      if (hits.size() > 1)
+        fail(ExitCode::Exists, "Token '" + token.label + "' (serial " + token.serial + ") holds more than one private key labelled '" +
+                                   out.label + "'; it was left as it is.",
+             "Remove the extra key (tokenprov list shows their ids) and run again.");
       if (hits.size() == 1) key = find_key(s, "id:" + hex_id(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{})));
     }
     bool generated = false;
@@ -177,6 +181,20 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       out.key_state = "present";
       say("Key '" + out.label + "' is on the token already.");
     } else {
+      // A run killed inside C_GenerateKeyPair can leave the public half
+      // alone; it would block the label. Only a public key with this label
+      // and no private key beside it is removed.
+      p11::Attributes pt;
+      pt.add_class(CKO_PUBLIC_KEY).add_string(CKA_LABEL, out.label);
+      for (auto h : s.find(pt)) {
+        auto id = s.attr_bytes(h, CKA_ID).value_or(p11::Bytes{});
+        p11::Attributes mate;
+        mate.add_class(CKO_PRIVATE_KEY).add_bytes(CKA_ID, id);
+        if (s.find(mate, 1).empty()) {
+          say("Removing the public key '" + out.label + "' left without its private key by an interrupted run.");
+          s.destroy(h);
+        }
+      }
       KeyPolicy pol;
       pol.label = out.label;
       pol.exportable = spec.exportable && prof.allow_export;

@@ -46,10 +46,13 @@ struct RestoreResult {
   KeyRef key;
   std::size_t certs_written = 0;
   std::string leaf_subject;
+  bool resumed = false; // completed what an interrupted restore of the same key left
 };
 
 // Puts a PKCS#12's key (sensitive, private, extractable only if asked), leaf
-// and chain on the token under one CKA_ID and label, all or nothing.
+// and chain on the token under one CKA_ID and label, all or nothing. When a
+// restore of the same key was cut short (the token pulled out before the
+// rollback could run), its private key is kept and the rest is completed.
 RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const Secret& password);
 
 // The private key as a PKCS#8 DER, wrapped out of the token (for tests/benchmarks).

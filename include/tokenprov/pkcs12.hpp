@@ -41,11 +41,11 @@ inline constexpr int kModernIterations = 200000;
 inline constexpr int kLegacyIterations = 2048;
 
 struct Contents {
-  ossl::EvpPkeyPtr key;                    // may be null (certificate-only backup)
-  ossl::X509Ptr leaf;                      // may be null only when key is null and chain non-empty
-  std::vector<ossl::X509Ptr> chain;        // CA certificates, the leaf's issuer first
-  std::string friendly_name;               // the key's label (UTF-8)
-  std::vector<std::uint8_t> local_key_id;  // the key's CKA_ID; the same localKeyID on key and leaf
+  ossl::EvpPkeyPtr key;                   // may be null (certificate-only backup)
+  ossl::X509Ptr leaf;                     // may be null only when key is null and chain non-empty
+  std::vector<ossl::X509Ptr> chain;       // CA certificates, the leaf's issuer first
+  std::string friendly_name;              // the key's label (UTF-8)
+  std::vector<std::uint8_t> local_key_id; // the key's CKA_ID; the same localKeyID on key and leaf
 };
 
 // The DER of a PKCS#12 holding CONTENTS, protected with PASSWORD. The key bag

@@ -61,7 +61,9 @@ bool is_known_algorithm(const std::string& algorithm);
 const std::vector<std::string>& known_algorithms();
 
 // Where load_profile looks for a name, in order: $TOKENPROV_PROFILE_DIR (when
-// set), the installed data directory's tokens/, the source tree's tokens/.
+// set), PREFIX/share/tokenprov/tokens/ beside the running binary (when it runs
+// from PREFIX/bin and that folder exists), the configured install prefix's
+// share/tokenprov/tokens/, the source tree's tokens/.
 std::vector<std::string> profile_search_dirs();
 // The names (file stems) of the profiles found there, sorted, without duplicates.
 std::vector<std::string> list_profiles();

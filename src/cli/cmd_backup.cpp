@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include <algorithm>
+
 #include "tokenprov/backup.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/token.hpp"
@@ -55,6 +57,11 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                    if (auto why = export_refusal(*ctx.session, k); !why.empty())
                      fail(ExitCode::Policy, why + " No file was written.", "Use --cert-only for a backup of the certificates alone.");
                  Secret pw = secret_from(bo.password_source, "backup password", ExitCode::BadInput, true, min_pw);
+                 if (req.compat == pkcs12::Compat::Legacy)
+                   status(g, "Note: the legacy format (3DES, SHA-1 MAC, 2048 iterations) is weak; use it only for "
+                             "devices that refuse the modern one, and keep the file safe.");
+                 if (std::any_of(pw.str().begin(), pw.str().end(), [](char ch) { return static_cast<unsigned char>(ch) > 0x7f; }))
+                   status(g, "Note: the password has non-ASCII characters; Java keytool refuses such PKCS#12 passwords.");
                  status(g, "Writing the backup of '" + k.label + "' to " + req.out + " (" + pkcs12::compat_name(req.compat) + ")...");
                  auto res = make_backup(*ctx.session, req, pw);
                  nlohmann::json j = {{"file", res.path},
@@ -85,8 +92,9 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                  auto res = restore_backup(*ctx.session, req, pw);
                  nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(std::string(res.key.id.begin(), res.key.id.end()))}}},
                                      {"certificates_written", res.certs_written},
+                                     {"resumed", res.resumed},
                                      {"subject", res.leaf_subject}};
-                 return finish(g, j, "Restored key '" + res.key.label + "' with " + std::to_string(res.certs_written) +
+                 return finish(g, j, std::string(res.resumed ? "Completed the interrupted restore: " : "") + "Restored key '" + res.key.label + "' with " + std::to_string(res.certs_written) +
                                          " certificate(s) to token '" + ctx.token.label + "'.");
                }});
 }

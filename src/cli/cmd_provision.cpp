@@ -123,6 +123,7 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                  fr.audit_log = fpo.audit_log;
                  Prepared p;
                  if (g.profile.empty()) fail(ExitCode::Usage, "fleet needs --profile.");
+                 if (fo.jobs < 1) fail(ExitCode::Usage, "--jobs must be 1 or more.");
                  auto rows = read_manifest(fo.manifest); // a bad manifest fails before any prompt
                  if (fo.dry_run) {
                    p.req.profile = load_profile(g.profile);
@@ -133,16 +134,34 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                  fr.base = p.req;
                  fr.base.progress = nullptr;
                  fr.secrets = secrets_of(p);
+                 // The progress bar lives on stderr's last line when stderr is a terminal;
+                 // rows and messages clear it first, the next progress call redraws it.
                  bool tty = ::isatty(STDERR_FILENO) && !g.quiet;
-                 fr.on_row = [](const nlohmann::json& line) { print_json(line); };
-                 fr.on_progress = [tty, &g](std::size_t done, std::size_t total, std::size_t failed) {
-                   if (tty) std::cerr << "\r[" << done << "/" << total << "] " << failed << " failed" << std::flush;
-                   (void)g;
+                 fr.on_row = [tty, &g](const nlohmann::json& line) {
+                   if (tty) std::cerr << "\r\033[K" << std::flush;
+                   print_json(line);
+                   if (!line.value("ok", false) && line.contains("error")) {
+                     std::string tok = line.value("token", "");
+                     status(g, "Row " + std::to_string(line.value("row", 0)) + (tok.empty() ? "" : " (token " + tok + ")") +
+                                   " failed: " + line["error"].value("message", ""));
+                   } else if (line.contains("warning")) {
+                     status(g, "Row " + std::to_string(line.value("row", 0)) + ": " + line.value("warning", ""));
+                   }
+                 };
+                 fr.on_progress = [tty](std::size_t done, std::size_t total, std::size_t failed) {
+                   if (!tty || total == 0) return;
+                   constexpr std::size_t width = 30;
+                   std::size_t filled = done * width / total;
+                   std::cerr << "\r[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << done << "/"
+                             << total << (failed ? ", " + std::to_string(failed) + " failed" : std::string()) << std::flush;
                  };
                  auto sum = run_fleet(fr, rows);
                  if (tty) std::cerr << "\n";
-                 status(g, "Fleet: " + std::to_string(sum.ok) + " done, " + std::to_string(sum.failed) + " failed, " +
-                               std::to_string(sum.skipped) + " done before (state file), of " + std::to_string(sum.total) + ".");
+                 std::string summary = std::string(fo.dry_run ? "Fleet dry run: " : "Fleet: ") + std::to_string(sum.total) +
+                                       " rows: " + std::to_string(sum.ok) + (fo.dry_run ? " checked, " : " done, ") +
+                                       std::to_string(sum.failed) + " failed";
+                 if (sum.skipped) summary += ", " + std::to_string(sum.skipped) + " done before (state file)";
+                 status(g, summary + ".");
                  return sum.failed ? static_cast<int>(ExitCode::FleetFailed) : 0;
                }});
 }

@@ -261,8 +261,12 @@ std::vector<CK_OBJECT_HANDLE> Session::find(Attributes& templ, std::size_t max) 
     out.insert(out.end(), batch, batch + n);
     if (max && out.size() >= max) break;
   }
-  fn()->C_FindObjectsFinal(h_);
+  CK_RV final_rv = fn()->C_FindObjectsFinal(h_);
   check(rv, "C_FindObjects", "searching objects");
+  // Not ignorable like C_Logout or C_CloseSession: the session goes on being
+  // used, and a search the token did not end would make the next one fail
+  // with CKR_OPERATION_ACTIVE. Failing here lets the caller roll back.
+  check(final_rv, "C_FindObjectsFinal", "ending a search for objects");
   if (max && out.size() > max) out.resize(max);
   return out;
 }

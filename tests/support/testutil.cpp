@@ -27,7 +27,9 @@ namespace tokenprov::test {
 
 namespace {
 
-[[noreturn]] void ssl_fail(const std::string& what) { throw std::runtime_error(what + ": " + ossl::last_error()); }
+[[noreturn]] void ssl_fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + ossl::last_error());
+}
 
 using BnPtr = std::unique_ptr<BIGNUM, ossl::Deleter<BN_clear_free>>;
 
@@ -46,7 +48,9 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-std::string TempDir::file(const std::string& name) const { return path_ + "/" + name; }
+std::string TempDir::file(const std::string& name) const {
+  return path_ + "/" + name;
+}
 
 std::string TempDir::write(const std::string& name, std::string_view data, mode_t mode) const {
   std::string p = file(name);
@@ -96,10 +100,14 @@ std::string hex(std::span<const std::uint8_t> data) {
 
 const char* key_alg_name(KeyAlg a) {
   switch (a) {
-  case KeyAlg::Rsa2048: return "RSA-2048";
-  case KeyAlg::EcP256: return "EC P-256";
-  case KeyAlg::EcP384: return "EC P-384";
-  case KeyAlg::Ed25519: return "Ed25519";
+  case KeyAlg::Rsa2048:
+    return "RSA-2048";
+  case KeyAlg::EcP256:
+    return "EC P-256";
+  case KeyAlg::EcP384:
+    return "EC P-384";
+  case KeyAlg::Ed25519:
+    return "Ed25519";
   }
   return "?";
 }
@@ -107,10 +115,18 @@ const char* key_alg_name(KeyAlg a) {
 ossl::EvpPkeyPtr make_key(KeyAlg alg) {
   EVP_PKEY* k = nullptr;
   switch (alg) {
-  case KeyAlg::Rsa2048: k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048)); break;
-  case KeyAlg::EcP256: k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"); break;
-  case KeyAlg::EcP384: k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"); break;
-  case KeyAlg::Ed25519: k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"); break;
+  case KeyAlg::Rsa2048:
+    k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048));
+    break;
+  case KeyAlg::EcP256:
+    k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+    break;
+  case KeyAlg::EcP384:
+    k = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384");
+    break;
+  case KeyAlg::Ed25519:
+    k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+    break;
   }
   if (!k) ssl_fail(std::string("cannot generate a ") + key_alg_name(alg) + " key");
   return ossl::EvpPkeyPtr(k);
@@ -161,7 +177,9 @@ void add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
   if (!ok) ssl_fail("cannot add an extension");
 }
 
-bool is_edwards(EVP_PKEY* k) { return EVP_PKEY_is_a(k, "ED25519") || EVP_PKEY_is_a(k, "ED448"); }
+bool is_edwards(EVP_PKEY* k) {
+  return EVP_PKEY_is_a(k, "ED25519") || EVP_PKEY_is_a(k, "ED448");
+}
 
 } // namespace
 
@@ -191,14 +209,15 @@ ossl::X509Ptr issue_cert(const std::string& subject_dn, EVP_PKEY* subject_key, X
     add_ext(cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE");
     add_ext(cert.get(), issuer, NID_key_usage,
             EVP_PKEY_is_a(subject_key, "RSA") ? "critical,digitalSignature,keyEncipherment"
-                                               : "critical,digitalSignature");
+                                              : "critical,digitalSignature");
     add_ext(cert.get(), issuer, NID_ext_key_usage, "clientAuth,emailProtection");
   }
   add_ext(cert.get(), issuer, NID_subject_key_identifier, "hash");
   add_ext(cert.get(), issuer, NID_authority_key_identifier, "keyid:always");
   if (!opts.dns_names.empty()) {
     std::string san;
-    for (const auto& d : opts.dns_names) san += (san.empty() ? "DNS:" : ",DNS:") + d;
+    for (const auto& d : opts.dns_names)
+      san += (san.empty() ? "DNS:" : ",DNS:") + d;
     add_ext(cert.get(), issuer, NID_subject_alt_name, san);
   }
   const EVP_MD* md = is_edwards(issuer_key) ? nullptr : EVP_sha256();
@@ -246,7 +265,7 @@ std::string find_program(const std::string& name) {
   while (std::getline(dirs, d, ':')) {
     if (d.empty()) d = ".";
     std::string p = d + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0) return p;
   }
   return {};
@@ -266,7 +285,8 @@ ProcessResult run_program(const std::vector<std::string>& argv, const std::vecto
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
   std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 
   pid_t pid = ::fork();
@@ -275,7 +295,8 @@ ProcessResult run_program(const std::vector<std::string>& argv, const std::vecto
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::dup2(err[1], 2);
-    for (const auto& e : env_add) ::putenv(const_cast<char*>(e.c_str()));
+    for (const auto& e : env_add)
+      ::putenv(const_cast<char*>(e.c_str()));
     ::execv(exe.c_str(), args.data());
     const char msg[] = "exec failed\n";
     [[maybe_unused]] ssize_t n = ::write(2, msg, sizeof msg - 1);

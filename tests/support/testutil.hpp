@@ -48,8 +48,8 @@ bool same_private_key(EVP_PKEY* a, EVP_PKEY* b);
 
 struct CertOptions {
   bool ca = false;
-  long valid_from_days = -1; // notBefore relative to now
-  long valid_days = 365;     // notAfter = notBefore + this
+  long valid_from_days = -1;          // notBefore relative to now
+  long valid_days = 365;              // notAfter = notBefore + this
   std::vector<std::string> dns_names; // subjectAltName dNSName entries
 };
 
@@ -76,9 +76,9 @@ struct TestPki {
 TestPki make_pki(KeyAlg leaf_alg, const std::string& leaf_dn = "/CN=Test Leaf/O=tokenprov tests");
 
 struct ProcessResult {
-  int status = -1;     // exit status; 128+N when killed by signal N; 127: could not start
-  std::string out;     // stdout
-  std::string err;     // stderr
+  int status = -1; // exit status; 128+N when killed by signal N; 127: could not start
+  std::string out; // stdout
+  std::string err; // stderr
   std::string all() const { return out + err; }
 };
 

@@ -71,9 +71,13 @@ template <class F> std::pair<ExitCode, std::string> error_of(F&& f) {
   return {ExitCode::Ok, "(no error)"};
 }
 
-bool same_cert(X509* a, X509* b) { return a && b && X509_cmp(a, b) == 0; }
+bool same_cert(X509* a, X509* b) {
+  return a && b && X509_cmp(a, b) == 0;
+}
 
-std::string subject_of(X509* c) { return ossl::name_oneline(X509_get_subject_name(c)); }
+std::string subject_of(X509* c) {
+  return ossl::name_oneline(X509_get_subject_name(c));
+}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
@@ -82,7 +86,8 @@ std::string lower(std::string s) {
 
 std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
-  for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + what.size())) ++n;
+  for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + what.size()))
+    ++n;
   return n;
 }
 
@@ -194,8 +199,10 @@ std::vector<std::uint8_t> raw_p12(const std::vector<EVP_PKEY*>& keys, const std:
   STACK_OF(PKCS12_SAFEBAG)* cbags = nullptr;
   STACK_OF(PKCS12_SAFEBAG)* kbags = nullptr;
   STACK_OF(PKCS7)* safes = nullptr;
-  for (X509* c : certs) REQUIRE(PKCS12_add_cert(&cbags, c));
-  for (EVP_PKEY* k : keys) REQUIRE(PKCS12_add_key(&kbags, k, 0, 2048, NID_aes_256_cbc, pw.c_str()));
+  for (X509* c : certs)
+    REQUIRE(PKCS12_add_cert(&cbags, c));
+  for (EVP_PKEY* k : keys)
+    REQUIRE(PKCS12_add_key(&kbags, k, 0, 2048, NID_aes_256_cbc, pw.c_str()));
   if (cbags) REQUIRE(PKCS12_add_safe(&safes, cbags, NID_aes_256_cbc, 2048, pw.c_str()));
   if (kbags) REQUIRE(PKCS12_add_safe(&safes, kbags, -1, 0, nullptr));
   ossl::Pkcs12Ptr p12(PKCS12_add_safes(safes, 0));
@@ -315,8 +322,8 @@ TEST_CASE("a truncated, empty or foreign file is BadInput naming the file", "[un
   auto pki = test::make_pki(KeyAlg::EcP256);
   Secret pw(kPassword);
   auto der = pkcs12::build(contents_of(pki), pw, Compat::Modern);
-  for (std::size_t keep : {der.size() - 1, der.size() - 40, der.size() / 2, std::size_t{16}, std::size_t{1},
-                           std::size_t{0}}) {
+  for (std::size_t keep :
+       {der.size() - 1, der.size() - 40, der.size() / 2, std::size_t{16}, std::size_t{1}, std::size_t{0}}) {
     INFO("first " << keep << " of " << der.size() << " bytes");
     std::vector<std::uint8_t> cut(der.begin(), der.begin() + static_cast<long>(keep));
     auto [code, msg] = error_of([&] { pkcs12::parse(cut, pw, "cut.p12", true); });
@@ -492,8 +499,7 @@ TEST_CASE("verify_roundtrip reports a file that does not hold what was meant as 
   auto renamed = contents_of(pki);
   renamed.friendly_name = "other";
   CHECK(error_of([&] { pkcs12::verify_roundtrip(der, pw, renamed); }).first == ExitCode::Internal);
-  CHECK(error_of([&] { pkcs12::verify_roundtrip(der, Secret("nope"), contents_of(pki)); }).first ==
-        ExitCode::Internal);
+  CHECK(error_of([&] { pkcs12::verify_roundtrip(der, Secret("nope"), contents_of(pki)); }).first == ExitCode::Internal);
   std::vector<std::uint8_t> cut(der.begin(), der.begin() + 100);
   CHECK(error_of([&] { pkcs12::verify_roundtrip(cut, pw, contents_of(pki)); }).first == ExitCode::Internal);
 }
@@ -511,7 +517,8 @@ std::string require_tool(const std::string& name, const std::string& package) {
 
 std::string describe(const std::vector<std::string>& argv, const test::ProcessResult& r) {
   std::string cmd;
-  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  for (const auto& a : argv)
+    cmd += (cmd.empty() ? "" : " ") + a;
   return cmd + "\n-> exit " + std::to_string(r.status) + "\n" + r.all();
 }
 
@@ -548,8 +555,8 @@ const std::vector<std::pair<Compat, KeyAlg>> kAllCombos{{Compat::Modern, KeyAlg:
 
 std::string spaced_hex(const std::vector<std::uint8_t>& id) {
   std::string h = test::hex(id), out;
-  for (std::size_t i = 0; i < h.size(); i += 2) out += std::string(1, static_cast<char>(std::toupper(h[i]))) +
-                                                       static_cast<char>(std::toupper(h[i + 1])) + " ";
+  for (std::size_t i = 0; i < h.size(); i += 2)
+    out += std::string(1, static_cast<char>(std::toupper(h[i]))) + static_cast<char>(std::toupper(h[i + 1])) + " ";
   return out;
 }
 
@@ -618,8 +625,8 @@ TEST_CASE("keytool lists both profiles and converts them to JKS and PKCS12", "[i
     test::TempDir dir("tokenprov-p12");
     auto f = write_backup(dir, pkcs12::build(contents_of(pki), Secret(kPassword), compat), kPassword);
 
-    std::string list = run_ok({"keytool", "-list", "-v", "-storetype", "PKCS12", "-keystore", f.p12,
-                               "-storepass:file", f.pw});
+    std::string list =
+        run_ok({"keytool", "-list", "-v", "-storetype", "PKCS12", "-keystore", f.p12, "-storepass:file", f.pw});
     INFO(list);
     CHECK_THAT(list, Contains("Your keystore contains 1 entry"));
     CHECK_THAT(list, Contains("Entry type: PrivateKeyEntry"));
@@ -652,14 +659,14 @@ TEST_CASE("parse reads files made by openssl pkcs12 -export, default and -legacy
       auto pem = pki.write_pem(dir);
       std::string pw = dir.write("pw", std::string_view(kPassword));
       std::string out = dir.file("openssl.p12");
-      std::vector<std::string> argv{"openssl", "pkcs12", "-export", "-in", pem.leaf, "-inkey", pem.leaf_key,
-                                    "-certfile", pem.chain, "-name", "From OpenSSL", "-passout", "file:" + pw,
-                                    "-out", out};
+      std::vector<std::string> argv{"openssl",      "pkcs12",     "-export",    "-in",     pem.leaf,
+                                    "-inkey",       pem.leaf_key, "-certfile",  pem.chain, "-name",
+                                    "From OpenSSL", "-passout",   "file:" + pw, "-out",    out};
       if (legacy) argv.push_back("-legacy");
       run_ok(argv);
       if (legacy) {
-        std::string info = run_ok({"openssl", "pkcs12", "-info", "-noout", "-legacy", "-in", out, "-passin",
-                                   "file:" + pw});
+        std::string info =
+            run_ok({"openssl", "pkcs12", "-info", "-noout", "-legacy", "-in", out, "-passin", "file:" + pw});
         REQUIRE_THAT(info, Contains("pbeWithSHA1And40BitRC2-CBC")); // the case the legacy provider is for
       }
       auto got = pkcs12::parse(test::read_bytes(out), Secret(kPassword), out, true);
