@@ -1,6 +1,8 @@
 // Files written atomically: temp file in the target folder, fsync, rename.
 #pragma once
 
+#include "tokenprov/error.hpp"
+
 #include <cstdint>
 #include <span>
 #include <string>
