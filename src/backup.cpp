@@ -144,6 +144,9 @@ BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const 
   if (!req.force && file_exists(req.out))
     fail(ExitCode::Exists, "The file '" + req.out + "' exists already; it was left as it is.",
          "Choose another path, or add --force to replace it.");
+  if (!is_directory(parent_folder(req.out)))
+    fail(ExitCode::BadInput, "Cannot write '" + req.out + "': the folder '" + parent_folder(req.out) + "' does not exist (or is not a folder).",
+         "Choose a folder that exists and that you can write to.");
   auto leaf = find_leaf(s, k);
   if (!leaf)
     fail(ExitCode::BadInput, "The key '" + k.label + "' (id " + id_hex(k) + ") has no certificate on the token to back up with it.",
@@ -232,40 +235,6 @@ CK_OBJECT_HANDLE import_public_key(p11::Session& s, EVP_PKEY* key, const std::st
   }
   return s.create(t, "putting the public key '" + label + "' on the token");
 }
-// Whether the private key object PRIV is the private half of PUB: an RSA key
-// by its modulus, an EC key by a signature over random bytes that PUB verifies.
-bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TYPE kt, EVP_PKEY* pub) {
-  if (kt == CKK_RSA) {
-    auto mod = s.attr_bytes(priv, CKA_MODULUS);
-    BIGNUM* n = nullptr;
-    if (!mod || !EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n)) return false;
-    p11::Bytes nb(static_cast<std::size_t>(BN_num_bytes(n)));
-    BN_bn2bin(n, nb.data());
-    BN_free(n);
-    auto first = std::find_if(mod->begin(), mod->end(), [](std::uint8_t b) { return b != 0; });
-    return p11::Bytes(first, mod->end()) == nb;
-  }
-  if (kt != CKK_EC) return false;
-  p11::Bytes digest(32);
-  if (RAND_bytes(digest.data(), static_cast<int>(digest.size())) != 1) return false;
-  CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
-  p11::Bytes rs = s.sign(mech, priv, digest);
-  if (rs.empty() || rs.size() % 2 != 0) return false;
-  std::size_t half = rs.size() / 2;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  ECDSA_SIG_set0(sig, BN_bin2bn(rs.data(), static_cast<int>(half), nullptr),
-                 BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
-  unsigned char* der = nullptr;
-  int dlen = i2d_ECDSA_SIG(sig, &der);
-  ECDSA_SIG_free(sig);
-  ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub, nullptr));
-  bool ok = dlen > 0 && ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
-            EVP_PKEY_verify(ctx.get(), der, static_cast<std::size_t>(dlen), digest.data(), digest.size()) == 1;
-  OPENSSL_free(der);
-  ERR_clear_error();
-  return ok;
-}
-
 // The private key an interrupted restore of this key left: the label and id
 // this restore writes, the same key type, and the same key. Else
 // CK_INVALID_HANDLE.
@@ -338,14 +307,16 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
       created.push_back(pub);
     }
     r.key = KeyRef{priv, pub, label, id, kt};
-    if (c.leaf && find_certificate(s, c.leaf.get()).empty()) {
-      created.push_back(write_certificate(s, c.leaf.get(), label, id, false));
+    // The chain before the leaf, as pickup does: a leaf on the token has its chain.
+    for (auto it = c.chain.rbegin(); it != c.chain.rend(); ++it) {
+      X509* ca = it->get();
+      if (!find_certificate(s, ca).empty()) continue;
+      ossl::EvpPkeyPtr pk(X509_get_pubkey(ca));
+      created.push_back(write_certificate(s, ca, cert_label(ca), pk ? derive_key_id(pk.get()) : p11::Bytes{}, true));
       ++r.certs_written;
     }
-    for (auto& ca : c.chain) {
-      if (!find_certificate(s, ca.get()).empty()) continue;
-      ossl::EvpPkeyPtr pk(X509_get_pubkey(ca.get()));
-      created.push_back(write_certificate(s, ca.get(), cert_label(ca.get()), pk ? derive_key_id(pk.get()) : p11::Bytes{}, true));
+    if (c.leaf && find_certificate(s, c.leaf.get()).empty()) {
+      created.push_back(write_certificate(s, c.leaf.get(), label, id, false));
       ++r.certs_written;
     }
   } catch (...) {

@@ -6,6 +6,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 
@@ -156,6 +157,78 @@ Bytes derive_key_id(EVP_PKEY* pub) {
   Bytes raw(len);
   if (!EVP_PKEY_get_raw_public_key(pub, raw.data(), &len)) ossl::fail_ssl(ExitCode::Internal, "Cannot read the public key");
   return sha1(raw);
+}
+
+bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TYPE kt, EVP_PKEY* pub) {
+  if (kt == CKK_RSA) {
+    auto mod = s.attr_bytes(priv, CKA_MODULUS);
+    BIGNUM* n = nullptr;
+    if (!mod || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA || !EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n))
+      return false;
+    Bytes nb(static_cast<std::size_t>(BN_num_bytes(n)));
+    BN_bn2bin(n, nb.data());
+    BN_free(n);
+    auto first = std::find_if(mod->begin(), mod->end(), [](std::uint8_t b) { return b != 0; });
+    return Bytes(first, mod->end()) == nb;
+  }
+  Bytes data(32);
+  if (RAND_bytes(data.data(), static_cast<int>(data.size())) != 1) return false;
+  bool ok = false;
+  if (kt == CKK_EC && EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC) {
+    CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+    Bytes rs = s.sign(mech, priv, data); // DATA stands in for a digest
+    if (rs.empty() || rs.size() % 2 != 0) return false;
+    std::size_t half = rs.size() / 2;
+    ECDSA_SIG* sig = ECDSA_SIG_new();
+    ECDSA_SIG_set0(sig, BN_bin2bn(rs.data(), static_cast<int>(half), nullptr),
+                   BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
+    unsigned char* der = nullptr;
+    int dlen = i2d_ECDSA_SIG(sig, &der);
+    ECDSA_SIG_free(sig);
+    ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub, nullptr));
+    ok = dlen > 0 && ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
+         EVP_PKEY_verify(ctx.get(), der, static_cast<std::size_t>(dlen), data.data(), data.size()) == 1;
+    OPENSSL_free(der);
+  } else if (kt == CKK_EC_EDWARDS && EVP_PKEY_get_base_id(pub) == EVP_PKEY_ED25519) {
+    CK_MECHANISM mech{CKM_EDDSA, nullptr, 0};
+    Bytes sig = s.sign(mech, priv, data);
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    ok = md && EVP_DigestVerifyInit(md, nullptr, nullptr, nullptr, pub) == 1 &&
+         EVP_DigestVerify(md, sig.data(), sig.size(), data.data(), data.size()) == 1;
+    EVP_MD_CTX_free(md);
+  }
+  ERR_clear_error();
+  return ok;
+}
+
+KeyRef complete_key_pair(p11::Session& s, KeyRef k) {
+  if (k.pub != CK_INVALID_HANDLE || k.priv == CK_INVALID_HANDLE) return k;
+  Attributes t;
+  t.add_class(CKO_PUBLIC_KEY).add_string(CKA_LABEL, k.label);
+  for (auto h : s.find(t)) {
+    if (s.attr_ulong(h, CKA_KEY_TYPE) != k.type) continue;
+    KeyRef cand = k;
+    cand.pub = h;
+    ossl::EvpPkeyPtr pub;
+    try {
+      pub = public_key(s, cand);
+    } catch (const p11::P11Error&) {
+      throw;
+    } catch (const Error&) {
+      continue; // unreadable: not this key's
+    }
+    if (!private_key_matches(s, k.priv, k.type, pub.get())) continue;
+    Bytes id = derive_key_id(pub.get());
+    Attributes set1, set2;
+    set1.add_bytes(CKA_ID, id);
+    set2.add_bytes(CKA_ID, id);
+    if (k.id != id) s.set_attributes(k.priv, set1, "completing the key pair '" + k.label + "' (CKA_ID)");
+    s.set_attributes(h, set2, "completing the key pair '" + k.label + "' (CKA_ID)");
+    k.pub = h;
+    k.id = id;
+    return k;
+  }
+  return k;
 }
 
 void destroy_key_noexcept(const p11::Session& s, const KeyRef& k) noexcept {

@@ -242,24 +242,29 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
   }
   if (!opts.ca_bundle.empty()) verify_chain(r.leaf.get(), r.chain, opts.ca_bundle, opts.allow_expired, source);
 
-  // The write, all or nothing.
+  // The write, all or nothing: rolled back when a call fails. The root comes
+  // first and the leaf last, so that when the rollback is impossible too (the
+  // token was pulled out) what is left is CA certificates only: the key still
+  // lacks its certificate, and writing the same again completes it. A leaf on
+  // the token thus always has its chain.
   std::vector<CK_OBJECT_HANDLE> created;
   try {
+    for (auto it = r.chain.rbegin(); it != r.chain.rend(); ++it) {
+      X509* c = it->get();
+      if (!find_certificate(s, c).empty()) {
+        ++r.present;
+        continue;
+      }
+      ossl::EvpPkeyPtr pk(X509_get_pubkey(c));
+      p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
+      created.push_back(write_certificate(s, c, cert_label(c), id, true));
+      ++r.written;
+    }
     if (find_certificate(s, r.leaf.get()).empty()) {
       created.push_back(write_certificate(s, r.leaf.get(), r.key.label, r.key.id, false));
       ++r.written;
     } else {
       ++r.present;
-    }
-    for (auto& c : r.chain) {
-      if (!find_certificate(s, c.get()).empty()) {
-        ++r.present;
-        continue;
-      }
-      ossl::EvpPkeyPtr pk(X509_get_pubkey(c.get()));
-      p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
-      created.push_back(write_certificate(s, c.get(), cert_label(c.get()), id, true));
-      ++r.written;
     }
   } catch (...) {
     for (auto it = created.rbegin(); it != created.rend(); ++it) s.destroy_noexcept(*it);

@@ -212,6 +212,56 @@ ossl::Pkcs8Ptr decrypt_key(const PKCS12_SAFEBAG* bag, Pw pw) {
       [&](OSSL_LIB_CTX* lc) { return PKCS12_decrypt_skey_ex(bag, pw.data, pw.len, lc, nullptr); }));
 }
 
+// The most KDF iterations parse() runs for one MAC, safe or key bag: the
+// JDK's cap (see the top of this file; NSS writes 600,000, build() 200,000).
+// A file claiming more is refused before any KDF runs: 2^31 iterations would
+// keep `restore` busy for hours (found by fuzzing, tests/fuzz/).
+constexpr std::int64_t kMaxIterations = 5000000;
+
+// An iteration count as written; INT64_MAX when it does not fit.
+std::int64_t iterations_of(const ASN1_INTEGER* n) {
+  if (!n) return 1; // the MAC's DEFAULT
+  std::int64_t v = 0;
+  if (ASN1_INTEGER_get_int64(&v, n) != 1) {
+    ERR_clear_error();
+    return INT64_MAX;
+  }
+  return v;
+}
+
+// The iteration count of a PKCS#12 PBE / PBES1 or a PBES2-with-PBKDF2
+// algorithm; 0 for other algorithms and unreadable parameters (decryption
+// then fails on its own).
+std::int64_t kdf_iterations(const X509_ALGOR* alg) {
+  if (!alg || !alg->algorithm) return 0;
+  if (OBJ_obj2nid(alg->algorithm) == NID_pbes2) {
+    std::unique_ptr<PBE2PARAM, Deleter<PBE2PARAM_free>> p2(
+        static_cast<PBE2PARAM*>(ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), alg->parameter)));
+    if (!p2 || !p2->keyfunc || OBJ_obj2nid(p2->keyfunc->algorithm) != NID_id_pbkdf2) {
+      ERR_clear_error();
+      return 0;
+    }
+    std::unique_ptr<PBKDF2PARAM, Deleter<PBKDF2PARAM_free>> kdf(static_cast<PBKDF2PARAM*>(
+        ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), p2->keyfunc->parameter)));
+    ERR_clear_error();
+    return kdf && kdf->iter ? iterations_of(kdf->iter) : 0;
+  }
+  std::unique_ptr<PBEPARAM, Deleter<PBEPARAM_free>> pbe(
+      static_cast<PBEPARAM*>(ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBEPARAM), alg->parameter)));
+  ERR_clear_error();
+  return pbe && pbe->iter ? iterations_of(pbe->iter) : 0;
+}
+
+// The encryption algorithm of an encrypted safe / a shrouded key bag.
+const X509_ALGOR* safe_algorithm(PKCS7* p7) {
+  return p7->d.encrypted && p7->d.encrypted->enc_data ? p7->d.encrypted->enc_data->algorithm : nullptr;
+}
+const X509_ALGOR* key_algorithm(const PKCS12_SAFEBAG* bag) {
+  const X509_ALGOR* alg = nullptr;
+  if (const X509_SIG* sig = PKCS12_SAFEBAG_get0_pkcs8(bag)) X509_SIG_get0(sig, &alg, nullptr);
+  return alg;
+}
+
 struct KeyItem {
   EvpPkeyPtr key;
   std::string name;
@@ -258,7 +308,9 @@ void put_utf8(std::string& out, std::uint32_t c) {
 // up: "Ключ №1", CJK names, "✓").
 std::string friendly_name_of(const PKCS12_SAFEBAG* bag) {
   const ASN1_TYPE* t = PKCS12_get_attr_gen(PKCS12_SAFEBAG_get0_attrs(bag), NID_friendlyName);
-  if (!t || !t->value.asn1_string) return {};
+  // Only the string types carry an ASN1_STRING: for a BOOLEAN (or an OBJECT,
+  // NULL, ...) the union holds something else (fuzzing found the crash).
+  if (!t || (t->type != V_ASN1_UTF8STRING && t->type != V_ASN1_BMPSTRING) || !t->value.asn1_string) return {};
   const unsigned char* d = ASN1_STRING_get0_data(t->value.asn1_string);
   const int n = ASN1_STRING_length(t->value.asn1_string);
   std::string out;
@@ -310,6 +362,7 @@ public:
         add_key(bag, PKCS12_SAFEBAG_get0_p8inf(bag), out);
         break;
       case NID_pkcs8ShroudedKeyBag: {
+        check_iterations(kdf_iterations(key_algorithm(bag)), "its private key");
         ossl::Pkcs8Ptr p8 = decrypt_key(bag, pw_);
         if (!p8) {
           if (!mac_checked_) wrong_password();
@@ -359,6 +412,7 @@ public:
         break;
       }
       case NID_pkcs7_encrypted: {
+        check_iterations(kdf_iterations(safe_algorithm(p7)), "an encrypted safe");
         SafeBagsPtr bags = decrypt_safe(p7, pw_);
         if (!bags) {
           if (!mac_checked_) wrong_password();
@@ -387,12 +441,15 @@ public:
       PKCS7* p7 = sk_PKCS7_value(safes.get(), i);
       int nid = OBJ_obj2nid(p7->type);
       if (nid == NID_pkcs7_encrypted) {
+        check_iterations(kdf_iterations(safe_algorithm(p7)), "an encrypted safe");
         opened = decrypt_safe(p7, pw_) != nullptr;
       } else if (nid == NID_pkcs7_data) {
         SafeBagsPtr bags(PKCS12_unpack_p7data(p7));
         for (int j = 0; bags && !opened && j < sk_PKCS12_SAFEBAG_num(bags.get()); ++j) {
           PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags.get(), j);
-          if (PKCS12_SAFEBAG_get_nid(bag) == NID_pkcs8ShroudedKeyBag) opened = decrypt_key(bag, pw_) != nullptr;
+          if (PKCS12_SAFEBAG_get_nid(bag) != NID_pkcs8ShroudedKeyBag) continue;
+          check_iterations(kdf_iterations(key_algorithm(bag)), "its private key");
+          opened = decrypt_key(bag, pw_) != nullptr;
         }
       }
     }
@@ -401,8 +458,20 @@ public:
   }
 
   // Checks the MAC; afterwards pw_ is the password form that passed it.
+  // Refuses a KDF of more than kMaxIterations before it runs.
+  void check_iterations(std::int64_t n, const char* what) const {
+    if (n > kMaxIterations)
+      bad("claims " + (n == INT64_MAX ? std::string("an absurd number of") : std::to_string(n)) +
+              " key-derivation iterations for " + what + "; tokenprov reads at most " +
+              std::to_string(kMaxIterations) + ".",
+          "Re-export the file with a usual iteration count (2,048 to 600,000).");
+  }
+
   void check_mac(PKCS12* p12) {
     if (!PKCS12_mac_present(p12)) return; // no integrity check: decryption tells
+    const ASN1_INTEGER* mac_iter = nullptr;
+    PKCS12_get0_mac(nullptr, nullptr, nullptr, &mac_iter, p12);
+    check_iterations(iterations_of(mac_iter), "its integrity check (MAC)");
     std::vector<Pw> tries{pw_};
     // An empty password may have been encoded as no password at all (as
     // OpenSSL's PKCS12_parse also tries).

@@ -2,6 +2,7 @@
 
 #include "tokenprov/backup.hpp"
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/sigcheck.hpp"
 #include "tokenprov/token_admin.hpp"
 #include "tokenprov/uri.hpp"
 
@@ -82,7 +83,7 @@ nlohmann::json ProvisionResult::to_json() const {
   for (auto& k : keys) {
     nlohmann::json j = {{"role", k.role},           {"label", k.label},           {"id", k.id_hex},
                         {"algorithm", k.algorithm}, {"key", k.key_state},         {"certificate", k.cert_state},
-                        {"backup", k.backup_state}};
+                        {"backup", k.backup_state},   {"signature_check", k.signature_check}};
     if (!k.cert_serial.empty()) j["certificate_serial"] = k.cert_serial;
     if (!k.cert_subject.empty()) j["subject"] = k.cert_subject;
     if (!k.csr_file.empty()) j["csr_file"] = k.csr_file;
@@ -110,6 +111,11 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   if (!req.backup_dir.empty() && !sec.backup_password)
     fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   if (!sec.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
+  // The folders, before anything is written to the token.
+  if (!req.cert_dir.empty()) (void)list_dir(req.cert_dir);
+  for (auto* d : {&req.csr_dir, &req.backup_dir})
+    if (!d->empty() && !is_directory(*d))
+      fail(ExitCode::BadInput, "The folder '" + *d + "' does not exist (or is not a folder).", "Create it, or name another one.");
 
   std::map<std::string, std::string> vars{{"user", req.user.empty() ? user_from_subject(req.subject) : req.user},
                                           {"cn", cn_of(req.subject)}};
@@ -146,6 +152,14 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     if (token.serial.empty()) ir.selector = "";
     token = init_token(ir, *sec.so_pin, *sec.user_pin);
     res.initialized_now = true;
+  } else if (!token.user_pin_initialized()) {
+    // An earlier run initialized it and was cut short before C_InitPIN.
+    if (!sec.so_pin)
+      fail(ExitCode::Pin, "The token '" + token.label + "' (serial " + token.serial +
+                              ") has no user PIN yet (an interrupted initialization): setting it needs the SO PIN (--so-pin-source).");
+    say("Setting the user PIN of token '" + token.label + "' (serial " + token.serial + "), which an interrupted run initialized...");
+    token = set_first_user_pin(module, token, *sec.so_pin, *sec.user_pin, prof.user_pin.min_length);
+    res.initialized_now = true;
   } else {
     say("Using token '" + token.label + "' (serial " + token.serial + ").");
   }
@@ -174,7 +188,9 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
         fail(ExitCode::Exists, "Token '" + token.label + "' (serial " + token.serial + ") holds more than one private key labelled '" +
                                    out.label + "'; it was left as it is.",
              "Remove the extra key (tokenprov list shows their ids) and run again.");
-      if (hits.size() == 1) key = find_key(s, "id:" + hex_id(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{})));
+      // complete_key_pair: a run cut short between the two CKA_ID writes of keygen left the pair apart.
+      if (hits.size() == 1)
+        key = complete_key_pair(s, find_key(s, "id:" + hex_id(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{}))));
     }
     bool generated = false;
     if (key) {
@@ -211,11 +227,13 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     out.id_hex = hex_id(key->id);
 
     // Step 3: the certificate.
+    ossl::X509Ptr leaf_cert; // the certificate now on the token, for the signature check
     try {
       if (auto leaf = token_leaf(s, *key)) {
         out.cert_state = "present";
         out.cert_serial = ossl::serial_hex(leaf.get());
         out.cert_subject = ossl::name_oneline(X509_get_subject_name(leaf.get()));
+        leaf_cert = std::move(leaf);
       } else {
         bool got = false;
         if (!req.cert_dir.empty()) {
@@ -234,6 +252,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
             out.cert_state = "picked-up";
             out.cert_serial = ossl::serial_hex(pr.leaf.get());
             out.cert_subject = ossl::name_oneline(X509_get_subject_name(pr.leaf.get()));
+            leaf_cert = std::move(pr.leaf);
             got = true;
             break;
           }
@@ -251,6 +270,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
           out.cert_state = "enrolled";
           out.cert_serial = ossl::serial_hex(r.pickup.leaf.get());
           out.cert_subject = ossl::name_oneline(X509_get_subject_name(r.pickup.leaf.get()));
+          leaf_cert = std::move(r.pickup.leaf);
           got = true;
         }
         if (!got && !req.csr_dir.empty()) {
@@ -269,6 +289,17 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
                   e.hint().empty() ? "Fix the cause and run the same command again: what is done is kept." : e.hint());
     }
     if (out.cert_state == "awaiting-certificate") complete = false;
+
+    // Step 3b: the token signs, the certificate verifies (--check-signature).
+    if (!req.check_signature) {
+      out.signature_check = "not-requested";
+    } else if (!leaf_cert) {
+      out.signature_check = "awaiting-certificate";
+    } else {
+      say("Checking that '" + out.label + "' signs and its certificate verifies...");
+      check_signature(s, *key, leaf_cert.get());
+      out.signature_check = "ok";
+    }
 
     // Step 4: the backup.
     if (req.backup_dir.empty() || !spec.backup) {

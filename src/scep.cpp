@@ -1,6 +1,8 @@
 // SCEP client, RFC 8894: GetCACaps, GetCACert, PKCSReq, CertPoll.
 #include "tokenprov/scep.hpp"
 
+#include "tokenprov/token_pkey.hpp"
+
 #include <curl/curl.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -32,6 +34,21 @@ using ossl::Pkcs7Ptr;
 using ossl::X509Ptr;
 
 namespace {
+
+// An OpenSSL operation with the token key failed: when the token is why (a
+// device error, a pulled-out token), report its error with its exit code;
+// otherwise OpenSSL's with CODE.
+[[noreturn]] void key_op_failed(ExitCode code, const std::string& what) {
+  if (auto e = take_token_error()) {
+    ERR_clear_error();
+    try {
+      std::rethrow_exception(e);
+    } catch (const Error& err) {
+      throw Error(err.code(), what + ": " + err.what() + ".", err.hint());
+    }
+  }
+  ossl::fail_ssl(code, what);
+}
 
 // ---- SCEP attribute OIDs -----------------------------------------------------
 
@@ -359,7 +376,7 @@ X509Ptr make_signer_cert(X509_REQ* csr, EVP_PKEY* key) {
       !X509_gmtime_adj(X509_getm_notAfter(c.get()), 7L * 24 * 3600))
     ossl::fail_ssl(ExitCode::Internal, "Cannot fill in the SCEP signer certificate");
   if (X509_sign(c.get(), key, EVP_sha256()) <= 0)
-    ossl::fail_ssl(ExitCode::Token, "The enrollment key could not sign the transient SCEP signer certificate");
+    key_op_failed(ExitCode::Token, "The enrollment key could not sign the transient SCEP signer certificate");
   return c;
 }
 
@@ -400,7 +417,7 @@ Bytes build_message(const Request& rq, const char* message_type, const Bytes& no
   add_string_attr(si, n.sender_nonce, V_ASN1_OCTET_STRING, std::string(nonce.begin(), nonce.end()));
   BioPtr data(BIO_new_mem_buf(env_der.data(), static_cast<int>(env_der.size())));
   if (PKCS7_final(sd.get(), data.get(), PKCS7_BINARY) != 1)
-    ossl::fail_ssl(ExitCode::Token, "The enrollment key could not sign the SCEP request");
+    key_op_failed(ExitCode::Token, "The enrollment key could not sign the SCEP request");
   return der_of(sd.get());
 }
 
@@ -611,11 +628,11 @@ Bytes decrypt_envelope(const Options& opts, PKCS7* env, EVP_PKEY* key, X509* sig
     ossl::fail_ssl(ExitCode::Token, what + ": the enrollment key cannot decrypt");
   if (EVP_PKEY_decrypt(pctx.get(), nullptr, &klen, ASN1_STRING_get0_data(mine->enc_key),
                        static_cast<std::size_t>(ASN1_STRING_length(mine->enc_key))) <= 0)
-    ossl::fail_ssl(ExitCode::Ca, what + ": its wrapped content key is unusable");
+    key_op_failed(ExitCode::Ca, what + ": its wrapped content key is unusable");
   Wiped cek(klen);
   if (EVP_PKEY_decrypt(pctx.get(), cek.data(), &klen, ASN1_STRING_get0_data(mine->enc_key),
                        static_cast<std::size_t>(ASN1_STRING_length(mine->enc_key))) <= 0)
-    ossl::fail_ssl(ExitCode::Ca, what + ": unwrapping its content key with the enrollment key failed");
+    key_op_failed(ExitCode::Ca, what + ": unwrapping its content key with the enrollment key failed");
   cek.resize(klen);
 
   X509_ALGOR* alg = ed->enc_data->algorithm;

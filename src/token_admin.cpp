@@ -5,13 +5,19 @@
 namespace tokenprov {
 
 namespace {
+// "token 'alice'", or for a token without a label (a blank one) its slot and serial.
+std::string token_name(const p11::TokenInfo& t) {
+  if (!t.label.empty()) return "token '" + t.label + "'";
+  return "the token in slot " + std::to_string(t.slot_id) + (t.serial.empty() ? "" : " (serial " + t.serial + ")");
+}
+
 void check_pin_length(const p11::TokenInfo& t, const Secret& pin, const char* what, std::size_t min_profile) {
   std::size_t min = std::max<std::size_t>(t.min_pin, min_profile);
   if (min && pin.size() < min)
-    fail(ExitCode::Pin, std::string("The new ") + what + " is too short: token '" + t.label + "' needs at least " +
+    fail(ExitCode::Pin, std::string("The new ") + what + " is too short: " + token_name(t) + " needs at least " +
                             std::to_string(min) + " characters.");
   if (t.max_pin && t.max_pin != CK_UNAVAILABLE_INFORMATION && pin.size() > t.max_pin)
-    fail(ExitCode::Pin, std::string("The new ") + what + " is too long: token '" + t.label + "' allows at most " +
+    fail(ExitCode::Pin, std::string("The new ") + what + " is too long: " + token_name(t) + " allows at most " +
                             std::to_string(t.max_pin) + " characters.");
 }
 } // namespace
@@ -28,6 +34,20 @@ p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Se
   check_pin_length(t, so_pin, "SO PIN", 0);
   check_pin_length(t, user_pin, "user PIN", req.min_pin);
   module->init_token(t.slot_id, so_pin, req.label);
+  try {
+    return set_first_user_pin(module, t, so_pin, user_pin, req.min_pin);
+  } catch (const Error& e) {
+    // C_InitToken cannot be undone: say what state the token is in.
+    throw Error(e.code(),
+                std::string(e.what()) + " The token '" + req.label + "' (serial " + t.serial +
+                    ") was initialized, but has no user PIN yet.",
+                "Run 'tokenprov provision' again (with the same SO PIN), or set the user PIN with 'tokenprov pin unblock'.");
+  }
+}
+
+p11::TokenInfo set_first_user_pin(const std::shared_ptr<p11::Module>& module, const p11::TokenInfo& t,
+                                  const Secret& so_pin, const Secret& user_pin, std::size_t min_pin) {
+  check_pin_length(t, user_pin, "user PIN", min_pin);
   {
     p11::Session s(module, t.slot_id, true);
     s.login(CKU_SO, so_pin);

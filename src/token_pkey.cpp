@@ -17,6 +17,7 @@ struct KeyCtx {
 int g_ex_index = -1;
 RSA_METHOD* g_method = nullptr;
 std::once_flag g_once;
+thread_local std::exception_ptr t_token_error;
 
 KeyCtx* ctx_of(RSA* rsa) { return static_cast<KeyCtx*>(RSA_get_ex_data(rsa, g_ex_index)); }
 
@@ -36,6 +37,7 @@ int token_op(bool sign, int flen, const unsigned char* from, unsigned char* to, 
     break;
   default: return -1;
   }
+  t_token_error = nullptr;
   try {
     std::span<const std::uint8_t> in(from, static_cast<std::size_t>(flen));
     p11::Bytes out = sign ? c->session->sign(mech, c->key, in) : c->session->decrypt(mech, c->key, in);
@@ -46,7 +48,8 @@ int token_op(bool sign, int flen, const unsigned char* from, unsigned char* to, 
     OPENSSL_cleanse(out.data(), out.size());
     return n;
   } catch (...) {
-    return -1; // exceptions never cross into OpenSSL's C code
+    t_token_error = std::current_exception(); // reported by the caller (take_token_error)
+    return -1;                                 // exceptions never cross into OpenSSL's C code
   }
 }
 
@@ -67,6 +70,12 @@ void init_once() {
 }
 
 } // namespace
+
+std::exception_ptr take_token_error() noexcept {
+  std::exception_ptr e = t_token_error;
+  t_token_error = nullptr;
+  return e;
+}
 
 ossl::EvpPkeyPtr token_rsa_pkey(const p11::Session& s, const KeyRef& k) {
   if (k.type != CKK_RSA)

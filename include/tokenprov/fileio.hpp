@@ -18,5 +18,9 @@ void write_file_atomic(const std::string& path, std::span<const std::uint8_t> da
 void write_file_atomic(const std::string& path, const std::string& text, mode_t mode, bool force);
 
 bool file_exists(const std::string& path);
+// Whether PATH is a folder (following symbolic links).
+bool is_directory(const std::string& path);
+// The folder a file PATH would be written to: "." for a bare name.
+std::string parent_folder(const std::string& path);
 
 } // namespace tokenprov

@@ -51,6 +51,16 @@ KeyRef find_key(const p11::Session& s, const std::string& selector);
 std::vector<KeyRef> private_keys(const p11::Session& s);
 // The private key whose public key equals PUB (SubjectPublicKeyInfo), if any.
 std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub);
+// Whether the private key object PRIV (of type KT) is the private half of
+// PUB: an RSA key by its modulus, EC and Ed25519 keys by a signature over
+// random bytes that PUB verifies. Token failures throw.
+bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TYPE kt, EVP_PKEY* pub);
+// Completes a pair generate_key left apart: it gives the halves their final
+// CKA_ID one after the other, and a token pulled out in between leaves the
+// public key under the temporary id. When K has no public key under its id,
+// finds the public key with K's label that matches K, and gives both the id
+// derived from the public key. K as it is otherwise.
+KeyRef complete_key_pair(p11::Session& s, KeyRef k);
 bool label_in_use(const p11::Session& s, const std::string& label);
 bool id_in_use(const p11::Session& s, const p11::Bytes& id);
 

@@ -30,6 +30,7 @@ struct ProvisionRequest {
   std::string csr_dir, cert_dir;
   std::string backup_dir;
   bool allow_expired = false;
+  bool check_signature = false; // sign on the token, verify with the certificate
   std::function<void(const std::string&)> progress;
 };
 
@@ -46,6 +47,7 @@ struct KeyOutcome {
   std::string cert_state; // enrolled | picked-up | present | awaiting-certificate
   std::string cert_serial, cert_subject, csr_file;
   std::string backup_state; // written | present | not-requested | not-permitted
+  std::string signature_check; // ok | awaiting-certificate | not-requested
   std::string backup_file;
 };
 

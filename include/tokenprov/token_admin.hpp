@@ -17,6 +17,11 @@ struct InitRequest {
 // An initialized token without force: Error(Exists), token untouched.
 p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin);
 
+// The second half of init_token on token T: C_InitPIN as the SO. Also
+// finishes a token an interrupted initialization left without a user PIN.
+p11::TokenInfo set_first_user_pin(const std::shared_ptr<p11::Module>& module, const p11::TokenInfo& t,
+                                  const Secret& so_pin, const Secret& user_pin, std::size_t min_pin);
+
 // C_SetPIN as the user.
 void change_user_pin(const std::string& module_path, const std::string& selector, const Secret& old_pin,
                      const Secret& new_pin);

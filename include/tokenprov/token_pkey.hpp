@@ -11,9 +11,17 @@
 
 #include "tokenprov/keys.hpp"
 
+#include <exception>
+
 namespace tokenprov {
 
 // The session must outlive the returned key. RSA keys only: Error(Usage) otherwise.
 ossl::EvpPkeyPtr token_rsa_pkey(const p11::Session& s, const KeyRef& k);
+
+// Why the last token operation OpenSSL ran on this thread through such a key
+// failed (a P11Error: device removed, ...), taken out and cleared, so the
+// caller can report the token's error instead of OpenSSL's "no details".
+// Null when the last failure, if any, was not the token's.
+std::exception_ptr take_token_error() noexcept;
 
 } // namespace tokenprov

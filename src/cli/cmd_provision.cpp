@@ -2,6 +2,7 @@
 
 #include "tokenprov/audit.hpp"
 #include "tokenprov/fleet.hpp"
+#include "tokenprov/ossl.hpp"
 #include "tokenprov/provision.hpp"
 
 #include <unistd.h>
@@ -14,6 +15,7 @@ struct ProvisionOpts {
       password_source, audit_log;
   std::vector<std::string> sans;
   bool allow_expired = false;
+  bool check_signature = false;
   int wait = 0;
 };
 struct FleetOpts {
@@ -33,6 +35,8 @@ void add_enrollment_options(CLI::App* cmd, ProvisionOpts& o) {
   cmd->add_option("--password-source", o.password_source, "backup password: env:VAR, file:PATH, fd:N or prompt");
   cmd->add_option("--audit-log", o.audit_log, "append a JSON line per token to this file");
   cmd->add_flag("--allow-expired", o.allow_expired, "store an expired or not yet valid certificate");
+  cmd->add_flag("--check-signature", o.check_signature,
+                "once a key has its certificate, sign random bytes on the token and verify them with the certificate");
 }
 
 struct Prepared {
@@ -53,6 +57,7 @@ void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_po
   p.req.cert_dir = o.cert_dir;
   p.req.backup_dir = o.backup_dir;
   p.req.allow_expired = o.allow_expired;
+  p.req.check_signature = o.check_signature;
   p.pin = user_pin(g, p.req.profile.user_pin.min_length);
   if (blank_possible && !g.so_pin_source.empty()) p.so = so_pin(g);
   if (!p.req.scep.url.empty() && !o.challenge_source.empty())
@@ -97,7 +102,8 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                    for (auto& k : res.keys) {
                      human += "\n  " + k.label + " [" + k.algorithm + ", id " + k.id_hex + "]: key " + k.key_state +
                               ", certificate " + k.cert_state + (k.cert_serial.empty() ? "" : " (serial " + k.cert_serial + ")") +
-                              ", backup " + k.backup_state + (k.backup_file.empty() ? "" : " (" + k.backup_file + ")");
+                              ", backup " + k.backup_state + (k.backup_file.empty() ? "" : " (" + k.backup_file + ")") +
+                              (k.signature_check == "not-requested" ? "" : ", signature check " + k.signature_check);
                    }
                    return finish(g, j, human);
                  } catch (const Error& e) {
@@ -133,6 +139,16 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                  }
                  fr.base = p.req;
                  fr.base.progress = nullptr;
+                 // Workers run side by side: no per-step messages from them, and no CA
+                 // confirmation prompt per row. An unpinned CA is looked at (and confirmed on a
+                 // terminal, refused otherwise) once, here, and its fingerprint pinned for every row.
+                 fr.base.scep.progress = nullptr;
+                 if (!fo.dry_run && !fr.base.scep.url.empty() && fr.base.scep.ca_fingerprint.empty()) {
+                   auto opts = p.req.scep;
+                   auto info = scep::get_ca(opts);
+                   fr.base.scep.ca_fingerprint = ossl::cert_fingerprint_sha256(info.ca.get());
+                   status(g, "Pinned the CA certificate with SHA-256 fingerprint " + fr.base.scep.ca_fingerprint + " for this run.");
+                 }
                  fr.secrets = secrets_of(p);
                  // The progress bar lives on stderr's last line when stderr is a terminal;
                  // rows and messages clear it first, the next progress call redraws it.

@@ -17,7 +17,7 @@ void print_json(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
 int finish(const Global& g, nlohmann::json result, const std::string& human) {
   if (g.json) {
     nlohmann::json out = {{"ok", true}};
-    out.update(result);
+    if (result.is_object()) out.update(result); // `{}` from a command with nothing to add is null
     print_json(out);
   } else if (!human.empty()) {
     std::cout << human;

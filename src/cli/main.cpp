@@ -3,6 +3,7 @@
 #include "common.hpp"
 
 #include "tokenprov/p11/error.hpp"
+#include "tokenprov/p11/timing.hpp"
 
 #include <openssl/crypto.h>
 
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   app.add_option("--so-pin-source", g.so_pin_source, "SO PIN from env:VAR, file:PATH, fd:N or prompt");
   app.add_flag("--json", g.json, "print one JSON document on stdout; messages stay on stderr");
   app.add_flag("-q,--quiet", g.quiet, "no progress lines on stderr");
+  bool timings = false;
+  app.add_flag("--timings", timings, "at exit, print the wall time and the time spent in PKCS#11 calls to stderr");
 
   Registry reg;
   register_list(app, g, reg);
@@ -64,6 +67,8 @@ int main(int argc, char** argv) {
     return static_cast<int>(ExitCode::Usage);
   }
 
+  if (timings) p11::timing::enable();
+  p11::timing::PrintAtExit print_timings; // after the command's own messages
   for (auto& c : reg) {
     if (!c.app->parsed()) continue;
     try {

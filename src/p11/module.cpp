@@ -1,5 +1,7 @@
 #include "tokenprov/p11/module.hpp"
 
+#include "tokenprov/p11/timing.hpp"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -53,6 +55,7 @@ std::shared_ptr<Module> Module::load(const std::string& path) {
     ::dlclose(handle);
     fail(ExitCode::Token, "The PKCS#11 module '" + path + "' refused C_GetFunctionList (" + rv_name(rv) + ").");
   }
+  fn = timing::wrap(fn); // the module's own list unless --timings asked for a timing wrapper
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;
   rv = fn->C_Initialize(&args);

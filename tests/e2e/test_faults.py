@@ -173,22 +173,30 @@ class Scenario:
     is_done(state) -> bool; before: the TokenState before; resumable(state): a partial
     state a rerun is expected to complete even after a non-sticky fault (blank init)."""
 
-    def __init__(self, name, args, env, serial, is_done, before, resumable=None, check_files=None):
+    def __init__(self, name, args, env, serial, is_done, before, resumable=None, check_files=None,
+                 full=None, stride=None):
         self.name, self.args, self.env, self.serial = name, args, env, serial
+        self.full, self.stride = full, stride
         self.is_done, self.before = is_done, before
         self.resumable = resumable or (lambda st: False)
         self.check_files = check_files or (lambda slot, st, rc: [])
 
 
-def plan(names):
-    """(n, rv, sticky) runs for a command whose calls are NAMES[n-1]."""
+def write_phase(names):
+    """From the call before the first write to the last call."""
+    first_write = next((i + 1 for i, f in enumerate(names) if f in WRITES), len(names))
+    return range(max(1, first_write - 1), len(names) + 1)
+
+
+def plan(names, full=write_phase, stride=None):
+    """(n, rv, sticky) runs for a command whose calls are NAMES[n-1]: every call in FULL(names);
+    outside it every STRIDE-th call and the first call of each function."""
     total = len(names)
-    first_write = next((i + 1 for i, f in enumerate(names) if f in WRITES), total)
+    stride = stride or STRIDE
+    always = set(full(names))
     runs, seen = [], set()
     for n in range(1, total + 1):
-        # Every call from the first write on; before it, every STRIDE-th call and the first
-        # call of each function.
-        if n >= first_write - 1 or n % STRIDE == 1 or n == total or names[n - 1] not in seen:
+        if n in always or n % stride == 1 or n == total or names[n - 1] not in seen:
             runs.append((n, RVS[n % 2], False))
         seen.add(names[n - 1])
     sticky = set()
@@ -218,7 +226,7 @@ def sweep(sb, sc, snap, slots):
         expect(not sc.check_files(slot, st, 0), "%s: files after a clean run: %s" % (sc.name, sc.check_files(slot, st, 0)))
     finally:
         slots.put(slot)
-    runs = plan(names)
+    runs = plan(names, sc.full or write_phase, sc.stride)
     problems, counter = [], {"rerun": 0}
 
     def one(run):
@@ -233,8 +241,8 @@ def sweep(sb, sc, snap, slots):
         for res in ex.map(one, runs):
             problems.extend(res)
     secs = time.monotonic() - t0
-    print("  %s: %d calls, %d faulty runs, %d reruns, %.1fs" % (sc.name, total, len(runs), counter["rerun"], secs),
-          flush=True)
+    print("  %s: %d calls, %d faulty runs, %d reruns, exit codes %s, %.1fs"
+          % (sc.name, total, len(runs), counter["rerun"], sorted(counter.get("codes", {}).items()), secs), flush=True)
     expect(not problems, "%s: %d problem(s):\n  %s" % (sc.name, len(problems), "\n  ".join(problems)))
     return len(runs), secs
 
@@ -251,10 +259,25 @@ def check_one(sb, sc, snap, slot, n, rv, sticky, fn, counter):
         out.append("%s: exit %d, not a contract code\n    %s" % (where, r.returncode, r.stderr.strip()[-1500:]))
     if r.returncode != 0 and "tokenprov:" not in r.stderr:
         out.append("%s: exit %d without a message on stderr" % (where, r.returncode))
+    # A device error is a token problem (6), whatever the command was doing, and the message
+    # says which: never "bad input" or "CA failure" for what the token did.
+    if r.returncode not in (0, 6):
+        out.append("%s: exit %d for a token failure, not 6\n    %s" % (where, r.returncode, r.stderr.strip()[-600:]))
+    elif r.returncode == 6 and rv not in r.stderr:
+        out.append("%s: the message does not name %s\n    %s" % (where, rv, r.stderr.strip()[-600:]))
     st = read_state(sb, slot, sc.serial)
     done, before = sc.is_done(st), st == sc.before
-    for p in invariants(st, sc.before) if not sticky else []:
-        out.append("%s: %s (token: %s)" % (where, p, st.describe()))
+    if not sticky:
+        for p in invariants(st, sc.before):
+            out.append("%s: %s (token: %s)" % (where, p, st.describe()))
+    else:
+        # A pulled-out token cannot be rolled back, but the write order keeps what is left
+        # harmless: never a certificate before its key and chain, never the transport key.
+        new = [o for o in st.objects if o not in set(sc.before.objects)]
+        if any(o[0] == "certificate" and not o[6] for o in new) and not done:
+            out.append("%s: a certificate was written before the rest was complete: %s" % (where, st.describe()))
+        if st.by_class("secret-key"):
+            out.append("%s: a secret key is on the token: %s" % (where, st.describe()))
     if r.returncode == 0 and not done:
         out.append("%s: exit 0 but the token is not done: %s" % (where, st.describe()))
     partial = not done and not before
@@ -264,7 +287,9 @@ def check_one(sb, sc, snap, slot, n, rv, sticky, fn, counter):
     out += ["%s: %s" % (where, p) for p in sc.check_files(slot, st, r.returncode)]
     counter.setdefault("seen", 0)
     counter["seen"] += 1
-    if not before or counter["seen"] % RERUN_SAMPLE == 0:
+    codes = counter.setdefault("codes", {})
+    codes[r.returncode] = codes.get(r.returncode, 0) + 1
+    if (not before and not done) or (before and counter["seen"] % RERUN_SAMPLE == 0):
         counter["rerun"] += 1
         shutil.rmtree(slot.out, ignore_errors=True)
         os.makedirs(slot.out)
@@ -367,7 +392,7 @@ def test_restore_sweep():
               sb.write("b.pem", open(leaf).read() + ca.chain_pem()), check=0)
         p12 = sb.path("bob.p12")
         sb.tp("backup", "--token", "src", "--pin-source", "env:TP_PIN", "--key", "bob", "--out", p12,
-              "--password-source", "env:PW", env={"PW": "backup-password"}, check=0)
+              "--password-source", "env:PW", "--compat", "legacy", env={"PW": "backup-password"}, check=0)
         snap = snapshot(sb, "restore")
         slots = make_slots(sb)
         slot = slots.queue[0]
@@ -403,9 +428,9 @@ def test_provision_cert_dir_sweep():
         slot = slots.queue[0]
         slot.restore(snap)
         before = read_state(sb, slot, serial)
-        args = lambda s: base + ["--cert-dir", certs]
-        sweep(sb, Scenario("provision --cert-dir", args, {}, serial, provisioned("auth-carol", 2), before),
-              snap, slots)
+        args = lambda s: base + ["--cert-dir", certs, "--backup-dir", s.out, "--password-source", "env:PW"]
+        sweep(sb, Scenario("provision --cert-dir, backup", args, {"PW": "backup-password"}, serial,
+                           provisioned("auth-carol", 2), before, check_files=p12_files), snap, slots)
 
 
 def test_provision_scep_sweep():
@@ -416,12 +441,12 @@ def test_provision_scep_sweep():
         slot = slots.queue[0]
         slot.restore(snap)
         before = read_state(sb, slot, serial)
-        env = {"CH": "otp", "PW": "backup-password"}
+        env = {"CH": "otp"}
         args = lambda s: ["provision", "--profile", DEMO, "--subject", "/CN=Dana/O=Example", "--scep-url", ca.url,
                           "--challenge-source", "env:CH", "--ca-fingerprint", ca.fingerprint,
-                          "--pin-source", "env:TP_PIN", "--backup-dir", s.out, "--password-source", "env:PW"]
-        sweep(sb, Scenario("provision (SCEP, backup)", args, env, serial, provisioned("auth-dana", 1), before,
-                           check_files=p12_files), snap, slots)
+                          "--pin-source", "env:TP_PIN"]
+        sweep(sb, Scenario("provision (SCEP)", args, env, serial, provisioned("auth-dana", 1), before),
+              snap, slots)
 
 
 def test_provision_blank_token_sweep():
@@ -441,8 +466,15 @@ def test_provision_blank_token_sweep():
                           "--challenge-source", "env:CH", "--ca-fingerprint", ca.fingerprint,
                           "--pin-source", "env:TP_PIN", "--so-pin-source", "env:TP_SO_PIN"]
         resumable = lambda st: st.initialized and not st.objects
+
+        def init_phase(names):
+            # Every call up to the user's login after the initialization; the rest is the
+            # SCEP sweep's, sampled here.
+            logins = [i + 1 for i, f in enumerate(names) if f == "C_Login"]
+            return range(1, logins[1] + 2)
+
         sweep(sb, Scenario("provision (blank token)", args, env, serial, provisioned("auth-erin", 1), before,
-                           resumable=resumable), snap, slots)
+                           resumable=resumable, full=init_phase, stride=6), snap, slots)
 
 
 if __name__ == "__main__":
