@@ -26,3 +26,11 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 
 echo "== tests, release build =="
 (cd build && ctest --output-on-failure -j2 --timeout 900)
+
+echo "== fuzzing: libFuzzer smoke runs (clang; docs/fuzzing.md) =="
+# The parsers instrumented with ASan + UBSan; each fuzzer runs its seed corpus
+# (tests/fuzz/corpus/) and then mutates for at most 20000 inputs or 20 s.
+# Only the fuzz targets are built (not the CLI); no Catch2 tests here.
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTOKENPROV_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz --target fuzzers -j"$jobs"
+(cd build-fuzz && ctest -L fuzz --output-on-failure -j2 --timeout 300)

@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 namespace tokenprov {
@@ -31,6 +32,9 @@ bool looks_like_pem(std::span<const std::uint8_t> d) {
 std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data, const std::string& source) {
   std::vector<ossl::X509Ptr> out;
   if (data.empty()) fail(ExitCode::BadInput, "The file '" + source + "' is empty.", "Pass the certificate file the CA handed out.");
+  // OpenSSL's memory BIO takes an int length (a negative one means strlen).
+  if (data.size() > static_cast<std::size_t>(INT_MAX))
+    fail(ExitCode::BadInput, "The file '" + source + "' is too large to be a certificate file.");
   if (looks_like_pem(data)) {
     ossl::BioPtr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
     for (;;) {

@@ -215,7 +215,7 @@ ossl::Pkcs8Ptr decrypt_key(const PKCS12_SAFEBAG* bag, Pw pw) {
 // The most KDF iterations parse() runs for one MAC, safe or key bag: the
 // JDK's cap (see the top of this file; NSS writes 600,000, build() 200,000).
 // A file claiming more is refused before any KDF runs: 2^31 iterations would
-// keep `restore` busy for hours (found by fuzzing, tests/fuzz/).
+// keep `restore` busy for hours (a fuzz regression, tests/fuzz/).
 constexpr std::int64_t kMaxIterations = 5000000;
 
 // An iteration count as written; INT64_MAX when it does not fit.
@@ -241,8 +241,8 @@ std::int64_t kdf_iterations(const X509_ALGOR* alg) {
       ERR_clear_error();
       return 0;
     }
-    std::unique_ptr<PBKDF2PARAM, Deleter<PBKDF2PARAM_free>> kdf(static_cast<PBKDF2PARAM*>(
-        ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), p2->keyfunc->parameter)));
+    std::unique_ptr<PBKDF2PARAM, Deleter<PBKDF2PARAM_free>> kdf(
+        static_cast<PBKDF2PARAM*>(ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), p2->keyfunc->parameter)));
     ERR_clear_error();
     return kdf && kdf->iter ? iterations_of(kdf->iter) : 0;
   }
@@ -309,7 +309,7 @@ void put_utf8(std::string& out, std::uint32_t c) {
 std::string friendly_name_of(const PKCS12_SAFEBAG* bag) {
   const ASN1_TYPE* t = PKCS12_get_attr_gen(PKCS12_SAFEBAG_get0_attrs(bag), NID_friendlyName);
   // Only the string types carry an ASN1_STRING: for a BOOLEAN (or an OBJECT,
-  // NULL, ...) the union holds something else (fuzzing found the crash).
+  // NULL, ...) the union holds something else (a fuzz regression).
   if (!t || (t->type != V_ASN1_UTF8STRING && t->type != V_ASN1_BMPSTRING) || !t->value.asn1_string) return {};
   const unsigned char* d = ASN1_STRING_get0_data(t->value.asn1_string);
   const int n = ASN1_STRING_length(t->value.asn1_string);
@@ -457,16 +457,16 @@ public:
     return opened;
   }
 
-  // Checks the MAC; afterwards pw_ is the password form that passed it.
   // Refuses a KDF of more than kMaxIterations before it runs.
   void check_iterations(std::int64_t n, const char* what) const {
     if (n > kMaxIterations)
       bad("claims " + (n == INT64_MAX ? std::string("an absurd number of") : std::to_string(n)) +
-              " key-derivation iterations for " + what + "; tokenprov reads at most " +
-              std::to_string(kMaxIterations) + ".",
+              " key-derivation iterations for " + what + "; tokenprov reads at most " + std::to_string(kMaxIterations) +
+              ".",
           "Re-export the file with a usual iteration count (2,048 to 600,000).");
   }
 
+  // Checks the MAC; afterwards pw_ is the password form that passed it.
   void check_mac(PKCS12* p12) {
     if (!PKCS12_mac_present(p12)) return; // no integrity check: decryption tells
     const ASN1_INTEGER* mac_iter = nullptr;

@@ -273,7 +273,7 @@ std::string expand_template(const std::string& templ, const std::map<std::string
 Profile parse_profile(const std::string& toml_text, const std::string& source_name) {
   // toml++ recurses once per level of a dotted key or table name
   // ("[a.a.a...]"): some 35,000 levels (70 KB) overflow an 8 MB stack
-  // (found by fuzzing, tests/fuzz/). A profile is a few KB; at most
+  // (a fuzz regression, tests/fuzz/). A profile is a few KB; at most
   // kMaxProfileBytes keeps the nesting under 16,384 levels.
   constexpr std::size_t kMaxProfileBytes = 32 * 1024;
   if (toml_text.size() > kMaxProfileBytes)

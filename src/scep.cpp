@@ -805,7 +805,9 @@ CaInfo get_ca(const Options& opts) {
   return info;
 }
 
-Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
+namespace {
+// Checks the request and its key before anything is sent; returns the CSR's public key.
+EVP_PKEY* checked_request(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
   if (!csr || !key) fail(ExitCode::Internal, "scep::enroll needs a CSR and a key.");
   EVP_PKEY* csr_pub = X509_REQ_get0_pubkey(csr);
   if (!csr_pub) ossl::fail_ssl(ExitCode::BadInput, "The certificate request has no readable public key");
@@ -816,9 +818,10 @@ Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
     fail(ExitCode::Internal, "The certificate request's public key is not the enrollment key's.");
   if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0)
     say(opts, "Note: the certificate request carries no challenge password");
+  return csr_pub;
+}
 
-  CaInfo ca = get_ca(opts);
-
+Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key, EVP_PKEY* csr_pub) {
   Request rq;
   X509Ptr signer = make_signer_cert(csr, key);
   rq.signer = signer.get();
@@ -883,6 +886,19 @@ Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
   Issued out = open_success(opts, ca, rep, csr, key, signer.get());
   say(opts, "Issued: " + subject_of(out.cert.get()) + ", serial " + ossl::serial_hex(out.cert.get()));
   return out;
+}
+} // namespace
+
+Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
+  EVP_PKEY* csr_pub = checked_request(opts, csr, key);
+  CaInfo ca = get_ca(opts);
+  return enroll_with(opts, ca, csr, key, csr_pub);
+}
+
+Issued enroll(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key) {
+  EVP_PKEY* csr_pub = checked_request(opts, csr, key);
+  if (!ca.ca || !ca.ra_encrypt) fail(ExitCode::Internal, "scep::enroll was given an empty CaInfo.");
+  return enroll_with(opts, ca, csr, key, csr_pub);
 }
 
 } // namespace tokenprov::scep

@@ -33,7 +33,12 @@ std::string describe(TokenState s) {
 } // namespace
 
 p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state) {
-  auto tokens = module.tokens();
+  // A serial an earlier scan in this process saw is read back from its slot
+  // alone: a fleet names its tokens by serial, and scanning every slot (one
+  // C_GetTokenInfo each) for every row made the run quadratic in tokens.
+  std::optional<p11::TokenInfo> hint;
+  if (selector.rfind("serial:", 0) == 0) hint = module.token_by_serial_hint(selector.substr(7));
+  auto tokens = hint ? std::vector<p11::TokenInfo>{} : module.tokens();
   std::vector<p11::TokenInfo> hits;
   if (selector.empty()) {
     for (auto& t : tokens)
@@ -53,8 +58,12 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
       if (uri.matches_token(t)) hits.push_back(t);
   } else if (selector.rfind("serial:", 0) == 0) {
     std::string serial = selector.substr(7);
-    for (auto& t : tokens)
-      if (t.serial == serial) hits.push_back(t);
+    if (!hint) {
+      for (auto& t : tokens)
+        if (t.serial == serial) hits.push_back(t);
+    } else {
+      hits.push_back(*hint);
+    }
   } else {
     for (auto& t : tokens)
       if (t.label == selector) hits.push_back(t);

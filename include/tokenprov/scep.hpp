@@ -62,6 +62,9 @@ struct Issued {
 // csr: signed, with the challengePassword attribute (the caller builds it).
 // key: RSA key able to sign and decrypt with PKCS#1 v1.5; its public key must be the CSR's.
 Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key);
+// The same with the CA's answer a get_ca() call in this run already gave
+// (GetCACaps and GetCACert are not asked again); the pin was checked there.
+Issued enroll(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key);
 
 // "AB:cd:..." -> 64 lower-case hex digits. Error(Usage) for anything that is
 // not a SHA-256 fingerprint. An empty string stays empty.

@@ -143,7 +143,30 @@ std::vector<TokenInfo> Module::tokens() const {
       if (e.rv() != CKR_TOKEN_NOT_PRESENT && e.rv() != CKR_TOKEN_NOT_RECOGNIZED) throw;
     }
   }
+  std::lock_guard<std::mutex> lock(hint_mutex_);
+  for (auto& t : out)
+    if (!t.serial.empty()) slot_by_serial_[t.serial] = t.slot_id;
   return out;
+}
+
+std::optional<TokenInfo> Module::token_by_serial_hint(const std::string& serial) const {
+  if (serial.empty()) return std::nullopt;
+  CK_SLOT_ID slot = 0;
+  {
+    std::lock_guard<std::mutex> lock(hint_mutex_);
+    auto it = slot_by_serial_.find(serial);
+    if (it == slot_by_serial_.end()) return std::nullopt;
+    slot = it->second;
+  }
+  try {
+    TokenInfo t = token_info(slot);
+    if (t.serial == serial) return t;
+  } catch (const P11Error&) {
+    // the slot went away or holds no token now: the caller scans
+  }
+  std::lock_guard<std::mutex> lock(hint_mutex_);
+  slot_by_serial_.erase(serial);
+  return std::nullopt;
 }
 
 std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {

@@ -24,6 +24,23 @@ SAN_ROW = 5                # this row carries a san value
 SAN_VALUE = "email:user05@example.com;dns:u05.fleet.example"
 
 
+def ca_verifier(body=""):
+    """A -csrverifierexec script for scepserver. BODY (sh) may set rc=1 to refuse; the CSR is in "$csr".
+
+    Every script then waits its turn and leaves 50 ms after the previous one:
+    scepserver's file depot reads, bumps and rewrites its serial file and
+    index.txt with no lock, so two certificates stored at the same instant
+    can make one request fail (badRequest). With two workers, requests that
+    start together (as after a resume) do reach it at the same instant. This
+    spaces the CA's writes; it changes nothing on tokenprov's side."""
+    return ("#!/bin/sh\nd=$(dirname \"$0\")\ncsr=\"$d/csr.$$\"\ncat > \"$csr\"\nrc=0\n" + body +
+            "\nrm -f \"$csr\"\nexec 9>\"$d/depot.lock\"\nflock 9\nsleep 0.05\nexit $rc\n")
+
+
+def fleet_ca(**kw):
+    return ScepServer(challenge=CHALLENGE, verifier_script=ca_verifier(kw.pop("body", "")), **kw)
+
+
 def dn(i):
     # Most significant first, as the CA (Go's crypto/x509) orders a subject it issues.
     return "/O=Example Fleet/OU=Desk %d/CN=User %02d" % (i % 3, i)
@@ -132,7 +149,7 @@ def check_audit(path, want_rows):
 # ---- 1: twenty tokens, two workers --------------------------------------------------------------
 
 def test_fleet_20_tokens_jobs_2():
-    with Sandbox() as sb, ScepServer(challenge=CHALLENGE) as ca:
+    with Sandbox() as sb, fleet_ca() as ca:
         serials = make_tokens(sb, 20)
         manifest = fleet_manifest(sb, serials)
         t0 = time.monotonic()
@@ -177,8 +194,7 @@ def test_fleet_20_tokens_jobs_2():
 def test_jobs_2_runs_two_tokens_at_once():
     # The CA takes a second over each request: with two workers the run takes
     # about half as long, which it cannot unless two rows really run together.
-    slow = "#!/bin/sh\ncat >/dev/null\nsleep 1\nexit 0\n"
-    with Sandbox() as sb, ScepServer(challenge=CHALLENGE, verifier_script=slow) as ca:
+    with Sandbox() as sb, fleet_ca(body="sleep 1") as ca:
         serials = make_tokens(sb, 6)
         manifest = fleet_manifest(sb, serials)
         times = {}
@@ -200,8 +216,7 @@ def test_jobs_2_runs_two_tokens_at_once():
 # ---- 2: killed part-way, resumed ----------------------------------------------------------------
 
 # The CA marks each request it is working on with a file beside the script.
-INFLIGHT_VERIFIER = ("#!/bin/sh\nd=$(dirname \"$0\")\ncat >/dev/null\ntouch \"$d/inflight.$$\"\nsleep 0.4\n"
-                     "rm -f \"$d/inflight.$$\"\nexit 0\n")
+INFLIGHT = 'touch "$d/inflight.$$"; sleep 0.4; rm -f "$d/inflight.$$"'
 
 
 def test_sigkill_and_resume_nothing_lost_nothing_doubled():
@@ -211,7 +226,7 @@ def test_sigkill_and_resume_nothing_lost_nothing_doubled():
     # token.object in place on every C_Login: a process killed inside that
     # write leaves the token unreadable, a module limitation no state file
     # can undo (see docs/fleet.md).
-    with Sandbox() as sb, ScepServer(challenge=CHALLENGE, verifier_script=INFLIGHT_VERIFIER) as ca:
+    with Sandbox() as sb, fleet_ca(body=INFLIGHT) as ca:
         serials = make_tokens(sb, 20)
         manifest = fleet_manifest(sb, serials)
         args = fleet_args(sb, ca, manifest, jobs=2)
@@ -264,11 +279,9 @@ def test_sigkill_and_resume_nothing_lost_nothing_doubled():
 
 def test_bad_rows_others_finish_exit_10():
     # The CA refuses any request whose subject carries CN=Reject.
-    verifier = ("#!/bin/sh\nd=$(dirname \"$0\")\ncat > \"$d/csr.$$\"\n"
-                "s=$( (openssl req -noout -subject -in \"$d/csr.$$\" || openssl req -inform DER -noout -subject"
-                " -in \"$d/csr.$$\") 2>/dev/null)\nrm -f \"$d/csr.$$\"\n"
-                "case \"$s\" in *Reject*) exit 1;; esac\nexit 0\n")
-    with Sandbox() as sb, ScepServer(challenge=CHALLENGE, verifier_script=verifier) as ca:
+    refuse = ('s=$( (openssl req -noout -subject -in "$csr" || openssl req -inform DER -noout -subject -in "$csr")'
+              ' 2>/dev/null)\ncase "$s" in *Reject*) rc=1;; esac')
+    with Sandbox() as sb, fleet_ca(body=refuse) as ca:
         make_tokens(sb, 5)
         rows = [("t01", dn(1), "user01", ""), ("no-such-token", "/CN=Nobody", "nobody", ""),
                 ("t02", dn(2), "user02", ""), ("t03", "/O=Example Fleet/CN=Reject Me", "user03", ""),
@@ -360,7 +373,7 @@ def test_dry_run_changes_nothing_and_rejects_bad_manifests():
 def test_blank_rows_take_new_tokens():
     # SoftHSM keeps one free slot and, inside the same process, lists a new one
     # after each C_InitToken: a run can initialize several blank tokens.
-    with Sandbox() as sb, ScepServer(challenge=CHALLENGE) as ca:
+    with Sandbox() as sb, fleet_ca() as ca:
         make_tokens(sb, 2)
         rows = [("blank", "/O=Example Fleet/CN=Kim Blank", "kim", ""), ("t01", dn(1), "user01", ""),
                 ("blank", "/O=Example Fleet/CN=Lee Blank", "lee", "email:lee@example.com"),
@@ -393,7 +406,7 @@ def test_blank_row_resumes_interrupted_initialization():
     # A run killed right after C_InitToken (before C_InitPIN and before it could
     # record the serial) left the token initialized with the label it claimed.
     # The rerun must finish that token, not take the next blank one.
-    with Sandbox() as sb, ScepServer(challenge=CHALLENGE) as ca:
+    with Sandbox() as sb, fleet_ca() as ca:
         sh(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--init-token", "--label", "demo-kim",
             "--so-pin", SO_PIN], env=sb.env)
         kim = [t for t in sb.list_json()["tokens"] if t["label"] == "demo-kim"][0]

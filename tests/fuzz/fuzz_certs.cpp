@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ERR_clear_error();
     return 0;
   }
-  for (auto& c : certs) (void)tokenprov::cert_label(c.get());
+  for (auto& c : certs)
+    (void)tokenprov::cert_label(c.get());
   if (!certs.empty()) {
     tokenprov::ossl::X509Ptr leaf = std::move(certs.front());
     certs.erase(certs.begin());

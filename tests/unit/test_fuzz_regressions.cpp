@@ -1,5 +1,5 @@
-// Inputs the fuzzers (tests/fuzz/, docs/fuzzing.md) found to crash or hang a
-// parser, fed to it again after the fix. Each file is also a seed in
+// Inputs that crashed or hung a parser, found while fuzzing it (tests/fuzz/,
+// docs/fuzzing.md), fed to it again after the fix. Each file is also a seed in
 // tests/fuzz/corpus/<target>/ (named regress-*), so the fuzzers keep
 // exercising it; keep both when minimizing a corpus.
 #include "tokenprov/error.hpp"
@@ -63,8 +63,8 @@ TEST_CASE("fuzz regression: PKCS#12 friendlyName that is not a string", "[unit]"
 // kept parse() in the KDF for hours / many seconds: a hang of `restore` on a
 // hostile file. Refused now before any KDF runs, quickly.
 TEST_CASE("fuzz regression: PKCS#12 with absurd KDF iteration counts", "[unit]") {
-  for (const char* name : {"regress-mac-iterations.p12", "regress-key-iterations.p12",
-                           "regress-safe-iterations.p12", "regress-safe-iterations-macfail.p12"}) {
+  for (const char* name : {"regress-mac-iterations.p12", "regress-key-iterations.p12", "regress-safe-iterations.p12",
+                           "regress-safe-iterations-macfail.p12"}) {
     auto start = std::chrono::steady_clock::now();
     require_bad_input(name, false, "iterations");
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
@@ -90,14 +90,16 @@ TEST_CASE("fuzz regression: profile nested deeper than the stack", "[unit]") {
 
   // The cap leaves room: a real profile padded with comments to 32 KiB reads.
   std::string padded = "[[keys]]\nrole = \"auth\"\nalgorithm = \"ec-p256\"\n";
-  while (padded.size() + 80 <= 32 * 1024) padded += "# " + std::string(76, 'x') + "\n";
+  while (padded.size() + 80 <= 32 * 1024)
+    padded += "# " + std::string(76, 'x') + "\n";
   CHECK(padded.size() <= 32 * 1024);
   Profile p;
   REQUIRE_NOTHROW(p = parse_profile(padded, "padded.toml"));
   CHECK(p.keys.size() == 1);
   // As deep as the cap allows still ends in an Error or a profile, not a crash.
   std::string deep = "[a";
-  while (deep.size() + 2 < 32 * 1024 - 16) deep += ".a";
+  while (deep.size() + 2 < 32 * 1024 - 16)
+    deep += ".a";
   deep += "]\nx = 1\n";
   CHECK_THROWS_AS(parse_profile(deep, "deep.toml"), Error);
 }

@@ -14,6 +14,7 @@
 #include "tokenprov/p11/error.hpp"
 #include "tokenprov/secret.hpp"
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +66,11 @@ public:
   std::vector<TokenInfo> tokens() const;
   std::vector<CK_MECHANISM_TYPE> mechanisms(CK_SLOT_ID slot) const;
 
+  // The token with SERIAL by the slot where an earlier tokens() call saw it,
+  // read again with one C_GetTokenInfo (no scan of every slot); std::nullopt
+  // when no scan saw it yet, or it is not there any more (then scan).
+  std::optional<TokenInfo> token_by_serial_hint(const std::string& serial) const;
+
   // C_InitToken: erases the token. Callers must have checked --force.
   void init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string& label);
 
@@ -76,6 +82,9 @@ private:
   void* handle_ = nullptr;
   CK_FUNCTION_LIST* fn_ = nullptr;
   bool owner_ = false;
+  // serial -> slot from the last tokens() scans, for token_by_serial_hint().
+  mutable std::mutex hint_mutex_;
+  mutable std::map<std::string, CK_SLOT_ID> slot_by_serial_;
 };
 
 class Session {

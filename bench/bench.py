@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""tokenprov benchmark: tokenprov against the IT-desk pipeline on SoftHSM2.
+
+Run by hand (not by the tests), usually through bench/run.sh. One run measures:
+
+  (a) 10 tokens, EC P-256, one after another, from a blank token to a checked
+      signature: init, keygen, CSR, a certificate from a local OpenSSL test CA,
+      the certificate written to the token, a signature made on the token and
+      verified with the certificate. Both ways, rounds alternating which goes
+      first, every token in a fresh SoftHSM2 token folder per round and way.
+  (b) the same with RSA-2048.
+  (c) tokenprov's whole-command time (measured here, around the process)
+      against the time its own PKCS#11 calls took (tokenprov --timings).
+  (d) a fleet of 50 blank tokens: `fleet --jobs 1` against `fleet --jobs 2`.
+  (e) peak RSS of tokenprov commands (/usr/bin/time -v).
+
+The two ways do the same work:
+
+  pipeline (what a desk scripts today; every step a process, PINs on argv):
+    softhsm2-util --init-token --free
+    pkcs11-tool --keypairgen
+    openssl req -new -engine pkcs11          (CSR signed on the token)
+    openssl x509 -req -CA ...                (the test CA; DER for pkcs11-tool)
+    pkcs11-tool --write-object --type cert
+    openssl dgst -sign -engine pkcs11        (signature made on the token)
+    openssl pkeyutl -verify -certin          (verified with the certificate)
+
+  tokenprov:
+    tokenprov provision --token blank --csr-dir D          (init, keygen, CSR)
+    openssl x509 -req -CA ...                (the same test CA, PEM)
+    tokenprov provision --token serial:S --cert-dir D2 --check-signature
+                                             (pickup, sign on the token, verify)
+
+Only the processes are timed (the sum of their wall times per token); Python's
+own bookkeeping between steps is not. Times are medians over every token of
+every round. Python 3 standard library only.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+ENGINE = "/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so"
+PIN = "123456"
+SO_PIN = "87654321"
+PROFILES = {"ec-p256": os.path.join(HERE, "profiles", "bench-ec-p256.toml"),
+            "rsa2048": os.path.join(HERE, "profiles", "bench-rsa2048.toml")}
+P11TOOL_KEY = {"ec-p256": ["--key-type", "EC:prime256v1", "--usage-sign"],
+               "rsa2048": ["--key-type", "rsa:2048", "--usage-sign", "--usage-decrypt"]}
+TIMINGS_RE = re.compile(r"timings: wall ([0-9.]+) ms; in PKCS#11 ([0-9.]+) ms \(([0-9.]+)%\), ([0-9]+) calls")
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Result:
+    """One process: wall and CPU time (s), peak RSS (KiB), output."""
+
+    def __init__(self, cmd, wall, cpu, maxrss, rc, out, err):
+        self.cmd, self.wall, self.cpu, self.maxrss, self.rc, self.out, self.err = cmd, wall, cpu, maxrss, rc, out, err
+
+
+def run(cmd, env, cwd=None, ok=(0,)):
+    """Runs CMD; its wall time, CPU time (user + system) and peak RSS from wait4()."""
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        out, err = fo.read().decode(errors="replace"), fe.read().decode(errors="replace")
+    r = Result(cmd, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, p.returncode, out, err)
+    if p.returncode not in ok:
+        raise StepFailed("%s: exit %d\nstdout: %s\nstderr: %s" % (" ".join(cmd), p.returncode, out[-2000:], err[-2000:]))
+    return r
+
+
+class Sandbox:
+    """A private SoftHSM2 configuration and token folder (fresh per round and way)."""
+
+    def __init__(self, base, name):
+        self.dir = tempfile.mkdtemp(prefix="tokenprov-bench-%s-" % name, dir=base)
+        self.tokens = self.sub("tokens")
+        with open(os.path.join(SRC, "softhsm-config", "softhsm2.conf.in")) as f:
+            conf = f.read().replace("@TOKENDIR@", self.tokens)
+        self.conf = os.path.join(self.dir, "softhsm2.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.env = dict(os.environ)
+        for k in ("OPENSSL_CONF", "TOKENPROV_PROFILE_DIR", "TOKENPROV_MODULE"):
+            self.env.pop(k, None)
+        self.env.update({"SOFTHSM2_CONF": self.conf, "BENCH_PIN": PIN, "BENCH_SO_PIN": SO_PIN})
+        # The pipeline's openssl steps load the libp11 engine with SoftHSM2 as its module.
+        self.engine_conf = os.path.join(self.dir, "openssl-engine.cnf")
+        with open(self.engine_conf, "w") as f:
+            f.write("openssl_conf = openssl_init\n[openssl_init]\nengines = engine_section\n"
+                    "[engine_section]\npkcs11 = pkcs11_section\n[pkcs11_section]\nengine_id = pkcs11\n"
+                    "dynamic_path = %s\nMODULE_PATH = %s\ninit = 0\n" % (ENGINE, MODULE))
+        self.engine_env = dict(self.env, OPENSSL_CONF=self.engine_conf)
+
+    def sub(self, name):
+        p = os.path.join(self.dir, name)
+        os.makedirs(p, exist_ok=True)
+        return p
+
+    def close(self, keep=False):
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Ca:
+    """A local OpenSSL test CA (EC P-256); both ways call it with the same command."""
+
+    def __init__(self, workdir):
+        self.key = os.path.join(workdir, "ca.key")
+        self.cert = os.path.join(workdir, "ca.pem")
+        env = dict(os.environ)
+        env.pop("OPENSSL_CONF", None)
+        self.env = env
+        run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", self.key], env)
+        run(["openssl", "req", "-new", "-x509", "-key", self.key, "-subj", "/CN=tokenprov bench test CA",
+             "-days", "30", "-out", self.cert], env)
+        self.serial = int(time.time()) * 1000
+
+    def sign(self, csr, out, der=False):
+        self.serial += 1
+        return run(["openssl", "x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+                    "-set_serial", str(self.serial), "-days", "365", "-outform", "DER" if der else "PEM",
+                    "-out", out], self.env)
+
+
+# ---------------------------------------------------------------------------
+# One token, each way. Each returns a list of (step name, Result).
+
+def tokenprov_token(args, sb, ca, alg, user, timings=False):
+    tp = [args.bin, "-q", "--json"] + (["--timings"] if timings else [])
+    common = ["--profile", PROFILES[alg], "--pin-source", "env:BENCH_PIN", "--subject", "/CN=%s/O=Bench" % user]
+    steps = []
+    csr_dir, cert_dir = sb.sub("csr"), sb.sub("certs")
+    r = run(tp + ["provision", "--token", "blank", "--so-pin-source", "env:BENCH_SO_PIN", "--csr-dir", csr_dir]
+            + common, sb.env)
+    steps.append(("provision --csr-dir", r))
+    j = json.loads(r.out)
+    serial, csr = j["token"]["serial"], j["keys"][0]["csr_file"]
+    steps.append(("CA", ca.sign(csr, os.path.join(cert_dir, serial + ".pem"))))
+    r = run(tp + ["provision", "--token", "serial:" + serial, "--cert-dir", cert_dir, "--check-signature"] + common,
+            sb.env)
+    steps.append(("provision --cert-dir --check-signature", r))
+    k = json.loads(r.out)["keys"][0]
+    if k["certificate"] != "picked-up" or k["signature_check"] != "ok":
+        raise StepFailed("tokenprov did not finish token %s: %s" % (user, r.out))
+    return steps
+
+
+def pipeline_token(args, sb, ca, alg, user):
+    label, key = "bench-" + user, "auth-" + user
+    d = sb.sub("pipe")
+    csr, der = os.path.join(d, user + ".csr"), os.path.join(d, user + ".der")
+    data, sig = os.path.join(d, user + ".data"), os.path.join(d, user + ".sig")
+    with open(data, "wb") as f:
+        f.write(os.urandom(32))
+    p11 = ["pkcs11-tool", "--module", MODULE, "--token-label", label, "--login", "--pin", PIN]
+    uri = "pkcs11:token=%s;object=%s;type=private;pin-value=%s" % (label, key, PIN)
+    steps = []
+    steps.append(("softhsm2-util --init-token", run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", PIN], sb.env)))
+    steps.append(("pkcs11-tool --keypairgen", run(
+        p11 + ["--keypairgen"] + P11TOOL_KEY[alg] + ["--id", "01", "--label", key], sb.env)))
+    steps.append(("openssl req -engine pkcs11", run(
+        ["openssl", "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key", uri,
+         "-subj", "/CN=%s/O=Bench" % user, "-out", csr], sb.engine_env)))
+    steps.append(("CA", ca.sign(csr, der, der=True)))
+    steps.append(("pkcs11-tool --write-object", run(
+        p11 + ["--write-object", der, "--type", "cert", "--id", "01", "--label", key], sb.env)))
+    steps.append(("openssl dgst -sign -engine pkcs11", run(
+        ["openssl", "dgst", "-sha256", "-engine", "pkcs11", "-keyform", "engine", "-sign", uri, "-out", sig, data],
+        sb.engine_env)))
+    r = run(["openssl", "pkeyutl", "-verify", "-certin", "-inkey", der, "-keyform", "DER", "-rawin",
+             "-digest", "sha256", "-in", data, "-sigfile", sig], sb.env)
+    if "Signature Verified Successfully" not in r.out:
+        raise StepFailed("the pipeline's signature did not verify for %s: %s" % (user, r.out))
+    steps.append(("openssl pkeyutl -verify", r))
+    return steps
+
+
+# ---------------------------------------------------------------------------
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def ms(x):
+    return "%8.1f" % (x * 1e3)
+
+
+def token_totals(tokens):
+    """tokens: list of step lists -> (wall per token list, cpu per token list)."""
+    return [sum(r.wall for _, r in t) for t in tokens], [sum(r.cpu for _, r in t) for t in tokens]
+
+
+def step_medians(tokens):
+    names, by = [], {}
+    for t in tokens:
+        for name, r in t:
+            if name not in by:
+                names.append(name)
+                by[name] = []
+            by[name].append(r)
+    return [(n, med([r.wall for r in by[n]]), med([r.cpu for r in by[n]])) for n in names]
+
+
+def part_ab(args, ca, alg, out):
+    """(a)/(b): N tokens one after another, both ways, rounds alternating the order."""
+    ways = {"pipeline": [], "tokenprov": []}
+    rounds = []
+    for rnd in range(args.rounds):
+        order = ["pipeline", "tokenprov"] if rnd % 2 == 0 else ["tokenprov", "pipeline"]
+        rec = {}
+        for way in order:
+            sb = Sandbox(args.token_dir_base, way)
+            try:
+                tokens = []
+                for i in range(args.tokens):
+                    user = "r%dt%d" % (rnd, i)
+                    if way == "pipeline":
+                        tokens.append(pipeline_token(args, sb, ca, alg, user))
+                    else:
+                        tokens.append(tokenprov_token(args, sb, ca, alg, user))
+                ways[way].extend(tokens)
+                rec[way] = sum(token_totals(tokens)[0])
+            finally:
+                sb.close(args.keep)
+        rounds.append(rec)
+        print("  round %d (%s first): pipeline %.2f s, tokenprov %.2f s for %d tokens"
+              % (rnd + 1, order[0], rec["pipeline"], rec["tokenprov"], args.tokens), flush=True)
+    res = {}
+    for way, tokens in ways.items():
+        wall, cpu = token_totals(tokens)
+        res[way] = {"median_ms": med(wall) * 1e3, "median_cpu_ms": med(cpu) * 1e3,
+                    "min_ms": min(wall) * 1e3, "max_ms": max(wall) * 1e3,
+                    "steps": [{"step": n, "median_ms": w * 1e3, "median_cpu_ms": c * 1e3} for n, w, c in step_medians(tokens)]}
+    res["ratio"] = res["pipeline"]["median_ms"] / res["tokenprov"]["median_ms"]
+    res["ratio_cpu"] = res["pipeline"]["median_cpu_ms"] / res["tokenprov"]["median_cpu_ms"]
+    res["rounds"] = rounds
+    print("  per token, median of %d:        wall ms    CPU ms" % (args.rounds * args.tokens))
+    for way in ("pipeline", "tokenprov"):
+        print("    %-28s %s  %s" % (way, ms(res[way]["median_ms"] / 1e3), ms(res[way]["median_cpu_ms"] / 1e3)))
+        for s in res[way]["steps"]:
+            print("      %-26s %s  %s" % (s["step"], ms(s["median_ms"] / 1e3), ms(s["median_cpu_ms"] / 1e3)))
+    print("    pipeline / tokenprov: %.2fx wall, %.2fx CPU (target: at least 6x)" % (res["ratio"], res["ratio_cpu"]))
+    out[alg] = res
+    return res
+
+
+def part_c(args, ca, out):
+    """(c): whole tokenprov commands (timed here) against their PKCS#11 time (--timings)."""
+    res = {}
+    for alg in args.algs:
+        cmds = []
+        for rnd in range(args.rounds):
+            sb = Sandbox(args.token_dir_base, "timings")
+            try:
+                for i in range(args.tokens):
+                    for name, r in tokenprov_token(args, sb, ca, alg, "c%dt%d" % (rnd, i), timings=True):
+                        if name == "CA":
+                            continue
+                        m = TIMINGS_RE.search(r.err)
+                        if not m:
+                            raise StepFailed("no timings in: " + r.err)
+                        cmds.append({"step": name, "whole_ms": r.wall * 1e3, "inner_ms": float(m.group(1)),
+                                     "p11_ms": float(m.group(2)), "calls": int(m.group(4))})
+            finally:
+                sb.close(args.keep)
+        steps = {}
+        for c in cmds:
+            steps.setdefault(c["step"], []).append(c)
+        r = {"steps": {}}
+        print("  %s, median of %d per command:  whole ms  in-process ms  PKCS#11 ms  calls  whole/PKCS#11"
+              % (alg, args.rounds * args.tokens))
+        for name, cs in steps.items():
+            whole, inner, p11 = med([c["whole_ms"] for c in cs]), med([c["inner_ms"] for c in cs]), med([c["p11_ms"] for c in cs])
+            ratio = med([c["whole_ms"] / c["p11_ms"] for c in cs])
+            r["steps"][name] = {"whole_ms": whole, "inner_ms": inner, "p11_ms": p11,
+                                "calls": med([c["calls"] for c in cs]), "ratio": ratio}
+            print("    %-38s %8.1f %12.1f %11.1f %6d %8.2fx" % (name, whole, inner, p11, med([c["calls"] for c in cs]), ratio))
+        per_token_whole = [cmds[i]["whole_ms"] + cmds[i + 1]["whole_ms"] for i in range(0, len(cmds), 2)]
+        per_token_p11 = [cmds[i]["p11_ms"] + cmds[i + 1]["p11_ms"] for i in range(0, len(cmds), 2)]
+        r["token_ratio"] = med([w / p for w, p in zip(per_token_whole, per_token_p11)])
+        print("    both commands of a token: whole/PKCS#11 %.2fx (target: at most 1.3x)" % r["token_ratio"])
+        res[alg] = r
+    out["c"] = res
+    return res
+
+
+def fleet_run(args, ca, alg, jobs, n):
+    """One fleet of N blank tokens: fleet --csr-dir, the CA, fleet --cert-dir --check-signature."""
+    sb = Sandbox(args.token_dir_base, "fleet-j%d" % jobs)
+    try:
+        csr_dir, cert_dir = sb.sub("csr"), sb.sub("certs")
+        m1 = os.path.join(sb.dir, "manifest-blank.csv")
+        with open(m1, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["token", "subject", "user"])
+            for i in range(n):
+                w.writerow(["blank", "/CN=f%03d/O=Bench" % i, "f%03d" % i])
+        base = [args.bin, "-q", "--profile", PROFILES[alg], "--pin-source", "env:BENCH_PIN", "fleet", "--jobs", str(jobs)]
+        r1 = run(base + ["--so-pin-source", "env:BENCH_SO_PIN", "--manifest", m1, "--csr-dir", csr_dir], sb.env)
+        lines = [json.loads(l) for l in r1.out.splitlines() if l.strip()]
+        if len(lines) != n or not all(l["ok"] for l in lines):
+            raise StepFailed("fleet --csr-dir failed: " + r1.out[-2000:] + r1.err[-2000:])
+        t_ca = 0.0
+        for l in lines:
+            t_ca += ca.sign(l["keys"][0]["csr_file"], os.path.join(cert_dir, l["token"] + ".pem")).wall
+        m2 = os.path.join(sb.dir, "manifest-issued.csv")
+        with open(m2, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["token", "subject", "user"])
+            for l in lines:
+                w.writerow(["serial:" + l["token"], l["subject"], ""])
+        r2 = run(base + ["--manifest", m2, "--cert-dir", cert_dir, "--check-signature"], sb.env)
+        lines2 = [json.loads(l) for l in r2.out.splitlines() if l.strip()]
+        if len(lines2) != n or not all(l["ok"] and l["keys"][0]["signature_check"] == "ok" for l in lines2):
+            raise StepFailed("fleet --cert-dir failed: " + r2.out[-2000:] + r2.err[-2000:])
+        return {"csr_s": r1.wall, "cert_s": r2.wall, "ca_s": t_ca, "cpu_s": r1.cpu + r2.cpu,
+                "maxrss_kb": max(r1.maxrss, r2.maxrss)}
+    finally:
+        sb.close(args.keep)
+
+
+def part_d(args, ca, out):
+    """(d): fleet of N tokens, --jobs 1 against --jobs 2, alternating."""
+    res = {}
+    for alg in args.fleet_algs:
+        runs = {1: [], 2: []}
+        for rnd in range(args.fleet_rounds):
+            for jobs in ((1, 2) if rnd % 2 == 0 else (2, 1)):
+                r = fleet_run(args, ca, alg, jobs, args.fleet)
+                runs[jobs].append(r)
+                print("  %s round %d --jobs %d: fleet --csr-dir %.2f s, CA %.2f s, fleet --cert-dir %.2f s"
+                      % (alg, rnd + 1, jobs, r["csr_s"], r["ca_s"], r["cert_s"]), flush=True)
+        rr = {}
+        for jobs in (1, 2):
+            tp = med([x["csr_s"] + x["cert_s"] for x in runs[jobs]])
+            rr["jobs%d" % jobs] = {"tokenprov_s": tp, "tokens_per_s": args.fleet / tp,
+                                   "csr_s": med([x["csr_s"] for x in runs[jobs]]),
+                                   "cert_s": med([x["cert_s"] for x in runs[jobs]]),
+                                   "ca_s": med([x["ca_s"] for x in runs[jobs]]),
+                                   "cpu_s": med([x["cpu_s"] for x in runs[jobs]]),
+                                   "maxrss_kb": max(x["maxrss_kb"] for x in runs[jobs])}
+        rr["speedup"] = rr["jobs1"]["tokenprov_s"] / rr["jobs2"]["tokenprov_s"]
+        print("  %s, %d tokens, median of %d: --jobs 1 %.2f s (%.1f tokens/s), --jobs 2 %.2f s (%.1f tokens/s): "
+              "%.2fx (target: at least 1.8x)" % (alg, args.fleet, args.fleet_rounds, rr["jobs1"]["tokenprov_s"],
+                                                 rr["jobs1"]["tokens_per_s"], rr["jobs2"]["tokenprov_s"],
+                                                 rr["jobs2"]["tokens_per_s"], rr["speedup"]))
+        res[alg] = rr
+    out["d"] = res
+    return res
+
+
+def time_v(cmd, env):
+    r = run(["/usr/bin/time", "-v"] + cmd, env)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.err)
+    return int(m.group(1))
+
+
+def part_e(args, ca, out):
+    """(e): peak RSS of tokenprov commands under /usr/bin/time -v."""
+    res = {}
+    for alg in args.algs:
+        sb = Sandbox(args.token_dir_base, "rss")
+        try:
+            common = ["--profile", PROFILES[alg], "--pin-source", "env:BENCH_PIN", "--subject", "/CN=rss/O=Bench"]
+            csr_dir, cert_dir = sb.sub("csr"), sb.sub("certs")
+            cmd = [args.bin, "-q", "--json", "provision", "--token", "blank", "--so-pin-source", "env:BENCH_SO_PIN",
+                   "--csr-dir", csr_dir] + common
+            kb1 = time_v(cmd, sb.env)
+            serial = os.listdir(csr_dir)[0].split("-")[0]
+            ca.sign(os.path.join(csr_dir, os.listdir(csr_dir)[0]), os.path.join(cert_dir, serial + ".pem"))
+            kb2 = time_v([args.bin, "-q", "--json", "provision", "--token", "serial:" + serial, "--cert-dir", cert_dir,
+                          "--check-signature"] + common, sb.env)
+            res["provision --csr-dir (%s)" % alg] = kb1
+            res["provision --cert-dir --check-signature (%s)" % alg] = kb2
+        finally:
+            sb.close(args.keep)
+    sb = Sandbox(args.token_dir_base, "rss-fleet")
+    try:
+        m1 = os.path.join(sb.dir, "manifest.csv")
+        with open(m1, "w") as f:
+            f.write("token,subject\n" + "".join("blank,/CN=e%03d\n" % i for i in range(args.fleet)))
+        kb = time_v([args.bin, "-q", "--profile", PROFILES[args.fleet_algs[0]], "--pin-source", "env:BENCH_PIN",
+                     "--so-pin-source", "env:BENCH_SO_PIN", "fleet", "--jobs", "2", "--manifest", m1,
+                     "--csr-dir", sb.sub("csr")], sb.env)
+        res["fleet --jobs 2, %d tokens (%s)" % (args.fleet, args.fleet_algs[0])] = kb
+    finally:
+        sb.close(args.keep)
+    for k, v in res.items():
+        print("  %-50s %6.1f MB" % (k, v / 1024))
+    print("  peak: %.1f MB (target: under 30 MB)" % (max(res.values()) / 1024))
+    out["e"] = res
+    return res
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+        except Exception:
+            return "?"
+
+    def pkg(name):
+        return ver(["dpkg-query", "-W", "-f", "${Version}", name])
+
+    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "host": platform.node(), "kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
+            "loadavg": os.getloadavg(), "openssl": ver(["openssl", "version"]), "softhsm2": pkg("softhsm2"),
+            "opensc": pkg("opensc"), "libengine-pkcs11-openssl": pkg("libengine-pkcs11-openssl")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=os.environ.get("TOKENPROV_BIN", os.path.join(os.path.dirname(SRC), "build-bench", "tokenprov")),
+                    help="the tokenprov binary (a Release build)")
+    ap.add_argument("--parts", default="a,b,c,d,e", help="which parts to run, e.g. a,c")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (c); each way once per round")
+    ap.add_argument("--tokens", type=int, default=10, help="tokens per round in (a), (b), (c)")
+    ap.add_argument("--fleet", type=int, default=50, help="tokens in the fleet of (d)")
+    ap.add_argument("--fleet-rounds", type=int, default=3, help="rounds of (d); each --jobs once per round")
+    ap.add_argument("--fleet-algs", default="ec-p256", help="algorithms for (d), comma-separated")
+    ap.add_argument("--token-dir-base", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+                    help="where the SoftHSM2 token folders go (default /dev/shm: tmpfs; give a disk path to include the file system)")
+    ap.add_argument("--keep", action="store_true", help="keep the token folders")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    args.algs = ["ec-p256", "rsa2048"]
+    args.fleet_algs = [a.strip() for a in args.fleet_algs.split(",") if a.strip()]
+    parts = set(p.strip() for p in args.parts.split(","))
+    if not os.access(args.bin, os.X_OK):
+        sys.exit("bench: no tokenprov binary at %s (build it, or pass --bin)" % args.bin)
+    for tool in ("softhsm2-util", "pkcs11-tool", "openssl", "/usr/bin/time"):
+        if not shutil.which(tool):
+            sys.exit("bench: %s is missing (apt-get install softhsm2 opensc openssl libengine-pkcs11-openssl time)" % tool)
+    if not os.path.exists(ENGINE):
+        sys.exit("bench: the libp11 engine %s is missing (apt-get install libengine-pkcs11-openssl)" % ENGINE)
+
+    info = machine()
+    info["token_dir_base"] = args.token_dir_base or tempfile.gettempdir()
+    info["bin"] = args.bin
+    print("tokenprov benchmark, %s, %s (%d CPUs), load %.2f %.2f %.2f, token folders under %s"
+          % (info["date"], info["cpu"], info["cpus"], *info["loadavg"], info["token_dir_base"]), flush=True)
+    out = {"machine": info}
+    workdir = tempfile.mkdtemp(prefix="tokenprov-bench-ca-")
+    try:
+        ca = Ca(workdir)
+        if "a" in parts:
+            print("(a) %d tokens one after another, EC P-256, %d rounds" % (args.tokens, args.rounds), flush=True)
+            part_ab(args, ca, "ec-p256", out)
+        if "b" in parts:
+            print("(b) %d tokens one after another, RSA-2048, %d rounds" % (args.tokens, args.rounds), flush=True)
+            part_ab(args, ca, "rsa2048", out)
+        if "c" in parts:
+            print("(c) tokenprov whole command against its PKCS#11 time (--timings)", flush=True)
+            part_c(args, ca, out)
+        if "d" in parts:
+            print("(d) fleet of %d tokens, --jobs 1 against --jobs 2" % args.fleet, flush=True)
+            part_d(args, ca, out)
+        if "e" in parts:
+            print("(e) peak RSS (/usr/bin/time -v)", flush=True)
+            part_e(args, ca, out)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out["machine"]["loadavg_end"] = os.getloadavg()
+    print("load at the end: %.2f %.2f %.2f" % out["machine"]["loadavg_end"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+        print("figures written to " + args.json)
+
+
+if __name__ == "__main__":
+    main()
