@@ -20,14 +20,14 @@ The two ways do the same work:
     softhsm2-util --init-token --free
     pkcs11-tool --keypairgen
     openssl req -new -engine pkcs11          (CSR signed on the token)
-    openssl x509 -req -CA ...                (the test CA; DER for pkcs11-tool)
+    openssl req -CA ... -CAkey ...           (the test CA; DER for pkcs11-tool)
     pkcs11-tool --write-object --type cert
     openssl dgst -sign -engine pkcs11        (signature made on the token)
     openssl pkeyutl -verify -certin          (verified with the certificate)
 
   tokenprov:
     tokenprov provision --token blank --csr-dir D          (init, keygen, CSR)
-    openssl x509 -req -CA ...                (the same test CA, PEM)
+    openssl req -CA ... -CAkey ...           (the same test CA, PEM)
     tokenprov provision --token serial:S --cert-dir D2 --check-signature
                                              (pickup, sign on the token, verify)
 
@@ -140,7 +140,9 @@ class Ca:
 
     def sign(self, csr, out, der=False):
         self.serial += 1
-        return run(["openssl", "x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+        # `openssl req -CA` issues from a CSR like `openssl x509 -req` does, at a quarter of the
+        # CPU (OpenSSL 3.0's x509 command costs ~24 ms of CPU per run here); the same command both ways.
+        return run(["openssl", "req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
                     "-set_serial", str(self.serial), "-days", "365", "-outform", "DER" if der else "PEM",
                     "-out", out], self.env)
 

@@ -52,7 +52,7 @@ _tokenprov_reply() { # cur words...
   local cur=$1
   shift
   local IFS=$' \t\n'
-  COMPREPLY=($(compgen -W "$*" -- "$cur"))
+  mapfile -t COMPREPLY < <(compgen -W "$*" -- "$cur")
 }
 
 # Files (or, with -d, folders) matching CUR, after an optional PREFIX such as "file:".
@@ -63,11 +63,11 @@ _tokenprov_files() { # [-d] cur [prefix]
   local IFS=$'\n'
   COMPREPLY=()
   if [[ -z "$prefix" ]]; then
-    COMPREPLY=($(compgen $kind -- "$cur"))
+    mapfile -t COMPREPLY < <(compgen "$kind" -- "$cur")
     compopt -o filenames 2>/dev/null # readline quotes them and marks folders with '/'
     return
   fi
-  for f in $(compgen $kind -- "${cur#"$prefix"}"); do
+  for f in $(compgen "$kind" -- "${cur#"$prefix"}"); do
     [[ -d "$f" ]] && f="$f/"
     COMPREPLY+=("$prefix$f")
   done

@@ -11,10 +11,12 @@
 # tests/e2e/test_docs.py can check that the committed page is in step: when it
 # fails, run this script and commit the result.
 set -euo pipefail
+abs() { [[ "$1" == /* || "$1" == - ]] && echo "$1" || echo "$PWD/$1"; } # paths given are the caller's
+bin=$(abs "${1:-${TOKENPROV_BIN:-}}")
+out=$(abs "${2:--}")
 cd "$(dirname "$0")/.."
-
-bin="${1:-${TOKENPROV_BIN:-build/tokenprov}}"
-out="${2:-docs/man/tokenprov.1}"
+[[ -n "${1:-${TOKENPROV_BIN:-}}" ]] || bin="$PWD/build/tokenprov"
+[[ -n "${2:-}" ]] || out="$PWD/docs/man/tokenprov.1"
 [[ -x "$bin" ]] || { echo "gen-man: no tokenprov binary at '$bin' (build it, or pass its path)" >&2; exit 2; }
 
 export LC_ALL=C
@@ -100,6 +102,9 @@ generate() {
 .\\" change the help text (src/cli) or the fixed sections in the script, then
 .\\" run scripts/gen-man.sh. tests/e2e/test_docs.py checks they are in step.
 .TH TOKENPROV 1 "" "tokenprov $version" "User Commands"
+.\" Option names must not be hyphenated or stretched.
+.nh
+.ad l
 .SH NAME
 tokenprov \\- provision PKCS#11 smart cards and USB tokens
 .SH SYNOPSIS

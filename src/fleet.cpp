@@ -527,6 +527,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         Claim c{label_for(r, t.serial), ""};
         claim(job, c);
         InitRequest ir{base.module_path, job.selector, c.label, false, base.profile.user_pin.min_length};
+        ir.slot = t.slot_id;
         auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
         c.serial = done.serial;
         if (!c.serial.empty()) claim(job, c);
@@ -579,6 +580,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       claim(job, c);
       InitRequest ir{base.module_path, it->serial.empty() ? "" : "serial:" + it->serial, c.label, false,
                      base.profile.user_pin.min_length};
+      ir.slot = it->slot_id; // the blank token just listed: no second search
       auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
       c.serial = done.serial;
       claim(job, c);

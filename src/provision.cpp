@@ -6,9 +6,12 @@
 #include "tokenprov/token_admin.hpp"
 #include "tokenprov/uri.hpp"
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <functional>
 #include <cctype>
 #include <dirent.h>
 
@@ -50,9 +53,52 @@ std::vector<std::string> list_dir(const std::string& dir) {
   return out;
 }
 
-// The certificate on the token for K (same id, same public key), if any.
-ossl::X509Ptr token_leaf(const p11::Session& s, const KeyRef& k) {
-  auto want = ossl::spki_der(public_key(s, k).get());
+// Whether the file at PATH visibly carries the public key WANT (DER
+// SubjectPublicKeyInfo): its bytes, or a PEM block's, contain WANT. Cheap next
+// to parsing it: OpenSSL 3 decodes the key of every certificate it parses.
+bool may_hold_key(const std::string& path, const ossl::Bytes& want) {
+  ossl::Bytes data;
+  try {
+    data = ossl::read_file(path);
+  } catch (const Error&) {
+    return false;
+  }
+  std::boyer_moore_horspool_searcher search(want.begin(), want.end());
+  auto contains = [&](const unsigned char* p, std::size_t n) { return std::search(p, p + n, search) != p + n; };
+  if (contains(data.data(), data.size())) return true; // DER, PKCS#7
+  ossl::BioPtr b(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+  char *name = nullptr, *header = nullptr;
+  unsigned char* der = nullptr;
+  long len = 0;
+  bool hit = false;
+  while (!hit && b && PEM_read_bio(b.get(), &name, &header, &der, &len) == 1) {
+    hit = contains(der, static_cast<std::size_t>(len));
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(der);
+  }
+  ERR_clear_error();
+  return hit;
+}
+
+// The files of --cert-dir in the order to try them for the key WANT: those
+// that visibly carry it first, then the rest (a certificate could encode the
+// key differently). In a folder of many answers (a fleet's) only the right
+// file gets parsed.
+std::vector<std::string> cert_files_for(const std::string& dir, const ossl::Bytes& want) {
+  auto files = list_dir(dir);
+  std::vector<char> likely(files.size());
+  for (std::size_t i = 0; i < files.size(); ++i) likely[i] = may_hold_key(files[i], want);
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < files.size(); ++i)
+    if (likely[i]) out.push_back(files[i]);
+  for (std::size_t i = 0; i < files.size(); ++i)
+    if (!likely[i]) out.push_back(files[i]);
+  return out;
+}
+
+// The certificate on the token for K (same id, public key WANT), if any.
+ossl::X509Ptr token_leaf(const p11::Session& s, const KeyRef& k, const ossl::Bytes& want) {
   p11::Attributes t;
   t.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
   for (auto h : s.find(t)) {
@@ -150,6 +196,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     say("Initializing the blank token (serial " + token.serial + ") as '" + label + "'...");
     InitRequest ir{req.module_path, "serial:" + token.serial, label, false, prof.user_pin.min_length};
     if (token.serial.empty()) ir.selector = "";
+    ir.slot = token.slot_id; // found just above: no second search
     token = init_token(ir, *sec.so_pin, *sec.user_pin);
     res.initialized_now = true;
   } else if (!token.user_pin_initialized()) {
@@ -229,7 +276,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     // Step 3: the certificate.
     ossl::X509Ptr leaf_cert; // the certificate now on the token, for the signature check
     try {
-      if (auto leaf = token_leaf(s, *key)) {
+      auto want = ossl::spki_der(public_key(s, *key).get()); // read from the token once per key
+      if (auto leaf = token_leaf(s, *key, want)) {
         out.cert_state = "present";
         out.cert_serial = ossl::serial_hex(leaf.get());
         out.cert_subject = ossl::name_oneline(X509_get_subject_name(leaf.get()));
@@ -237,8 +285,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       } else {
         bool got = false;
         if (!req.cert_dir.empty()) {
-          auto want = ossl::spki_der(public_key(s, *key).get());
-          for (auto& f : list_dir(req.cert_dir)) {
+          for (auto& f : cert_files_for(req.cert_dir, want)) {
             std::vector<ossl::X509Ptr> certs;
             try {
               certs = load_certificate_file(f);

@@ -25,7 +25,8 @@ void check_pin_length(const p11::TokenInfo& t, const Secret& pin, const char* wh
 p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
   auto module = p11::Module::load(req.module_path);
-  p11::TokenInfo t = req.selector.empty() && !req.force ? find_token(*module, "", TokenState::Blank)
+  p11::TokenInfo t = req.slot                            ? module->token_info(*req.slot)
+                     : req.selector.empty() && !req.force ? find_token(*module, "", TokenState::Blank)
                                                           : find_token(*module, req.selector, TokenState::Any);
   if (t.initialized() && !req.force)
     fail(ExitCode::Exists,

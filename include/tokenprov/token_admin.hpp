@@ -11,6 +11,9 @@ struct InitRequest {
   std::string label;
   bool force = false;   // re-initialize a token that is initialized (erases it)
   std::size_t min_pin = 0;
+  // Set by callers that found the token already (provision, fleet): its slot,
+  // read with one C_GetTokenInfo instead of searching every slot again.
+  std::optional<CK_SLOT_ID> slot = std::nullopt;
 };
 
 // C_InitToken with the SO PIN and label, then C_InitPIN with the user PIN.

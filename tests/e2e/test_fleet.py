@@ -216,7 +216,7 @@ def test_jobs_2_runs_two_tokens_at_once():
 # ---- 2: killed part-way, resumed ----------------------------------------------------------------
 
 # The CA marks each request it is working on with a file beside the script.
-INFLIGHT = 'touch "$d/inflight.$$"; sleep 0.4; rm -f "$d/inflight.$$"'
+INFLIGHT = 'touch "$d/inflight.$$"; sleep 1; rm -f "$d/inflight.$$"'
 
 
 def test_sigkill_and_resume_nothing_lost_nothing_doubled():
