@@ -24,8 +24,6 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd build-asan && ctest --output-on-failure -j2 --timeout 900)
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
-echo "== tests, release build =="
-(cd build && ctest --output-on-failure -j2 --timeout 900)
 
 echo "== fuzzing: libFuzzer smoke runs (clang; docs/fuzzing.md) =="
 # The parsers instrumented with ASan + UBSan; each fuzzer runs its seed corpus
@@ -34,3 +32,6 @@ echo "== fuzzing: libFuzzer smoke runs (clang; docs/fuzzing.md) =="
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTOKENPROV_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz --target fuzzers -j"$jobs"
 (cd build-fuzz && ctest -L fuzz --output-on-failure -j2 --timeout 300)
+
+echo "== tests, release build =="
+(cd build && ctest --output-on-failure -j2 --timeout 900)
