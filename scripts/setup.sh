@@ -7,7 +7,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
   libssl-dev libp11-dev libp11-kit-dev libcli11-dev catch2
   nlohmann-json3-dev libtomlplusplus-dev libcurl4-openssl-dev libcsv-dev)
 RUN_PKGS=(softhsm2 opensc opensc-pkcs11 libengine-pkcs11-openssl p11-kit openssl scep ca-certificates)
-TEST_PKGS=(gnutls-bin libnss3-tools default-jre-headless python3 procps clang libclang-rt-14-dev)
+TEST_PKGS=(gnutls-bin libnss3-tools default-jre-headless python3 procps clang libclang-rt-14-dev valgrind)
 
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
 if [[ "${1:-}" == "--test" ]]; then
