@@ -316,6 +316,22 @@ bool Session::destroy_noexcept(CK_OBJECT_HANDLE obj) const noexcept {
 }
 
 std::optional<Bytes> Session::attr_bytes(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const {
+  // One call for the usual sizes (ids, labels, public keys, most certificates):
+  // asking for the length first doubled the calls, and on SoftHSM2 each call
+  // costs tens of microseconds of file checks. A bigger value, or a module
+  // that answers CKR_BUFFER_TOO_SMALL, takes the length query below.
+  {
+    std::uint8_t buf[4096];
+    CK_ATTRIBUTE a{type, buf, sizeof buf};
+    CK_RV rv = fn()->C_GetAttributeValue(h_, obj, &a, 1);
+    if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
+    if (rv == CKR_OK) {
+      if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION) return std::nullopt;
+      if (a.ulValueLen <= sizeof buf) return Bytes(buf, buf + a.ulValueLen);
+    } else if (rv != CKR_BUFFER_TOO_SMALL) {
+      check(rv, "C_GetAttributeValue", "reading an attribute");
+    }
+  }
   CK_ATTRIBUTE a{type, nullptr, 0};
   CK_RV rv = fn()->C_GetAttributeValue(h_, obj, &a, 1);
   if (rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) return std::nullopt;
