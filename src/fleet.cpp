@@ -602,6 +602,12 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   for (auto& j : jobs)
     if (!j.finished) todo.push_back(&j);
   std::atomic<std::size_t> next{0};
+  // A PIN refused by one token is not tried on the others: every token would
+  // lose a try to the same wrong PIN. (Rows already logging in at that moment,
+  // at most --jobs - 1 of them, still make their one attempt.)
+  std::atomic<bool> pin_refused{false};
+  std::mutex pin_mutex;
+  std::string pin_refused_by;
   auto work = [&]() {
     for (;;) {
       if (stop) return;
@@ -610,6 +616,14 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       Job& job = *todo[i];
       const ManifestRow& r = *job.row;
       nlohmann::json line = {{"token", job.serial}, {"subject", r.subject}};
+      if (pin_refused) {
+        std::lock_guard<std::mutex> lock(pin_mutex);
+        line["error"] = {{"code", static_cast<int>(ExitCode::Pin)},
+                         {"message", "Not attempted: the user PIN was refused by token " + pin_refused_by +
+                                         "; fix the PIN source and run again with the same state file."}};
+        emit(job, line, false, false);
+        continue;
+      }
       try {
         ProvisionRequest pr = base;
         pr.progress = nullptr;
@@ -627,6 +641,10 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         line["keys"] = j["keys"];
         emit(job, line, true, res.complete);
       } catch (const Error& e) {
+        if (e.code() == ExitCode::Pin && !pin_refused.exchange(true)) {
+          std::lock_guard<std::mutex> lock(pin_mutex);
+          pin_refused_by = job.serial.empty() ? "'" + r.token + "'" : job.serial;
+        }
         line["error"] = error_json(e);
         emit(job, line, false, false);
       } catch (const std::exception& e) {

@@ -22,7 +22,6 @@ struct ManifestRow {
   std::string user;
   std::string label;    // label a blank token gets
   std::map<std::string, std::string> extra;
-  std::string key() const { return token + "\x1f" + subject; } // identifies the row in the state file
 };
 
 // Reads and checks the manifest (libcsv): header with at least `token` and

@@ -424,8 +424,28 @@ def test_blank_row_resumes_interrupted_initialization():
         expect(state_rows_done(sb.path("state.jsonl")) == {1: 1}, open(sb.path("state.jsonl")).read())
 
 
+def test_wrong_pin_is_tried_on_one_token_only():
+    with Sandbox() as sb:
+        make_tokens(sb, 4, prefix="w")
+        csrs = sb.path("csrs")
+        os.makedirs(csrs)
+        manifest = write_manifest(sb, "wrong-pin.csv", [("w%02d" % i, dn(i), "", "") for i in range(1, 5)])
+        log = sb.path("calls.log")
+        from faultp11 import shim_path
+        r = sb.tp("fleet", "--module", shim_path(), "--profile", DEMO, "--manifest", manifest, "--jobs", "1",
+                  "--pin-source", "env:BAD", "--csr-dir", csrs, env={"BAD": "999999", "FAULTP11_LOG": log})
+        expect(r.returncode == 10, (r.returncode, r.stderr))
+        lines = json_lines(r.stdout)
+        expect(len(lines) == 4 and not any(l["ok"] for l in lines), lines)
+        expect(all(l["error"]["code"] == 3 for l in lines), lines)
+        expect(sum(1 for l in lines if l["error"]["message"].startswith("Not attempted")) == 3, lines)
+        logins = [l for l in open(log).read().splitlines() if " C_Login " in l]
+        expect(len(logins) == 1, logins)
+        expect(os.listdir(csrs) == [], os.listdir(csrs))
+
+
 if __name__ == "__main__":
-    main([test_fleet_20_tokens_jobs_2, test_jobs_2_runs_two_tokens_at_once,
+    main([test_wrong_pin_is_tried_on_one_token_only, test_fleet_20_tokens_jobs_2, test_jobs_2_runs_two_tokens_at_once,
           test_sigkill_and_resume_nothing_lost_nothing_doubled, test_bad_rows_others_finish_exit_10,
           test_dry_run_changes_nothing_and_rejects_bad_manifests, test_blank_rows_take_new_tokens,
           test_blank_row_resumes_interrupted_initialization])
