@@ -193,7 +193,9 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     if (!sec.so_pin) fail(ExitCode::Pin, "The token is blank: initializing it needs the SO PIN (--so-pin-source).");
     std::string label = req.token_label.empty() ? expand_template(prof.token_label_template, vars) : req.token_label;
     if (label.size() > 32) label.resize(32);
-    say("Initializing the blank token (serial " + token.serial + ") as '" + label + "'...");
+    say("Initializing the blank token " +
+        (token.serial.empty() ? "in slot " + std::to_string(token.slot_id) : "(serial " + token.serial + ")") +
+        " as '" + label + "'...");
     InitRequest ir{req.module_path, "serial:" + token.serial, label, false, prof.user_pin.min_length};
     if (token.serial.empty()) ir.selector = "";
     ir.slot = token.slot_id; // found just above: no second search
