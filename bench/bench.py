@@ -68,7 +68,8 @@ class StepFailed(Exception):
 
 
 class Result:
-    """One process: wall and CPU time (s), peak RSS (KiB), output."""
+    """One process: wall and CPU time (s), output. (maxrss from wait4 includes the forked
+    Python before exec, so (e) uses /usr/bin/time -v instead.)"""
 
     def __init__(self, cmd, wall, cpu, maxrss, rc, out, err):
         self.cmd, self.wall, self.cpu, self.maxrss, self.rc, self.out, self.err = cmd, wall, cpu, maxrss, rc, out, err
@@ -274,8 +275,9 @@ def part_ab(args, ca, alg, out):
     fleet: `fleet --jobs 1` over the N tokens (one tokenprov process for the
     keys and requests of all of them, one for all the pickups); per token is
     the round's total over N. The CA is called once per token in every way."""
-    per_token = {w: [] for w in WAYS}   # wall per token
+    per_token = {w: [] for w in WAYS}   # each round's wall time over N: the same statistic for every way
     per_token_cpu = {w: [] for w in WAYS}
+    single = {w: [] for w in WAYS}      # single tokens' times (pipeline, provision), for the spread
     steps_of = {w: [] for w in WAYS}    # step lists (per token; for the fleet, per round)
     rounds = []
     for rnd in range(args.rounds):
@@ -298,8 +300,9 @@ def part_ab(args, ca, alg, out):
                         tokens.append(pipeline_token(args, sb, ca, alg, u) if way == "pipeline"
                                       else tokenprov_token(args, sb, ca, alg, u))
                     wall, cpu = token_totals(tokens)
-                    per_token[way].extend(wall)
-                    per_token_cpu[way].extend(cpu)
+                    per_token[way].append(sum(wall) / args.tokens)
+                    per_token_cpu[way].append(sum(cpu) / args.tokens)
+                    single[way].extend(wall)
                     steps_of[way].extend(tokens)
                     rec[way] = sum(wall)
             finally:
@@ -310,7 +313,10 @@ def part_ab(args, ca, alg, out):
     res = {"rounds": rounds}
     for way in WAYS:
         r = {"median_ms": med(per_token[way]) * 1e3, "median_cpu_ms": med(per_token_cpu[way]) * 1e3,
-             "min_ms": min(per_token[way]) * 1e3, "max_ms": max(per_token[way]) * 1e3}
+             "rounds_ms": [x * 1e3 for x in per_token[way]]}
+        if single[way]:
+            r["single_token_median_ms"] = med(single[way]) * 1e3
+            r["single_token_min_ms"], r["single_token_max_ms"] = min(single[way]) * 1e3, max(single[way]) * 1e3
         if way == "tokenprov fleet":
             # per token: each fleet run's time over N; the CA per call
             names = ["fleet --csr-dir", "CA", "fleet --cert-dir --check-signature"]
@@ -334,7 +340,7 @@ def part_ab(args, ca, alg, out):
         res[way]["ratio_cpu"] = res["pipeline"]["median_cpu_ms"] / res[way]["median_cpu_ms"]
     ca_ms = med([x["median_ms"] for way in WAYS for x in res[way]["steps"] if x["step"].startswith("CA")])
     res["ca_ms"] = ca_ms
-    print("  per token, medians over %d rounds of %d tokens:  wall ms    CPU ms" % (args.rounds, args.tokens))
+    print("  per token (a round's time over %d), median of %d rounds:  wall ms    CPU ms" % (args.tokens, args.rounds))
     for way in WAYS:
         print("    %-46s %s  %s" % (way, ms(res[way]["median_ms"] / 1e3), ms(res[way]["median_cpu_ms"] / 1e3)))
         for st in res[way]["steps"]:
@@ -408,7 +414,7 @@ def fleet_run(args, ca, alg, jobs, n):
         steps = tokenprov_fleet(args, sb, ca, alg, ["f%03d" % i for i in range(n)], jobs=jobs)
         r1, r2 = steps[0][1], steps[-1][1]
         return {"csr_s": r1.wall, "cert_s": r2.wall, "ca_s": sum(r.wall for name, r in steps if name == "CA"),
-                "cpu_s": r1.cpu + r2.cpu, "maxrss_kb": max(r1.maxrss, r2.maxrss)}
+                "cpu_s": r1.cpu + r2.cpu}
     finally:
         sb.close(args.keep)
 
@@ -431,8 +437,7 @@ def part_d(args, ca, out):
                                    "csr_s": med([x["csr_s"] for x in runs[jobs]]),
                                    "cert_s": med([x["cert_s"] for x in runs[jobs]]),
                                    "ca_s": med([x["ca_s"] for x in runs[jobs]]),
-                                   "cpu_s": med([x["cpu_s"] for x in runs[jobs]]),
-                                   "maxrss_kb": max(x["maxrss_kb"] for x in runs[jobs])}
+                                   "cpu_s": med([x["cpu_s"] for x in runs[jobs]])}
         rr["speedup"] = rr["jobs1"]["tokenprov_s"] / rr["jobs2"]["tokenprov_s"]
         for jobs in (1, 2):
             rr["jobs%d" % jobs]["cpus_used"] = rr["jobs%d" % jobs]["cpu_s"] / rr["jobs%d" % jobs]["tokenprov_s"]
@@ -521,7 +526,7 @@ def main():
     ap.add_argument("--bin", default=os.environ.get("TOKENPROV_BIN", os.path.join(os.path.dirname(SRC), "build-bench", "tokenprov")),
                     help="the tokenprov binary (a Release build)")
     ap.add_argument("--parts", default="a,b,c,d,e", help="which parts to run, e.g. a,c")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of (a), (b), (c); each way once per round")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of (a), (b), (c); each way once per round")
     ap.add_argument("--tokens", type=int, default=10, help="tokens per round in (a), (b), (c)")
     ap.add_argument("--fleet", type=int, default=50, help="tokens in the fleet of (d)")
     ap.add_argument("--fleet-rounds", type=int, default=3, help="rounds of (d); each --jobs once per round")
@@ -531,8 +536,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the token folders")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--nice", type=int, default=0,
-                    help="run at this nice value (negative needs root): on a shared machine, keeps unrelated "
-                         "work from taking the CPUs; the same for every way and every --jobs")
+                    help="run at this nice value, and the session's scheduler autogroup too (negative needs "
+                         "root): on a shared machine, keeps unrelated work from taking the CPUs; the same for "
+                         "every way and every --jobs")
     args = ap.parse_args()
     args.algs = ["ec-p256", "rsa2048"]
     args.fleet_algs = [a.strip() for a in args.fleet_algs.split(",") if a.strip()]
@@ -545,10 +551,22 @@ def main():
     if not os.path.exists(ENGINE):
         sys.exit("bench: the libp11 engine %s is missing (apt-get install libengine-pkcs11-openssl)" % ENGINE)
 
+    autogroup_before = None
     if args.nice:
         os.nice(args.nice)
+        # With the scheduler's autogroups (sched_autogroup_enabled), a process's nice value
+        # counts only inside its session; the session's own nice decides its share
+        # against other sessions. Set both, and put the session's back at the end.
+        try:
+            with open("/proc/self/autogroup") as f:
+                autogroup_before = int(f.read().split("nice")[1])
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(args.nice))
+        except (OSError, ValueError, IndexError):
+            autogroup_before = None
     info = machine()
     info["nice"] = os.nice(0)
+    info["autogroup_nice"] = args.nice if autogroup_before is not None else None
     info["token_dir_base"] = args.token_dir_base or tempfile.gettempdir()
     info["bin"] = args.bin
     print("tokenprov benchmark, %s, %s (%d CPUs), load %.2f %.2f %.2f, nice %d, token folders under %s"
@@ -574,6 +592,12 @@ def main():
             part_e(args, ca, out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if autogroup_before is not None:
+            try:
+                with open("/proc/self/autogroup", "w") as f:
+                    f.write(str(autogroup_before))
+            except OSError:
+                pass
     out["machine"]["loadavg_end"] = os.getloadavg()
     print("load at the end: %.2f %.2f %.2f" % out["machine"]["loadavg_end"])
     if args.json:
