@@ -25,7 +25,17 @@ void check_pin_length(const p11::TokenInfo& t, const Secret& pin, const char* wh
 p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
   auto module = p11::Module::load(req.module_path);
-  p11::TokenInfo t = req.slot                            ? module->token_info(*req.slot)
+  std::optional<p11::TokenInfo> in_slot;
+  if (req.slot) {
+    try {
+      in_slot = module->token_info(*req.slot);
+    } catch (const p11::P11Error&) {
+      // gone from that slot: the search below says what is wrong
+    }
+    // The slot the caller found holds another token now (a card swapped): search as the selector says.
+    if (in_slot && req.selector.rfind("serial:", 0) == 0 && in_slot->serial != req.selector.substr(7)) in_slot.reset();
+  }
+  p11::TokenInfo t = in_slot                              ? *in_slot
                      : req.selector.empty() && !req.force ? find_token(*module, "", TokenState::Blank)
                                                           : find_token(*module, req.selector, TokenState::Any);
   if (t.initialized() && !req.force)
