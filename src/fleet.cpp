@@ -65,17 +65,7 @@ std::string row_key(const ManifestRow& r) {
   return k;
 }
 
-std::string cn_of(const std::string& subject) {
-  auto name = ossl::parse_dn(subject);
-  int idx = X509_NAME_get_index_by_NID(name.get(), NID_commonName, -1);
-  if (idx < 0) return {};
-  ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name.get(), idx));
-  unsigned char* utf8 = nullptr;
-  int len = ASN1_STRING_to_UTF8(&utf8, s);
-  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len)) : "";
-  OPENSSL_free(utf8);
-  return out;
-}
+std::string cn_of(const std::string& subject) { return ossl::dn_common_name(subject); }
 
 } // namespace
 

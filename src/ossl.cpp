@@ -254,6 +254,19 @@ X509NamePtr parse_dn(const std::string& dn) {
   return name;
 }
 
+std::string name_entry(const X509_NAME* n, int nid) {
+  int idx = X509_NAME_get_index_by_NID(n, nid, -1);
+  if (idx < 0) return {};
+  ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, idx));
+  unsigned char* utf8 = nullptr;
+  int len = ASN1_STRING_to_UTF8(&utf8, s);
+  std::string out = len > 0 ? std::string(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len)) : "";
+  OPENSSL_free(utf8);
+  return out;
+}
+
+std::string dn_common_name(const std::string& dn) { return name_entry(parse_dn(dn).get(), NID_commonName); }
+
 std::string serial_hex(X509* cert) {
   const ASN1_INTEGER* s = X509_get0_serialNumber(cert);
   BIGNUM* bn = ASN1_INTEGER_to_BN(s, nullptr);

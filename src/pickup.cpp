@@ -114,21 +114,8 @@ std::vector<ossl::X509Ptr> order_chain(X509* leaf, std::vector<ossl::X509Ptr>& c
 
 std::string cert_label(X509* cert) {
   X509_NAME* n = X509_get_subject_name(cert);
-  int idx = -1;
-  for (int nid : {NID_commonName, NID_organizationalUnitName, NID_organizationName}) {
-    idx = X509_NAME_get_index_by_NID(n, nid, -1);
-    if (idx >= 0) break;
-  }
-  if (idx >= 0) {
-    ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, idx));
-    unsigned char* utf8 = nullptr;
-    int len = ASN1_STRING_to_UTF8(&utf8, s);
-    if (len > 0) {
-      std::string out(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len));
-      OPENSSL_free(utf8);
-      return out;
-    }
-  }
+  for (int nid : {NID_commonName, NID_organizationalUnitName, NID_organizationName})
+    if (auto v = ossl::name_entry(n, nid); !v.empty()) return v;
   return ossl::name_oneline(n);
 }
 

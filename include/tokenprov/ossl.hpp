@@ -53,6 +53,9 @@ Bytes spki_der(EVP_PKEY* key);
 Bytes spki_der(X509* cert);
 
 std::string name_oneline(const X509_NAME* n); // RFC 2253-ish "CN=Alice,O=Example"
+// The first NID entry of N as UTF-8 ("" when absent); the CN of a "/CN=.../O=..." DN.
+std::string name_entry(const X509_NAME* n, int nid);
+std::string dn_common_name(const std::string& dn);
 // Parses "/CN=Alice/O=Example" (also accepts "CN=Alice,O=Example"). Throws
 // Error(Usage) naming the bad part.
 X509NamePtr parse_dn(const std::string& dn);
