@@ -15,8 +15,6 @@ namespace tokenprov {
 
 namespace {
 
-std::string id_hex(const KeyRef& k) { return to_hex(std::string(k.id.begin(), k.id.end())); }
-
 // A session-only AES-256 key whose value we made in software, for wrapping.
 class SessionAesKey {
 public:
@@ -66,24 +64,6 @@ p11::Bytes aes_kwp(const p11::Bytes& kek, std::span<const std::uint8_t> in, bool
   return out;
 }
 
-// The leaf certificate of K on the token: same CKA_ID and the key's public key.
-ossl::X509Ptr find_leaf(const p11::Session& s, const KeyRef& k) {
-  auto pub = public_key(s, k);
-  auto want = ossl::spki_der(pub.get());
-  p11::Attributes t;
-  t.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
-  ossl::X509Ptr best;
-  for (auto h : s.find(t)) {
-    auto der = s.attr_bytes(h, CKA_VALUE);
-    if (!der) continue;
-    auto c = ossl::cert_from_der(*der);
-    if (!c || ossl::spki_der(c.get()) != want) continue;
-    // Prefer the newest certificate when several were picked up (renewals).
-    if (!best || ASN1_TIME_compare(X509_get0_notAfter(c.get()), X509_get0_notAfter(best.get())) > 0) best = std::move(c);
-  }
-  return best;
-}
-
 std::vector<ossl::X509Ptr> authority_certs(const p11::Session& s) {
   p11::Attributes t;
   t.add_class(CKO_CERTIFICATE);
@@ -103,7 +83,7 @@ std::string export_refusal(const p11::Session& s, const KeyRef& k) {
   bool extractable = s.attr_bool(k.priv, CKA_EXTRACTABLE).value_or(false);
   if (extractable) return {};
   bool never = s.attr_bool(k.priv, CKA_NEVER_EXTRACTABLE).value_or(false);
-  return "The key '" + k.label + "' (id " + id_hex(k) + ") is not exportable: " +
+  return "The key '" + k.label + "' (id " + to_hex(k.id) + ") is not exportable: " +
          (never ? "it was made non-extractable when it was generated, so it can never leave the token."
                 : "its CKA_EXTRACTABLE attribute is false.");
 }
@@ -126,13 +106,8 @@ ossl::EvpPkeyPtr extract_private_key(const p11::Session& s, const KeyRef& k) {
   return key;
 }
 
-BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const Secret& password) {
-  if (req.out.empty()) fail(ExitCode::Usage, "Say where the backup goes with --out FILE.");
-  if (req.out == "-") fail(ExitCode::Usage, "A backup holds a private key: write it to a file, not to standard output.");
+KeyRef backup_key(const p11::Session& s, const BackupRequest& req) {
   auto k = find_key(s, req.key);
-  BackupResult r;
-  r.key = k;
-  r.path = req.out;
   if (!req.cert_only) {
     if (req.profile_forbids_export)
       fail(ExitCode::Policy,
@@ -141,15 +116,28 @@ BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const 
     if (auto why = export_refusal(s, k); !why.empty())
       fail(ExitCode::Policy, why + " No file was written.", "Use --cert-only for a backup of the certificates alone.");
   }
+  return k;
+}
+
+BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const Secret& password) {
+  return make_backup(s, req, backup_key(s, req), password);
+}
+
+BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const KeyRef& k, const Secret& password) {
+  if (req.out.empty()) fail(ExitCode::Usage, "Say where the backup goes with --out FILE.");
+  if (req.out == "-") fail(ExitCode::Usage, "A backup holds a private key: write it to a file, not to standard output.");
+  BackupResult r;
+  r.key = k;
+  r.path = req.out;
   if (!req.force && file_exists(req.out))
     fail(ExitCode::Exists, "The file '" + req.out + "' exists already; it was left as it is.",
          "Choose another path, or add --force to replace it.");
   if (!is_directory(parent_folder(req.out)))
     fail(ExitCode::BadInput, "Cannot write '" + req.out + "': the folder '" + parent_folder(req.out) + "' does not exist (or is not a folder).",
          "Choose a folder that exists and that you can write to.");
-  auto leaf = find_leaf(s, k);
+  auto leaf = find_leaf_certificate(s, k, ossl::spki_der(public_key(s, k).get()));
   if (!leaf)
-    fail(ExitCode::BadInput, "The key '" + k.label + "' (id " + id_hex(k) + ") has no certificate on the token to back up with it.",
+    fail(ExitCode::BadInput, "The key '" + k.label + "' (id " + to_hex(k.id) + ") has no certificate on the token to back up with it.",
          "Pick the certificate up first ('tokenprov pickup --cert FILE').");
   auto cas = authority_certs(s);
   pkcs12::Contents c;
@@ -289,7 +277,7 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
       fail(ExitCode::Exists, "The label '" + label + "' is in use on the token; nothing was written.",
            "Give another one with --label.");
     if (id_in_use(s, id))
-      fail(ExitCode::Exists, "The id " + to_hex(std::string(id.begin(), id.end())) + " is in use on the token; nothing was written.");
+      fail(ExitCode::Exists, "The id " + to_hex(id) + " is in use on the token; nothing was written.");
   }
 
   RestoreResult r;

@@ -242,7 +242,7 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
     fail(ExitCode::Exists, "The label '" + policy.label + "' is in use on the token already; nothing was generated.",
          "Choose another label; tokenprov never replaces keys.");
   if (!policy.id.empty() && id_in_use(s, policy.id))
-    fail(ExitCode::Exists, "The id " + to_hex(std::string(policy.id.begin(), policy.id.end())) +
+    fail(ExitCode::Exists, "The id " + to_hex(policy.id) +
                                " is in use on the token already; nothing was generated.",
          "Choose another --id, or leave it out to derive one from the public key.");
   unsigned usage = policy.usage ? policy.usage : default_usage(a);

@@ -119,6 +119,20 @@ std::string cert_label(X509* cert) {
   return ossl::name_oneline(n);
 }
 
+ossl::X509Ptr find_leaf_certificate(const p11::Session& s, const KeyRef& k, const ossl::Bytes& spki) {
+  p11::Attributes t;
+  t.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
+  ossl::X509Ptr best;
+  for (auto h : s.find(t)) {
+    auto der = s.attr_bytes(h, CKA_VALUE);
+    if (!der) continue;
+    auto c = ossl::cert_from_der(*der);
+    if (!c || ossl::spki_der(c.get()) != spki) continue;
+    if (!best || ASN1_TIME_compare(X509_get0_notAfter(c.get()), X509_get0_notAfter(best.get())) > 0) best = std::move(c);
+  }
+  return best;
+}
+
 std::vector<CK_OBJECT_HANDLE> find_certificate(const p11::Session& s, X509* cert) {
   auto der = ossl::to_der(cert);
   p11::Attributes t;

@@ -21,8 +21,6 @@ namespace {
 
 std::string cn_of(const std::string& subject) { return ossl::dn_common_name(subject); }
 
-std::string hex_id(const p11::Bytes& id) { return to_hex(std::string(id.begin(), id.end())); }
-
 std::string safe_file_part(std::string s) {
   for (auto& c : s)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
@@ -85,19 +83,6 @@ std::vector<std::string> cert_files_for(const std::string& dir, const ossl::Byte
   for (std::size_t i = 0; i < files.size(); ++i)
     if (!likely[i]) out.push_back(files[i]);
   return out;
-}
-
-// The certificate on the token for K (same id, public key WANT), if any.
-ossl::X509Ptr token_leaf(const p11::Session& s, const KeyRef& k, const ossl::Bytes& want) {
-  p11::Attributes t;
-  t.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
-  for (auto h : s.find(t)) {
-    auto der = s.attr_bytes(h, CKA_VALUE);
-    if (!der) continue;
-    auto c = ossl::cert_from_der(*der);
-    if (c && ossl::spki_der(c.get()) == want) return c;
-  }
-  return nullptr;
 }
 
 } // namespace
@@ -229,7 +214,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
              "Remove the extra key (tokenprov list shows their ids) and run again.");
       // complete_key_pair: a run cut short between the two CKA_ID writes of keygen left the pair apart.
       if (hits.size() == 1)
-        key = complete_key_pair(s, find_key(s, "id:" + hex_id(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{}))));
+        key = complete_key_pair(s, find_key(s, "id:" + to_hex(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{}))));
     }
     bool generated = false;
     if (key) {
@@ -263,13 +248,13 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       generated = true;
       out.key_state = "generated";
     }
-    out.id_hex = hex_id(key->id);
+    out.id_hex = to_hex(key->id);
 
     // Step 3: the certificate.
     ossl::X509Ptr leaf_cert; // the certificate now on the token, for the signature check
     try {
       auto want = ossl::spki_der(public_key(s, *key).get()); // read from the token once per key
-      if (auto leaf = token_leaf(s, *key, want)) {
+      if (auto leaf = find_leaf_certificate(s, *key, want)) {
         out.cert_state = "present";
         out.cert_serial = ossl::serial_hex(leaf.get());
         out.cert_subject = ossl::name_oneline(X509_get_subject_name(leaf.get()));

@@ -33,6 +33,12 @@ struct BackupResult {
 // it back, and writes it atomically with mode 0600.
 BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const Secret& password);
 
+// The key REQ names, checked as make_backup checks it (the policy refusals,
+// Error(Policy)), so a caller can refuse before asking for a password.
+KeyRef backup_key(const p11::Session& s, const BackupRequest& req);
+// make_backup for a key backup_key() returned.
+BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const KeyRef& k, const Secret& password);
+
 // Why a key cannot be exported, or empty when it can.
 std::string export_refusal(const p11::Session& s, const KeyRef& k);
 

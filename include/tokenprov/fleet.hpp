@@ -29,6 +29,11 @@ struct ManifestRow {
 // naming the file, the row and the column otherwise.
 std::vector<ManifestRow> read_manifest(const std::string& path);
 
+// Identifies a row in the state file. A token named by label or serial
+// appears once per manifest, so token + subject is unique; blank rows are
+// told apart by subject, user and the label they give the token.
+std::string manifest_row_key(const ManifestRow& r);
+
 struct FleetRequest {
   std::string manifest;
   int jobs = 1;

@@ -44,6 +44,10 @@ std::vector<ossl::X509Ptr> order_chain(X509* leaf, std::vector<ossl::X509Ptr>& c
 // Writes one certificate object; returns its handle.
 CK_OBJECT_HANDLE write_certificate(p11::Session& s, X509* cert, const std::string& label, const p11::Bytes& id,
                                    bool authority);
+// K's certificate on the token: same CKA_ID and public key SPKI (DER); the
+// newest when several were picked up (renewals); null when there is none.
+ossl::X509Ptr find_leaf_certificate(const p11::Session& s, const KeyRef& k, const ossl::Bytes& spki);
+
 // The certificate objects on the token holding exactly CERT's DER.
 std::vector<CK_OBJECT_HANDLE> find_certificate(const p11::Session& s, X509* cert);
 

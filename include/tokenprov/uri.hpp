@@ -4,7 +4,9 @@
 #include "tokenprov/p11/module.hpp"
 
 #include <map>
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,9 @@ std::string object_uri(const p11::TokenInfo& token, const std::string& type, con
 
 // Lower-case hex of bytes, and back (throws Error(Usage) on bad hex).
 std::string to_hex(std::string_view bytes);
+inline std::string to_hex(std::span<const std::uint8_t> bytes) {
+  return to_hex(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
 std::string from_hex(std::string_view hex);
 
 } // namespace tokenprov

@@ -38,7 +38,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                  std::size_t min_pw = 8;
                  std::string compat = bo.compat;
                  if (!g.profile.empty()) {
-                   auto p = load_profile(g.profile);
+                   const auto& p = profile(g);
                    req.profile_forbids_export = !p.allow_export;
                    req.profile_name = p.name;
                    min_pw = p.backup_password_min;
@@ -48,14 +48,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                  Secret pin = user_pin(g);
                  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, false, &pin});
                  // Refuse before asking for a password when the policy forbids the export.
-                 auto k = find_key(*ctx.session, req.key);
-                 if (!req.cert_only && req.profile_forbids_export)
-                   fail(ExitCode::Policy, "The profile '" + req.profile_name + "' forbids exporting keys; the key '" + k.label +
-                                              "' was not exported and no file was written.",
-                        "Use --cert-only for a backup of the certificates alone.");
-                 if (!req.cert_only)
-                   if (auto why = export_refusal(*ctx.session, k); !why.empty())
-                     fail(ExitCode::Policy, why + " No file was written.", "Use --cert-only for a backup of the certificates alone.");
+                 auto k = backup_key(*ctx.session, req);
                  Secret pw = secret_from(bo.password_source, "backup password", ExitCode::BadInput, true, min_pw);
                  if (req.compat == pkcs12::Compat::Legacy)
                    status(g, "Note: the legacy format (3DES, SHA-1 MAC, 2048 iterations) is weak; use it only for "
@@ -63,9 +56,9 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                  if (std::any_of(pw.str().begin(), pw.str().end(), [](char ch) { return static_cast<unsigned char>(ch) > 0x7f; }))
                    status(g, "Note: the password has non-ASCII characters; Java keytool refuses such PKCS#12 passwords.");
                  status(g, "Writing the backup of '" + k.label + "' to " + req.out + " (" + pkcs12::compat_name(req.compat) + ")...");
-                 auto res = make_backup(*ctx.session, req, pw);
+                 auto res = make_backup(*ctx.session, req, k, pw);
                  nlohmann::json j = {{"file", res.path},
-                                     {"key", {{"label", res.key.label}, {"id", to_hex(std::string(res.key.id.begin(), res.key.id.end()))}}},
+                                     {"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}}},
                                      {"with_key", res.with_key},
                                      {"chain", res.chain},
                                      {"compat", pkcs12::compat_name(req.compat)},
@@ -81,7 +74,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
   restore->add_option("--label", ro.label, "label for the key and certificate (default: the file's friendly name)");
   restore->add_flag("--exportable", ro.exportable, "let the restored key be backed up again");
   r.push_back({restore, [&g]() {
-                 if (!g.profile.empty() && ro.exportable && !load_profile(g.profile).allow_export)
+                 if (!g.profile.empty() && ro.exportable && !profile(g).allow_export)
                    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys.");
                  auto data = ossl::read_file(ro.in); // a missing file fails before any prompt
                  (void)data;
@@ -90,7 +83,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
                  RestoreRequest req{ro.in, ro.label, ro.exportable};
                  auto res = restore_backup(*ctx.session, req, pw);
-                 nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(std::string(res.key.id.begin(), res.key.id.end()))}}},
+                 nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}}},
                                      {"certificates_written", res.certs_written},
                                      {"resumed", res.resumed},
                                      {"subject", res.leaf_subject}};

@@ -23,7 +23,7 @@ void register_init(CLI::App& app, Global& g, Registry& r) {
   init->add_flag("--force", io.force, "re-initialize a token that is initialized already (ERASES it)");
   r.push_back({init, [&g]() {
                  std::size_t min_pin = 0;
-                 if (!g.profile.empty()) min_pin = load_profile(g.profile).user_pin.min_length;
+                 if (!g.profile.empty()) min_pin = profile(g).user_pin.min_length;
                  Secret so = so_pin(g);
                  Secret pin = user_pin(g, min_pin);
                  InitRequest req{module_path(g), g.token, io.label, io.force, min_pin};

@@ -54,14 +54,14 @@ void register_keys(CLI::App& app, Global& g, Registry& r) {
                  if (!ko.id.empty()) pol.id = [](const std::string& b) { return p11::Bytes(b.begin(), b.end()); }(from_hex(ko.id));
                  pol.exportable = ko.exportable;
                  if (!ko.usage.empty()) pol.usage = parse_usage(split_commas(ko.usage), a);
-                 if (!g.profile.empty() && pol.exportable && !load_profile(g.profile).allow_export)
+                 if (!g.profile.empty() && pol.exportable && !profile(g).allow_export)
                    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys; nothing was generated.",
                         "Leave out --exportable, or use a profile that permits export.");
                  Secret pin = user_pin(g);
                  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
                  status(g, "Generating a " + algorithm_name(a) + " key pair '" + pol.label + "' on token '" + ctx.token.label + "'...");
                  auto k = generate_key(*ctx.session, a, pol);
-                 std::string idhex = to_hex(std::string(k.id.begin(), k.id.end()));
+                 std::string idhex = to_hex(k.id);
                  nlohmann::json j = {{"key",
                                       {{"label", k.label},
                                        {"id", idhex},

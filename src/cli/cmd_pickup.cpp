@@ -26,7 +26,7 @@ nlohmann::json pickup_json(const PickupResult& r) {
   nlohmann::json chain = nlohmann::json::array();
   for (auto& c : r.chain)
     chain.push_back({{"subject", ossl::name_oneline(X509_get_subject_name(c.get()))}, {"serial", ossl::serial_hex(c.get())}});
-  return {{"key", {{"label", r.key.label}, {"id", to_hex(std::string(r.key.id.begin(), r.key.id.end()))}}},
+  return {{"key", {{"label", r.key.label}, {"id", to_hex(r.key.id)}}},
           {"certificate",
            {{"subject", ossl::name_oneline(X509_get_subject_name(r.leaf.get()))},
             {"issuer", ossl::name_oneline(X509_get_issuer_name(r.leaf.get()))},
@@ -40,7 +40,7 @@ nlohmann::json pickup_json(const PickupResult& r) {
 
 std::string pickup_human(const PickupResult& r) {
   std::string s = "Certificate for '" + ossl::name_oneline(X509_get_subject_name(r.leaf.get())) + "' belongs to key '" +
-                  r.key.label + "' (id " + to_hex(std::string(r.key.id.begin(), r.key.id.end())) + "); chain of " +
+                  r.key.label + "' (id " + to_hex(r.key.id) + "); chain of " +
                   std::to_string(r.chain.size()) + ". Wrote " + std::to_string(r.written) + " certificate(s)";
   if (r.present) s += ", " + std::to_string(r.present) + " already on the token";
   s += ".";
@@ -111,7 +111,7 @@ void register_pickup(CLI::App& app, Global& g, Registry& r) {
                    req.policy.id.assign(raw.begin(), raw.end());
                  }
                  req.policy.exportable = eo.exportable;
-                 if (!g.profile.empty() && eo.exportable && !load_profile(g.profile).allow_export)
+                 if (!g.profile.empty() && eo.exportable && !profile(g).allow_export)
                    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys; nothing was generated.");
                  req.subject = eo.subject;
                  req.sans = eo.sans;

@@ -48,7 +48,7 @@ struct Prepared {
 // Reads the secrets a run needs, once.
 void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_possible) {
   if (g.profile.empty()) fail(ExitCode::Usage, "provision needs --profile.");
-  p.req.profile = load_profile(g.profile);
+  p.req.profile = profile(g);
   p.req.module_path = resolve_module_path(g.module, p.req.profile.module);
   p.req.scep = scep_options(g, o.scep_url.empty() ? p.req.profile.scep_url : o.scep_url,
                             scep::normalize_fingerprint(o.ca_fingerprint.empty() ? p.req.profile.ca_fingerprint : o.ca_fingerprint),
@@ -132,7 +132,7 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                  if (fo.jobs < 1) fail(ExitCode::Usage, "--jobs must be 1 or more.");
                  auto rows = read_manifest(fo.manifest); // a bad manifest fails before any prompt
                  if (fo.dry_run) {
-                   p.req.profile = load_profile(g.profile);
+                   p.req.profile = profile(g);
                    p.req.module_path = resolve_module_path(g.module, p.req.profile.module);
                  } else {
                    prepare(g, fpo, p, true);

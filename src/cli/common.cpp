@@ -42,9 +42,14 @@ Secret user_pin(const Global& g, std::size_t min_length) {
 
 Secret so_pin(const Global& g) { return secret_from(g.so_pin_source, "SO PIN", ExitCode::Pin); }
 
+const Profile& profile(const Global& g) {
+  static const Profile p = load_profile(g.profile); // one command per process: one profile
+  return p;
+}
+
 std::string module_path(const Global& g) {
   std::string profile_module;
-  if (!g.profile.empty() && g.module.empty()) profile_module = load_profile(g.profile).module;
+  if (!g.profile.empty() && g.module.empty()) profile_module = profile(g).module;
   return resolve_module_path(g.module, profile_module);
 }
 

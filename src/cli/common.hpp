@@ -3,6 +3,7 @@
 #pragma once
 
 #include "tokenprov/error.hpp"
+#include "tokenprov/profile.hpp"
 #include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
 
@@ -54,6 +55,9 @@ Secret user_pin(const Global& g, std::size_t min_length = 0);
 Secret so_pin(const Global& g);
 Secret secret_from(const std::string& source, const std::string& what, ExitCode code, bool confirm = false,
                    std::size_t min_length = 0);
+
+// The --profile a command runs with, read once per process (g.profile must be set).
+const Profile& profile(const Global& g);
 
 // The module path a command uses: --module, the profile's, $TOKENPROV_MODULE, p11-kit.
 std::string module_path(const Global& g);
