@@ -26,7 +26,9 @@ namespace tokenprov {
 
 namespace {
 
-std::string cn_of(const std::string& subject) { return ossl::dn_common_name(subject); }
+std::string cn_of(const std::string& subject) {
+  return ossl::dn_common_name(subject);
+}
 
 // What an earlier run recorded in the state file.
 struct Claim {
@@ -101,8 +103,9 @@ private:
     } while (n < 0 && errno == EINTR);
     int e = errno;
     if (n != static_cast<ssize_t>(text.size()))
-      fail(ExitCode::BadInput, "Cannot write the state file '" + path_ + "': " +
-                                   (n < 0 ? std::string(std::strerror(e)) : std::string("short write")) + ".",
+      fail(ExitCode::BadInput,
+           "Cannot write the state file '" + path_ +
+               "': " + (n < 0 ? std::string(std::strerror(e)) : std::string("short write")) + ".",
            "Free some space and run again with the same state file: what is recorded is kept.");
     if (::fsync(fd_) != 0)
       fail(ExitCode::BadInput, "Cannot flush the state file '" + path_ + "' to disk: " + std::strerror(errno) + ".");
@@ -123,8 +126,8 @@ private:
 struct Job {
   const ManifestRow* row = nullptr;
   std::string key;
-  std::string selector;  // what provision() gets: serial:HEX once known
-  std::string serial;    // the token's serial once known
+  std::string selector; // what provision() gets: serial:HEX once known
+  std::string serial;   // the token's serial once known
   bool initialized_now = false;
   bool finished = false; // failed (or checked, in a dry run) before the workers start
 };
@@ -156,7 +159,8 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     if (any_blank && !req.secrets.so_pin)
       fail(ExitCode::Pin, "The manifest has blank rows: initializing those tokens needs the SO PIN (--so-pin-source).");
     if (base.scep.url.empty() && base.csr_dir.empty() && base.cert_dir.empty())
-      fail(ExitCode::Usage, "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
+      fail(ExitCode::Usage,
+           "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
     if (!base.scep.url.empty() && base.csr_dir.empty() && base.cert_dir.empty() && !req.secrets.challenge)
       fail(ExitCode::Ca, "Enrolling over SCEP needs the challenge (--challenge-source).");
     if (!base.backup_dir.empty() && !req.secrets.backup_password)
@@ -220,8 +224,10 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         stop = true;
       }
     }
-    if (ok) ++sum.ok;
-    else ++sum.failed;
+    if (ok)
+      ++sum.ok;
+    else
+      ++sum.failed;
     ++finished;
     if (req.on_row) req.on_row(line);
     if (req.on_progress) req.on_progress(finished, sum.total, sum.failed);
@@ -255,26 +261,28 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     job.selector = job.serial.empty() ? job.row->token : "serial:" + job.serial;
     if (!job.serial.empty()) {
       if (auto [it, fresh] = serial_row.emplace(job.serial, job.row->row); !fresh)
-        fail(ExitCode::BadInput, "The manifest '" + req.manifest + "', row " + std::to_string(job.row->row) +
-                                     ", names the token with serial " + job.serial + ", as row " +
-                                     std::to_string(it->second) + " does.",
+        fail(ExitCode::BadInput,
+             "The manifest '" + req.manifest + "', row " + std::to_string(job.row->row) +
+                 ", names the token with serial " + job.serial + ", as row " + std::to_string(it->second) + " does.",
              "Each token may appear once in a manifest.");
       used_serials.insert(job.serial);
     }
   }
-  for (auto& [i, err] : not_found) fail_row(jobs[i], err);
+  for (auto& [i, err] : not_found)
+    fail_row(jobs[i], err);
 
   auto label_for = [&](const ManifestRow& r, const std::string& serial) {
     if (!r.label.empty()) return r.label;
-    std::map<std::string, std::string> vars{{"user", r.user.empty() ? user_from_subject(r.subject) : r.user},
-                                            {"cn", cn_of(r.subject)},
-                                            {"serial", serial}};
+    std::map<std::string, std::string> vars{
+        {"user", r.user.empty() ? user_from_subject(r.subject) : r.user}, {"cn", cn_of(r.subject)}, {"serial", serial}};
     std::string label = expand_template(base.profile.token_label_template, vars);
     if (label.size() > 32) label.resize(32);
     return label;
   };
   auto claim = [&](const Job& job, const Claim& c) {
-    nlohmann::json j = {{"row_key", job.key}, {"row", job.row->row}, {"claim", c.serial.empty() ? "init" : "token"},
+    nlohmann::json j = {{"row_key", job.key},
+                        {"row", job.row->row},
+                        {"claim", c.serial.empty() ? "init" : "token"},
                         {"label", c.label}};
     if (!c.serial.empty()) j["serial"] = c.serial;
     try {
@@ -285,8 +293,9 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   };
   auto audit_init = [&](const Job& job, const p11::TokenInfo& t, const std::string& label) {
     try {
-      audit_append(req.audit_log, {{"event", "fleet-init-token"}, {"row", job.row->row}, {"ok", true},
-                                   {"token", t.serial}, {"label", label}});
+      audit_append(
+          req.audit_log,
+          {{"event", "fleet-init-token"}, {"row", job.row->row}, {"ok", true}, {"token", t.serial}, {"label", label}});
     } catch (const Error& e) {
       throw RecordError(e);
     }
@@ -339,104 +348,142 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     return sum;
   }
 
-  // ---- Initialization, one token at a time, before the workers start --------
-  // C_InitToken changes the module's slot list (SoftHSM adds a free slot the
-  // next time it is listed, without a lock): doing every initialization here,
-  // sequentially, keeps that away from the workers' concurrent sessions. Each
+  // ---- Readying each row's token, by the worker that takes the row ----------
+  // Choosing a blank token and C_InitToken run one row at a time (init_mutex):
+  // two rows must never take the same blank token, and SoftHSM2 shows its
+  // next free slot only after the last blank one is initialized. What follows
+  // C_InitToken (the SO login, C_InitPIN, then the row's keys) runs in
+  // parallel; the module's slot-list lock (p11::Module) keeps SoftHSM2's
+  // growing slot table away from the other workers' slot calls. Each
   // initialization is claimed in the state file before C_InitToken and again
-  // with the serial after it, so a run killed in between finds its token again
-  // instead of taking another blank one.
-  for (std::size_t i = 0; i < jobs.size() && !stop; ++i) {
-    Job& job = jobs[i];
-    if (job.finished) continue;
-    const ManifestRow& r = *job.row;
-    try {
-      Claim prev = recorded.claims.count(job.key) ? recorded.claims[job.key] : Claim{};
-      if (r.token != "blank") {
-        const p11::TokenInfo& t = named[i];
-        if (t.initialized()) {
-          if (!prev.label.empty() && !t.user_pin_initialized() && req.secrets.so_pin) finish_user_pin(t);
-          continue;
-        }
-        if (!req.secrets.so_pin)
-          fail(ExitCode::Pin, "The token '" + r.token + "' is blank: initializing it needs the SO PIN (--so-pin-source).");
-        Claim c{label_for(r, t.serial), ""};
-        claim(job, c);
-        InitRequest ir{base.module_path, job.selector, c.label, false, base.profile.user_pin.min_length};
-        ir.slot = t.slot_id;
-        auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
-        c.serial = done.serial;
-        if (!c.serial.empty()) claim(job, c);
-        audit_init(job, done, c.label);
-        job.serial = done.serial;
-        job.selector = done.serial.empty() ? job.selector : "serial:" + done.serial;
-        job.initialized_now = true;
+  // with the serial right after it, so a run killed in between finds its token
+  // again instead of taking another blank one.
+  std::mutex init_mutex;
+  std::set<CK_SLOT_ID> seen_initialized; // slots this run read an initialized token in (under init_mutex)
+  // The next blank token no row has. Slots not known to hold an initialized
+  // token are read first: the blank token is almost always there (SoftHSM2's
+  // new free slot, a reader not used yet), so a fleet reads one or two slots
+  // per row instead of every slot (which made runs quadratic in tokens). The
+  // other slots are read only when those have none: a blank card put into a
+  // reader used earlier in the run is still found.
+  auto next_blank = [&]() -> std::optional<p11::TokenInfo> {
+    auto ids = module->slots(true);
+    std::stable_partition(ids.begin(), ids.end(), [&](CK_SLOT_ID id) { return !seen_initialized.count(id); });
+    for (CK_SLOT_ID id : ids) {
+      p11::TokenInfo t;
+      try {
+        t = module->token_info(id);
+      } catch (const p11::P11Error& e) {
+        if (e.rv() == CKR_TOKEN_NOT_PRESENT || e.rv() == CKR_TOKEN_NOT_RECOGNIZED) continue;
+        throw;
+      }
+      if (t.initialized()) {
+        seen_initialized.insert(id);
         continue;
       }
-      // A blank row. Did an earlier run initialize a token for it?
+      seen_initialized.erase(id);
+      if (t.serial.empty() || !used_serials.count(t.serial)) return t;
+    }
+    return std::nullopt;
+  };
+  // What a row's token still needs once init_mutex is released.
+  struct Unfinished {
+    std::optional<p11::TokenInfo> initialized; // C_InitToken done here (the token as found): set the user PIN
+    std::string label;
+    std::optional<p11::TokenInfo> user_pin; // an earlier run's token without a user PIN: set it
+  };
+  // Under init_mutex: the row's token is chosen and, if blank, initialized.
+  auto take_token = [&](Job& job, std::size_t i) {
+    Unfinished u;
+    std::lock_guard<std::mutex> lock(init_mutex);
+    const ManifestRow& r = *job.row;
+    Claim prev = recorded.claims.count(job.key) ? recorded.claims[job.key] : Claim{};
+    auto initialize = [&](const p11::TokenInfo& t, const std::string& selector) {
+      Claim c{label_for(r, t.serial), ""};
+      claim(job, c);
+      InitRequest ir{base.module_path, selector, c.label, false, base.profile.user_pin.min_length};
+      ir.slot = t.slot_id; // the token just read: no second search
+      auto found = init_token_only(ir, *req.secrets.so_pin, *req.secrets.user_pin);
+      auto now = module->token_info(found.slot_id); // its serial, which C_InitToken may have set
+      c.serial = now.serial;
+      if (!c.serial.empty()) claim(job, c);
+      audit_init(job, now, c.label);
+      if (!now.serial.empty()) used_serials.insert(now.serial);
+      seen_initialized.insert(found.slot_id);
+      job.serial = now.serial.empty() ? job.serial : now.serial;
+      job.selector = now.serial.empty() ? job.selector : "serial:" + now.serial;
+      job.initialized_now = true;
+      u.initialized = found;
+      u.label = c.label;
+    };
+    if (r.token != "blank") {
+      const p11::TokenInfo& t = named[i];
+      if (t.initialized()) {
+        if (!prev.label.empty() && !t.user_pin_initialized() && req.secrets.so_pin) u.user_pin = t;
+        return u;
+      }
+      if (!req.secrets.so_pin)
+        fail(ExitCode::Pin,
+             "The token '" + r.token + "' is blank: initializing it needs the SO PIN (--so-pin-source).");
+      initialize(t, job.selector);
+      return u;
+    }
+    // A blank row. Did an earlier run initialize a token for it?
+    if (!prev.serial.empty() || !prev.label.empty()) {
       auto tokens = module->tokens();
       if (!prev.serial.empty()) {
         auto it = std::find_if(tokens.begin(), tokens.end(), [&](auto& t) { return t.serial == prev.serial; });
         if (it == tokens.end())
-          fail(ExitCode::Token, "The token an earlier run initialized for this row (serial " + prev.serial +
-                                    ", label '" + prev.label + "') is not present.",
+          fail(ExitCode::Token,
+               "The token an earlier run initialized for this row (serial " + prev.serial + ", label '" + prev.label +
+                   "') is not present.",
                "Insert it again and rerun with the same state file; a new blank token is not taken for this row.");
-        finish_user_pin(*it);
+        u.user_pin = *it;
         job.serial = it->serial;
         job.selector = "serial:" + it->serial;
-        continue;
+        return u;
       }
-      if (!prev.label.empty()) {
-        // Killed after claiming, maybe inside C_InitToken: the token is
-        // initialized with the claimed label, or still blank.
-        std::vector<p11::TokenInfo> cands;
-        for (auto& t : tokens)
-          if (t.initialized() && t.label == prev.label && !used_serials.count(t.serial)) cands.push_back(t);
-        if (cands.size() > 1)
-          fail(ExitCode::Token, "An earlier run was initializing a token for this row as '" + prev.label + "', and " +
-                                    std::to_string(cands.size()) + " tokens now carry that label.",
-               "Remove the extra tokens (or give this row another label) and run again.");
-        if (cands.size() == 1) {
-          Claim c{prev.label, cands[0].serial};
-          claim(job, c);
-          finish_user_pin(cands[0]);
-          used_serials.insert(c.serial);
-          job.serial = c.serial;
-          job.selector = "serial:" + c.serial;
-          continue;
-        }
+      // Killed after claiming, maybe inside C_InitToken: the token is
+      // initialized with the claimed label, or still blank.
+      std::vector<p11::TokenInfo> cands;
+      for (auto& t : tokens)
+        if (t.initialized() && t.label == prev.label && !used_serials.count(t.serial)) cands.push_back(t);
+      if (cands.size() > 1)
+        fail(ExitCode::Token,
+             "An earlier run was initializing a token for this row as '" + prev.label + "', and " +
+                 std::to_string(cands.size()) + " tokens now carry that label.",
+             "Remove the extra tokens (or give this row another label) and run again.");
+      if (cands.size() == 1) {
+        Claim c{prev.label, cands[0].serial};
+        claim(job, c);
+        u.user_pin = cands[0];
+        used_serials.insert(c.serial);
+        job.serial = c.serial;
+        job.selector = "serial:" + c.serial;
+        return u;
       }
-      // Take the next blank token.
-      auto it = std::find_if(tokens.begin(), tokens.end(), [&](auto& t) {
-        return !t.initialized() && (t.serial.empty() || !used_serials.count(t.serial));
-      });
-      if (it == tokens.end())
-        fail(ExitCode::Token, "No blank token is left for this row.", "Insert a blank token and run again with the same state file.");
-      Claim c{label_for(r, it->serial), ""};
-      claim(job, c);
-      InitRequest ir{base.module_path, it->serial.empty() ? "" : "serial:" + it->serial, c.label, false,
-                     base.profile.user_pin.min_length};
-      ir.slot = it->slot_id; // the blank token just listed: no second search
-      auto done = init_token(ir, *req.secrets.so_pin, *req.secrets.user_pin);
-      c.serial = done.serial;
-      claim(job, c);
-      audit_init(job, done, c.label);
-      used_serials.insert(done.serial);
-      job.serial = done.serial;
-      job.selector = "serial:" + done.serial;
-      job.initialized_now = true;
-    } catch (const RecordError&) {
-      throw;
-    } catch (const Error& e) {
-      fail_row(job, error_json(e));
     }
-  }
-  module->slots(true); // let the module settle its slot list (SoftHSM's new free slot) now, single-threaded
+    // Take the next blank token.
+    auto t = next_blank();
+    if (!t)
+      fail(ExitCode::Token, "No blank token is left for this row.",
+           "Insert a blank token and run again with the same state file.");
+    initialize(*t, t->serial.empty() ? "" : "serial:" + t->serial);
+    return u;
+  };
+  // The whole of readying row I's token; in parallel but for take_token.
+  auto ready_token = [&](Job& job, std::size_t i) {
+    Unfinished u = take_token(job, i);
+    if (u.initialized)
+      finish_token_init(module, *u.initialized, u.label, *req.secrets.so_pin, *req.secrets.user_pin,
+                        base.profile.user_pin.min_length);
+    if (u.user_pin) finish_user_pin(*u.user_pin);
+  };
 
   // ---- The workers: one row (one token, one session) each at a time --------
-  std::vector<Job*> todo;
-  for (auto& j : jobs)
-    if (!j.finished) todo.push_back(&j);
+  std::vector<std::pair<Job*, std::size_t>> todo;
+  for (std::size_t i = 0; i < jobs.size(); ++i)
+    if (!jobs[i].finished) todo.emplace_back(&jobs[i], i);
   std::atomic<std::size_t> next{0};
   // A PIN refused by one token is not tried on the others: every token would
   // lose a try to the same wrong PIN. (Rows already logging in at that moment,
@@ -449,10 +496,10 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       if (stop) return;
       std::size_t i = next.fetch_add(1);
       if (i >= todo.size()) return;
-      Job& job = *todo[i];
+      Job& job = *todo[i].first;
       const ManifestRow& r = *job.row;
-      nlohmann::json line = {{"token", job.serial}, {"subject", r.subject}};
       if (pin_refused) {
+        nlohmann::json line = {{"token", job.serial}, {"subject", r.subject}};
         std::lock_guard<std::mutex> lock(pin_mutex);
         line["error"] = {{"code", static_cast<int>(ExitCode::Pin)},
                          {"message", "Not attempted: the user PIN was refused by token " + pin_refused_by +
@@ -460,6 +507,21 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         emit(job, line, false, false);
         continue;
       }
+      try {
+        ready_token(job, todo[i].second);
+      } catch (const RecordError& e) {
+        std::lock_guard<std::mutex> lock(out_mutex);
+        if (!fatal) fatal.emplace(e);
+        stop = true;
+        return;
+      } catch (const Error& e) {
+        fail_row(job, error_json(e));
+        continue;
+      } catch (const std::exception& e) {
+        fail_row(job, {{"code", 1}, {"message", std::string("Internal error: ") + e.what()}});
+        continue;
+      }
+      nlohmann::json line = {{"token", job.serial}, {"subject", r.subject}};
       try {
         ProvisionRequest pr = base;
         pr.progress = nullptr;
@@ -495,9 +557,11 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
 
   int n_workers = std::max(1, std::min<int>(req.jobs, static_cast<int>(std::max<std::size_t>(todo.size(), 1))));
   std::vector<std::thread> workers;
-  for (int j = 1; j < n_workers; ++j) workers.emplace_back(work);
+  for (int j = 1; j < n_workers; ++j)
+    workers.emplace_back(work);
   work();
-  for (auto& t : workers) t.join();
+  for (auto& t : workers)
+    t.join();
   if (fatal) throw *fatal;
   return sum;
 }

@@ -23,6 +23,11 @@ void check_pin_length(const p11::TokenInfo& t, const Secret& pin, const char* wh
 } // namespace
 
 p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
+  auto found = init_token_only(req, so_pin, user_pin);
+  return finish_token_init(p11::Module::load(req.module_path), found, req.label, so_pin, user_pin, req.min_pin);
+}
+
+p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
   auto module = p11::Module::load(req.module_path);
   std::optional<p11::TokenInfo> in_slot;
@@ -45,14 +50,26 @@ p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Se
   check_pin_length(t, so_pin, "SO PIN", 0);
   check_pin_length(t, user_pin, "user PIN", req.min_pin);
   module->init_token(t.slot_id, so_pin, req.label);
+  return t;
+}
+
+p11::TokenInfo finish_token_init(const std::shared_ptr<p11::Module>& module, const p11::TokenInfo& found,
+                                 const std::string& label, const Secret& so_pin, const Secret& user_pin,
+                                 std::size_t min_pin) {
   try {
-    return set_first_user_pin(module, t, so_pin, user_pin, req.min_pin);
+    return set_first_user_pin(module, found, so_pin, user_pin, min_pin);
   } catch (const Error& e) {
     // C_InitToken cannot be undone: say what state the token is in.
-    throw Error(e.code(),
-                std::string(e.what()) + " The token '" + req.label + "' (serial " + t.serial +
-                    ") was initialized, but has no user PIN yet.",
-                "Run 'tokenprov provision' again (with the same SO PIN), or set the user PIN with 'tokenprov pin unblock'.");
+    std::string serial = found.serial;
+    if (serial.empty()) try {
+        serial = module->token_info(found.slot_id).serial; // a blank token may get its serial from C_InitToken
+      } catch (...) {
+      }
+    throw Error(
+        e.code(),
+        std::string(e.what()) + " The token '" + label + "'" + (serial.empty() ? "" : " (serial " + serial + ")") +
+            " was initialized, but has no user PIN yet.",
+        "Run 'tokenprov provision' again (with the same SO PIN), or set the user PIN with 'tokenprov pin unblock'.");
   }
 }
 

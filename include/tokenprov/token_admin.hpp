@@ -9,7 +9,7 @@ struct InitRequest {
   std::string module_path;
   std::string selector; // empty: the first uninitialized token
   std::string label;
-  bool force = false;   // re-initialize a token that is initialized (erases it)
+  bool force = false; // re-initialize a token that is initialized (erases it)
   std::size_t min_pin = 0;
   // Set by callers that found the token already (provision, fleet): its slot,
   // read with one C_GetTokenInfo instead of searching every slot again.
@@ -19,6 +19,17 @@ struct InitRequest {
 // C_InitToken with the SO PIN and label, then C_InitPIN with the user PIN.
 // An initialized token without force: Error(Exists), token untouched.
 p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin);
+
+// init_token in two halves, for callers that run the first one alone (a
+// fleet initializes one blank token at a time and sets the user PINs in
+// parallel). The first checks both PINs against the token and runs
+// C_InitToken; it returns the token as found before (its slot). The second
+// sets the first user PIN; when that fails it says the token was left
+// initialized without one, and how to finish it.
+p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin);
+p11::TokenInfo finish_token_init(const std::shared_ptr<p11::Module>& module, const p11::TokenInfo& found,
+                                 const std::string& label, const Secret& so_pin, const Secret& user_pin,
+                                 std::size_t min_pin);
 
 // The second half of init_token on token T: C_InitPIN as the SO. Also
 // finishes a token an interrupted initialization left without a user PIN.

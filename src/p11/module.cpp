@@ -100,17 +100,22 @@ std::string Module::manufacturer() const {
 }
 
 std::vector<CK_SLOT_ID> Module::slots(bool token_present) const {
+  std::unique_lock<std::shared_mutex> alone(slot_list_mutex_); // may change the module's slot table
   CK_ULONG n = 0;
   check(fn_->C_GetSlotList(token_present ? CK_TRUE : CK_FALSE, nullptr, &n), "C_GetSlotList", "listing slots");
   std::vector<CK_SLOT_ID> ids(n);
-  if (n) check(fn_->C_GetSlotList(token_present ? CK_TRUE : CK_FALSE, ids.data(), &n), "C_GetSlotList", "listing slots");
+  if (n)
+    check(fn_->C_GetSlotList(token_present ? CK_TRUE : CK_FALSE, ids.data(), &n), "C_GetSlotList", "listing slots");
   ids.resize(n);
   return ids;
 }
 
 SlotInfo Module::slot_info(CK_SLOT_ID slot) const {
   CK_SLOT_INFO si{};
-  check(fn_->C_GetSlotInfo(slot, &si), "C_GetSlotInfo");
+  {
+    std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
+    check(fn_->C_GetSlotInfo(slot, &si), "C_GetSlotInfo");
+  }
   SlotInfo out;
   out.slot_id = slot;
   out.description = trim_field(si.slotDescription, sizeof si.slotDescription);
@@ -121,7 +126,10 @@ SlotInfo Module::slot_info(CK_SLOT_ID slot) const {
 
 TokenInfo Module::token_info(CK_SLOT_ID slot) const {
   CK_TOKEN_INFO ti{};
-  check(fn_->C_GetTokenInfo(slot, &ti), "C_GetTokenInfo", "reading the token's information");
+  {
+    std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
+    check(fn_->C_GetTokenInfo(slot, &ti), "C_GetTokenInfo", "reading the token's information");
+  }
   TokenInfo out;
   out.slot_id = slot;
   out.label = trim_field(ti.label, sizeof ti.label);
@@ -131,6 +139,10 @@ TokenInfo Module::token_info(CK_SLOT_ID slot) const {
   out.flags = ti.flags;
   out.min_pin = ti.ulMinPinLen;
   out.max_pin = ti.ulMaxPinLen;
+  if (!out.serial.empty()) {
+    std::lock_guard<std::mutex> lock(hint_mutex_);
+    slot_by_serial_[out.serial] = slot;
+  }
   return out;
 }
 
@@ -143,10 +155,7 @@ std::vector<TokenInfo> Module::tokens() const {
       if (e.rv() != CKR_TOKEN_NOT_PRESENT && e.rv() != CKR_TOKEN_NOT_RECOGNIZED) throw;
     }
   }
-  std::lock_guard<std::mutex> lock(hint_mutex_);
-  for (auto& t : out)
-    if (!t.serial.empty()) slot_by_serial_[t.serial] = t.slot_id;
-  return out;
+  return out; // token_info() noted each serial's slot
 }
 
 std::optional<TokenInfo> Module::token_by_serial_hint(const std::string& serial) const {
@@ -170,6 +179,7 @@ std::optional<TokenInfo> Module::token_by_serial_hint(const std::string& serial)
 }
 
 std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
+  std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
   CK_ULONG n = 0;
   check(fn_->C_GetMechanismList(slot, nullptr, &n), "C_GetMechanismList");
   std::vector<CK_MECHANISM_TYPE> m(n);
@@ -183,8 +193,12 @@ void Module::init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string
   CK_UTF8CHAR lab[32];
   std::memset(lab, ' ', sizeof lab);
   std::memcpy(lab, label.data(), label.size());
-  CK_RV rv = fn_->C_InitToken(slot, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(so_pin.str().data())),
-                              so_pin.size(), lab);
+  CK_RV rv;
+  {
+    std::unique_lock<std::shared_mutex> alone(slot_list_mutex_); // the module's next slot listing changes
+    rv = fn_->C_InitToken(slot, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(so_pin.str().data())),
+                          so_pin.size(), lab);
+  }
   if (rv == CKR_PIN_INCORRECT) {
     std::string flags;
     try {
@@ -212,6 +226,7 @@ std::string pin_flags_sentence(CK_FLAGS flags, bool so) {
 Session::Session(std::shared_ptr<Module> module, CK_SLOT_ID slot, bool read_write)
     : module_(std::move(module)), slot_(slot) {
   CK_FLAGS flags = CKF_SERIAL_SESSION | (read_write ? CKF_RW_SESSION : 0);
+  std::shared_lock<std::shared_mutex> shared(module_->slot_list_mutex_);
   check(module_->fn()->C_OpenSession(slot, flags, nullptr, nullptr, &h_), "C_OpenSession", "opening a session");
 }
 
@@ -228,8 +243,8 @@ Session::~Session() noexcept {
 }
 
 void Session::login(CK_USER_TYPE user, const Secret& pin) {
-  CK_RV rv = fn()->C_Login(h_, user, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.str().data())),
-                           pin.size());
+  CK_RV rv =
+      fn()->C_Login(h_, user, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.str().data())), pin.size());
   if (rv == CKR_USER_ALREADY_LOGGED_IN) {
     logged_in_ = true;
     return;
@@ -250,8 +265,9 @@ void Session::login(CK_USER_TYPE user, const Secret& pin) {
                                            : std::string("The ") + who + " for token '" + label + "' is incorrect.";
     if (rv == CKR_PIN_INCORRECT && !flags.empty()) msg += " " + flags;
     throw P11Error(rv, "C_Login", msg,
-                   rv == CKR_PIN_LOCKED ? "Unblock it with 'tokenprov pin unblock' (SO PIN) or re-initialize with --force."
-                                        : "tokenprov does not retry a wrong PIN; check it and run again.");
+                   rv == CKR_PIN_LOCKED
+                       ? "Unblock it with 'tokenprov pin unblock' (SO PIN) or re-initialize with --force."
+                       : "tokenprov does not retry a wrong PIN; check it and run again.");
   }
   check(rv, "C_Login", std::string("logging in with the ") + who);
   logged_in_ = true;
@@ -263,15 +279,13 @@ void Session::logout() noexcept {
 }
 
 void Session::init_pin(const Secret& new_pin) {
-  check(fn()->C_InitPIN(h_, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(new_pin.str().data())),
-                        new_pin.size()),
+  check(fn()->C_InitPIN(h_, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(new_pin.str().data())), new_pin.size()),
         "C_InitPIN", "setting the user PIN");
 }
 
 void Session::set_pin(const Secret& old_pin, const Secret& new_pin) {
-  check(fn()->C_SetPIN(h_, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(old_pin.str().data())),
-                       old_pin.size(), reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(new_pin.str().data())),
-                       new_pin.size()),
+  check(fn()->C_SetPIN(h_, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(old_pin.str().data())), old_pin.size(),
+                       reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(new_pin.str().data())), new_pin.size()),
         "C_SetPIN", "changing the PIN");
 }
 
@@ -408,8 +422,8 @@ CK_OBJECT_HANDLE Session::unwrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE unwrap
                                      std::span<const std::uint8_t> wrapped, Attributes& templ,
                                      const std::string& what) const {
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  check(fn()->C_UnwrapKey(h_, &mech, unwrapping, const_cast<CK_BYTE_PTR>(wrapped.data()), wrapped.size(),
-                          templ.data(), templ.size(), &h),
+  check(fn()->C_UnwrapKey(h_, &mech, unwrapping, const_cast<CK_BYTE_PTR>(wrapped.data()), wrapped.size(), templ.data(),
+                          templ.size(), &h),
         "C_UnwrapKey", what);
   return h;
 }

@@ -213,6 +213,40 @@ def test_jobs_2_runs_two_tokens_at_once():
                 expect(max(counts) == 2, "two workers never had two requests at the CA at once: %s" % counts)
 
 
+def test_blank_rows_initialize_while_others_work():
+    # Two workers, 24 blank rows, no CA (--csr-dir): one worker runs C_InitToken
+    # (one row at a time) while the other logs in, sets a user PIN or makes a
+    # key on the token before, and SoftHSM grows its slot list meanwhile. Each
+    # row must still get a token of its own, with its label, its PIN and its key.
+    n = 24
+    with Sandbox() as sb:
+        rows = [("blank", "/O=Example Fleet/CN=Blank %02d" % i, "b%02d" % i, "") for i in range(1, n + 1)]
+        manifest = write_manifest(sb, "blanks.csv", rows)
+        csrs = sb.path("csrs")
+        os.makedirs(csrs)
+        r = sb.tp("fleet", "--profile", DEMO, "--manifest", manifest, "--jobs", "2", "--pin-source", "env:TP_PIN",
+                  "--so-pin-source", "env:TP_SO_PIN", "--csr-dir", csrs, "--state", sb.path("state.jsonl"),
+                  "--audit-log", sb.path("audit.jsonl"), env=SECRET_ENV)
+        expect(r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+        lines = json_lines(r.stdout)
+        expect(len(lines) == n and all(l["ok"] and l["initialized"] for l in lines), lines)
+        expect(len({l["token"] for l in lines}) == n, "two rows took one token: %s" % [l["token"] for l in lines])
+        tokens = {t["serial"]: t for t in sb.list_json()["tokens"]}
+        for l in lines:
+            t = tokens[l["token"]]
+            expect(t["label"] == "demo-b%02d" % l["row"] and t["user_pin_initialized"], (l, t))
+            expect(l["keys"][0]["key"] == "generated", l)
+        expect(sum(1 for t in tokens.values() if not t["initialized"]) == 1, tokens)
+        requests = [open(os.path.join(csrs, f)).read() for f in os.listdir(csrs)]
+        expect(len(requests) == n and len(set(requests)) == n, sorted(os.listdir(csrs)))
+        inits = [json.loads(l) for l in open(sb.path("audit.jsonl")) if '"fleet-init-token"' in l]
+        expect(sorted(i["token"] for i in inits) == sorted(l["token"] for l in lines), inits)
+        # The user PIN of a token set while the next one was being initialized works.
+        kim = lines[n // 2]
+        sh(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", tokens[kim["token"]]["label"],
+            "--login", "--pin", USER_PIN, "--list-objects", "--type", "privkey"], env=sb.env)
+
+
 # ---- 2: killed part-way, resumed ----------------------------------------------------------------
 
 # The CA marks each request it is working on with a file beside the script.
@@ -448,4 +482,5 @@ if __name__ == "__main__":
     main([test_wrong_pin_is_tried_on_one_token_only, test_fleet_20_tokens_jobs_2, test_jobs_2_runs_two_tokens_at_once,
           test_sigkill_and_resume_nothing_lost_nothing_doubled, test_bad_rows_others_finish_exit_10,
           test_dry_run_changes_nothing_and_rejects_bad_manifests, test_blank_rows_take_new_tokens,
+          test_blank_rows_initialize_while_others_work,
           test_blank_row_resumes_interrupted_initialization])

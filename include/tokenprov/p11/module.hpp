@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,7 +67,7 @@ public:
   std::vector<TokenInfo> tokens() const;
   std::vector<CK_MECHANISM_TYPE> mechanisms(CK_SLOT_ID slot) const;
 
-  // The token with SERIAL by the slot where an earlier tokens() call saw it,
+  // The token with SERIAL by the slot where an earlier read saw it,
   // read again with one C_GetTokenInfo (no scan of every slot); std::nullopt
   // when no scan saw it yet, or it is not there any more (then scan).
   std::optional<TokenInfo> token_by_serial_hint(const std::string& serial) const;
@@ -82,7 +83,16 @@ private:
   void* handle_ = nullptr;
   CK_FUNCTION_LIST* fn_ = nullptr;
   bool owner_ = false;
-  // serial -> slot from the last tokens() scans, for token_by_serial_hint().
+  // Slot-list changes against slot calls. SoftHSM2 grows its slot table
+  // inside C_GetSlotList (a new free slot once the last blank token is
+  // initialized) without a lock, while C_OpenSession, C_GetTokenInfo, ...
+  // look slots up in it. C_GetSlotList and C_InitToken therefore run alone
+  // (exclusive); calls that name a slot share the lock; calls on a session
+  // handle take nothing. So fleet workers can open sessions on their tokens
+  // while another thread initializes the next blank token.
+  mutable std::shared_mutex slot_list_mutex_;
+  friend class Session;
+  // serial -> slot of every token read (token_info(), tokens()), for token_by_serial_hint().
   mutable std::mutex hint_mutex_;
   mutable std::map<std::string, CK_SLOT_ID> slot_by_serial_;
 };
@@ -108,7 +118,7 @@ public:
   void logout() noexcept;
   bool logged_in() const { return logged_in_; }
 
-  void init_pin(const Secret& new_pin);                      // as SO
+  void init_pin(const Secret& new_pin);                       // as SO
   void set_pin(const Secret& old_pin, const Secret& new_pin); // as the logged-in user
 
   std::vector<CK_OBJECT_HANDLE> find(Attributes& templ, std::size_t max = 0) const;
@@ -124,8 +134,8 @@ public:
   std::optional<CK_ULONG> attr_ulong(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
   std::string attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
 
-  std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> generate_key_pair(CK_MECHANISM& mech, Attributes& pub,
-                                                                  Attributes& priv, const std::string& what);
+  std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> generate_key_pair(CK_MECHANISM& mech, Attributes& pub, Attributes& priv,
+                                                                  const std::string& what);
   Bytes sign(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const;
   Bytes decrypt(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const;
   Bytes wrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key) const;
