@@ -23,8 +23,11 @@ void check_pin_length(const p11::TokenInfo& t, const Secret& pin, const char* wh
 } // namespace
 
 p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
+  // Held across both halves: a module finalized in between (its last user
+  // gone) is initialized again, and SoftHSM2 then numbers its slots anew.
+  auto module = p11::Module::load(req.module_path);
   auto found = init_token_only(req, so_pin, user_pin);
-  return finish_token_init(p11::Module::load(req.module_path), found, req.label, so_pin, user_pin, req.min_pin);
+  return finish_token_init(module, found, req.label, so_pin, user_pin, req.min_pin);
 }
 
 p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
