@@ -34,7 +34,9 @@ constexpr AlgInfo kAlgs[] = {{Algorithm::Rsa2048, "rsa2048"}, {Algorithm::Rsa307
                              {Algorithm::Rsa4096, "rsa4096"}, {Algorithm::EcP256, "ec-p256"},
                              {Algorithm::EcP384, "ec-p384"},  {Algorithm::Ed25519, "ed25519"}};
 
-bool is_rsa(Algorithm a) { return a == Algorithm::Rsa2048 || a == Algorithm::Rsa3072 || a == Algorithm::Rsa4096; }
+bool is_rsa(Algorithm a) {
+  return a == Algorithm::Rsa2048 || a == Algorithm::Rsa3072 || a == Algorithm::Rsa4096;
+}
 
 // Unwraps a DER OCTET STRING around an EC point if present.
 Bytes unwrap_octet_string(const Bytes& v) {
@@ -44,7 +46,8 @@ Bytes unwrap_octet_string(const Bytes& v) {
       std::size_t nlen = v[1] & 0x7f;
       if (nlen == 0 || nlen > 2 || v.size() < 2 + nlen) return v;
       len = 0;
-      for (std::size_t i = 0; i < nlen; ++i) len = (len << 8) | v[2 + i];
+      for (std::size_t i = 0; i < nlen; ++i)
+        len = (len << 8) | v[2 + i];
       hdr = 2 + nlen;
     }
     if (hdr + len == v.size()) return Bytes(v.begin() + static_cast<long>(hdr), v.end());
@@ -60,10 +63,14 @@ Bytes sha1(std::span<const std::uint8_t> d) {
 
 std::string key_type_name(CK_KEY_TYPE t) {
   switch (t) {
-  case CKK_RSA: return "RSA";
-  case CKK_EC: return "EC";
-  case CKK_EC_EDWARDS: return "Ed25519";
-  default: return "unknown";
+  case CKK_RSA:
+    return "RSA";
+  case CKK_EC:
+    return "EC";
+  case CKK_EC_EDWARDS:
+    return "Ed25519";
+  default:
+    return "unknown";
   }
 }
 } // namespace
@@ -71,7 +78,8 @@ std::string key_type_name(CK_KEY_TYPE t) {
 const std::vector<std::string>& algorithm_names() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
-    for (auto& a : kAlgs) v.emplace_back(a.name);
+    for (auto& a : kAlgs)
+      v.emplace_back(a.name);
     return v;
   }();
   return names;
@@ -92,17 +100,24 @@ std::string algorithm_name(Algorithm a) {
   return "unknown";
 }
 
-unsigned default_usage(Algorithm a) { return is_rsa(a) ? (UsageSign | UsageDecrypt) : UsageSign; }
+unsigned default_usage(Algorithm a) {
+  return is_rsa(a) ? (UsageSign | UsageDecrypt) : UsageSign;
+}
 
 unsigned parse_usage(const std::vector<std::string>& words, Algorithm a) {
   unsigned u = 0;
   for (auto w : words) {
     std::transform(w.begin(), w.end(), w.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (w == "sign") u |= UsageSign;
-    else if (w == "decrypt") u |= UsageDecrypt;
-    else if (w == "unwrap") u |= UsageUnwrap;
-    else if (w == "derive") u |= UsageDerive;
-    else fail(ExitCode::Usage, "'" + w + "' is not a key usage.", "Use sign, decrypt, unwrap or derive.");
+    if (w == "sign")
+      u |= UsageSign;
+    else if (w == "decrypt")
+      u |= UsageDecrypt;
+    else if (w == "unwrap")
+      u |= UsageUnwrap;
+    else if (w == "derive")
+      u |= UsageDerive;
+    else
+      fail(ExitCode::Usage, "'" + w + "' is not a key usage.", "Use sign, decrypt, unwrap or derive.");
   }
   if (!is_rsa(a) && (u & (UsageDecrypt | UsageUnwrap)))
     fail(ExitCode::Usage, algorithm_name(a) + " keys cannot decrypt or unwrap.", "Use sign (and derive for EC).");
@@ -137,7 +152,8 @@ Bytes derive_key_id(EVP_PKEY* pub) {
   int type = EVP_PKEY_get_base_id(pub);
   if (type == EVP_PKEY_RSA) {
     BIGNUM* n = nullptr;
-    if (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n)) ossl::fail_ssl(ExitCode::Internal, "Cannot read the RSA modulus");
+    if (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n))
+      ossl::fail_ssl(ExitCode::Internal, "Cannot read the RSA modulus");
     Bytes mod(static_cast<std::size_t>(BN_num_bytes(n)));
     BN_bn2bin(n, mod.data());
     BN_free(n);
@@ -155,7 +171,8 @@ Bytes derive_key_id(EVP_PKEY* pub) {
   std::size_t len = 0;
   EVP_PKEY_get_raw_public_key(pub, nullptr, &len);
   Bytes raw(len);
-  if (!EVP_PKEY_get_raw_public_key(pub, raw.data(), &len)) ossl::fail_ssl(ExitCode::Internal, "Cannot read the public key");
+  if (!EVP_PKEY_get_raw_public_key(pub, raw.data(), &len))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot read the public key");
   return sha1(raw);
 }
 
@@ -242,8 +259,7 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
     fail(ExitCode::Exists, "The label '" + policy.label + "' is in use on the token already; nothing was generated.",
          "Choose another label; tokenprov never replaces keys.");
   if (!policy.id.empty() && id_in_use(s, policy.id))
-    fail(ExitCode::Exists, "The id " + to_hex(policy.id) +
-                               " is in use on the token already; nothing was generated.",
+    fail(ExitCode::Exists, "The id " + to_hex(policy.id) + " is in use on the token already; nothing was generated.",
          "Choose another --id, or leave it out to derive one from the public key.");
   unsigned usage = policy.usage ? policy.usage : default_usage(a);
 
@@ -291,14 +307,14 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   }
   if (kt == CKK_EC) priv.add_bool(CKA_DERIVE, usage & UsageDerive);
 
-  auto [hpub, hpriv] = s.generate_key_pair(mech, pub, priv, "generating the " + algorithm_name(a) + " key '" + policy.label + "'");
+  auto [hpub, hpriv] =
+      s.generate_key_pair(mech, pub, priv, "generating the " + algorithm_name(a) + " key '" + policy.label + "'");
   KeyRef k{hpriv, hpub, policy.label, gen_id, kt};
   try {
     if (policy.id.empty()) {
       auto pk = public_key(s, k);
       Bytes id = derive_key_id(pk.get());
-      if (id_in_use(s, id))
-        fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
+      if (id_in_use(s, id)) fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
       Attributes set1, set2;
       set1.add_bytes(CKA_ID, id);
       set2.add_bytes(CKA_ID, id);
@@ -334,7 +350,8 @@ std::vector<KeyRef> private_keys(const p11::Session& s) {
   Attributes t;
   t.add_class(CKO_PRIVATE_KEY);
   std::vector<KeyRef> out;
-  for (auto h : s.find(t)) out.push_back(key_from_private(s, h));
+  for (auto h : s.find(t))
+    out.push_back(key_from_private(s, h));
   return out;
 }
 
@@ -347,7 +364,8 @@ KeyRef find_key(const p11::Session& s, const std::string& selector) {
     if (auto v = uri.get("object")) t.add_string(CKA_LABEL, *v);
     if (auto v = uri.get("id")) t.add_string(CKA_ID, *v);
     if (auto v = uri.get("type"); v && *v != "private")
-      fail(ExitCode::Usage, "The key URI '" + selector + "' names type=" + *v + "; a private key (type=private) is needed.");
+      fail(ExitCode::Usage,
+           "The key URI '" + selector + "' names type=" + *v + "; a private key (type=private) is needed.");
   } else if (selector.rfind("id:", 0) == 0) {
     t.add_string(CKA_ID, from_hex(selector.substr(3)));
   } else {
@@ -377,8 +395,8 @@ std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub) {
   return std::nullopt;
 }
 
-ossl::EvpPkeyPtr public_key(const p11::Session& s, const KeyRef& k) {
-  CK_OBJECT_HANDLE src = k.pub != CK_INVALID_HANDLE ? k.pub : k.priv;
+namespace {
+ossl::EvpPkeyPtr read_public_key(const p11::Session& s, const KeyRef& k, CK_OBJECT_HANDLE src) {
   if (k.type == CKK_RSA) {
     auto n = s.attr_bytes(src, CKA_MODULUS), e = s.attr_bytes(src, CKA_PUBLIC_EXPONENT);
     if (!n || !e) fail(ExitCode::Token, "The RSA key '" + k.label + "' has no readable public key on the token.");
@@ -399,7 +417,9 @@ ossl::EvpPkeyPtr public_key(const p11::Session& s, const KeyRef& k) {
     if (!ok) ossl::fail_ssl(ExitCode::Token, "The RSA public key of '" + k.label + "' is malformed");
     return ossl::EvpPkeyPtr(pk);
   }
-  if (src == k.priv) fail(ExitCode::Token, "The " + key_type_name(k.type) + " key '" + k.label + "' has no public key object on the token.");
+  if (src == k.priv)
+    fail(ExitCode::Token,
+         "The " + key_type_name(k.type) + " key '" + k.label + "' has no public key object on the token.");
   auto params = s.attr_bytes(src, CKA_EC_PARAMS);
   auto point = s.attr_bytes(src, CKA_EC_POINT);
   if (!params || !point) fail(ExitCode::Token, "The key '" + k.label + "' has no readable EC public key on the token.");
@@ -423,6 +443,18 @@ ossl::EvpPkeyPtr public_key(const p11::Session& s, const KeyRef& k) {
     ossl::fail_ssl(ExitCode::Token, "The EC public key of '" + k.label + "' is malformed");
   return ossl::EvpPkeyPtr(pk);
 }
+} // namespace
+
+ossl::EvpPkeyPtr public_key(const p11::Session& s, const KeyRef& k) {
+  CK_OBJECT_HANDLE src = k.pub != CK_INVALID_HANDLE ? k.pub : k.priv;
+  if (!k.public_cache || k.public_cache_from != src) {
+    auto pk = read_public_key(s, k, src);
+    k.public_cache.reset(pk.release(), EVP_PKEY_free);
+    k.public_cache_from = src;
+  }
+  EVP_PKEY_up_ref(k.public_cache.get());
+  return ossl::EvpPkeyPtr(k.public_cache.get());
+}
 
 namespace {
 Bytes digest(const EVP_MD* md, std::span<const std::uint8_t> m) {
@@ -437,10 +469,13 @@ Bytes digest(const EVP_MD* md, std::span<const std::uint8_t> m) {
 const Bytes kSha256DigestInfo = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
                                  0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
 
-int ec_bits(EVP_PKEY* pub) { return EVP_PKEY_get_bits(pub); }
+int ec_bits(EVP_PKEY* pub) {
+  return EVP_PKEY_get_bits(pub);
+}
 } // namespace
 
-Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const std::uint8_t> message, SigScheme scheme) {
+Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const std::uint8_t> message,
+                       SigScheme scheme) {
   Signature out;
   CK_MECHANISM mech{};
   if (k.type == CKK_RSA) {
@@ -511,8 +546,8 @@ void set_signature_algorithm(X509_ALGOR* alg, const KeyRef& k, EVP_PKEY* pub, Si
   if (k.type == CKK_RSA) {
     X509_ALGOR_set0(alg, OBJ_nid2obj(NID_sha256WithRSAEncryption), V_ASN1_NULL, nullptr);
   } else if (k.type == CKK_EC) {
-    X509_ALGOR_set0(alg, OBJ_nid2obj(ec_bits(pub) > 256 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256),
-                    V_ASN1_UNDEF, nullptr);
+    X509_ALGOR_set0(alg, OBJ_nid2obj(ec_bits(pub) > 256 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256), V_ASN1_UNDEF,
+                    nullptr);
   } else {
     X509_ALGOR_set0(alg, OBJ_nid2obj(NID_ED25519), V_ASN1_UNDEF, nullptr);
   }

@@ -17,9 +17,12 @@ namespace {
 void add_pkcs7_certs(PKCS7* p7, std::vector<ossl::X509Ptr>& out) {
   STACK_OF(X509)* certs = nullptr;
   int type = OBJ_obj2nid(p7->type);
-  if (type == NID_pkcs7_signed && p7->d.sign) certs = p7->d.sign->cert;
-  else if (type == NID_pkcs7_signedAndEnveloped && p7->d.signed_and_enveloped) certs = p7->d.signed_and_enveloped->cert;
-  for (int i = 0; certs && i < sk_X509_num(certs); ++i) out.push_back(ossl::dup(sk_X509_value(certs, i)));
+  if (type == NID_pkcs7_signed && p7->d.sign)
+    certs = p7->d.sign->cert;
+  else if (type == NID_pkcs7_signedAndEnveloped && p7->d.signed_and_enveloped)
+    certs = p7->d.signed_and_enveloped->cert;
+  for (int i = 0; certs && i < sk_X509_num(certs); ++i)
+    out.push_back(ossl::dup(sk_X509_value(certs, i)));
 }
 
 bool looks_like_pem(std::span<const std::uint8_t> d) {
@@ -31,7 +34,8 @@ bool looks_like_pem(std::span<const std::uint8_t> d) {
 
 std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data, const std::string& source) {
   std::vector<ossl::X509Ptr> out;
-  if (data.empty()) fail(ExitCode::BadInput, "The file '" + source + "' is empty.", "Pass the certificate file the CA handed out.");
+  if (data.empty())
+    fail(ExitCode::BadInput, "The file '" + source + "' is empty.", "Pass the certificate file the CA handed out.");
   // OpenSSL's memory BIO takes an int length (a negative one means strlen).
   if (data.size() > static_cast<std::size_t>(INT_MAX))
     fail(ExitCode::BadInput, "The file '" + source + "' is too large to be a certificate file.");
@@ -46,8 +50,8 @@ std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data,
         unsigned long e = ERR_peek_last_error();
         ERR_clear_error();
         if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE) break;
-        fail(ExitCode::BadInput, "The PEM file '" + source + "' is corrupt or truncated (block " +
-                                     std::to_string(out.size() + 1) + ").",
+        fail(ExitCode::BadInput,
+             "The PEM file '" + source + "' is corrupt or truncated (block " + std::to_string(out.size() + 1) + ").",
              "Ask the CA for the file again, or check how it was saved.");
       }
       std::string n(name);
@@ -55,12 +59,16 @@ std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data,
       bool ok = true;
       if (n == "CERTIFICATE" || n == "X509 CERTIFICATE" || n == "TRUSTED CERTIFICATE") {
         X509* c = n == "TRUSTED CERTIFICATE" ? d2i_X509_AUX(nullptr, &p, len) : d2i_X509(nullptr, &p, len);
-        if (c) out.emplace_back(c);
-        else ok = false;
+        if (c)
+          out.emplace_back(c);
+        else
+          ok = false;
       } else if (n == "PKCS7" || n == "CERTIFICATE CHAIN") {
         ossl::Pkcs7Ptr p7(d2i_PKCS7(nullptr, &p, len));
-        if (p7) add_pkcs7_certs(p7.get(), out);
-        else ok = false;
+        if (p7)
+          add_pkcs7_certs(p7.get(), out);
+        else
+          ok = false;
       }
       OPENSSL_free(name);
       OPENSSL_free(header);
@@ -128,7 +136,8 @@ ossl::X509Ptr find_leaf_certificate(const p11::Session& s, const KeyRef& k, cons
     if (!der) continue;
     auto c = ossl::cert_from_der(*der);
     if (!c || ossl::spki_der(c.get()) != spki) continue;
-    if (!best || ASN1_TIME_compare(X509_get0_notAfter(c.get()), X509_get0_notAfter(best.get())) > 0) best = std::move(c);
+    if (!best || ASN1_TIME_compare(X509_get0_notAfter(c.get()), X509_get0_notAfter(best.get())) > 0)
+      best = std::move(c);
   }
   return best;
 }
@@ -181,9 +190,11 @@ void verify_chain(X509* leaf, const std::vector<ossl::X509Ptr>& chain, const std
                   bool allow_expired, const std::string& source) {
   auto anchors = load_certificate_file(bundle_path);
   ossl::X509StorePtr store(X509_STORE_new());
-  for (auto& a : anchors) X509_STORE_add_cert(store.get(), a.get());
+  for (auto& a : anchors)
+    X509_STORE_add_cert(store.get(), a.get());
   STACK_OF(X509)* untrusted = sk_X509_new_null();
-  for (auto& c : chain) sk_X509_push(untrusted, c.get());
+  for (auto& c : chain)
+    sk_X509_push(untrusted, c.get());
   ossl::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
   X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted);
   if (allow_expired) X509_STORE_CTX_set_flags(ctx.get(), X509_V_FLAG_NO_CHECK_TIME);
@@ -204,16 +215,19 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
   PickupResult r;
   // Index the token's keys by their SubjectPublicKeyInfo once.
   std::vector<std::pair<ossl::Bytes, KeyRef>> keys;
-  for (auto& k : private_keys(s)) {
-    try {
-      auto pk = public_key(s, k);
-      keys.emplace_back(ossl::spki_der(pk.get()), k);
-    } catch (const p11::P11Error&) {
-      throw; // a device error is not "no key matches"
-    } catch (const Error&) {
-      // A key without a readable public half cannot be the leaf's.
+  if (opts.key)
+    keys.emplace_back(ossl::spki_der(public_key(s, *opts.key).get()), *opts.key);
+  else
+    for (auto& k : private_keys(s)) {
+      try {
+        auto pk = public_key(s, k);
+        keys.emplace_back(ossl::spki_der(pk.get()), k);
+      } catch (const p11::P11Error&) {
+        throw; // a device error is not "no key matches"
+      } catch (const Error&) {
+        // A key without a readable public half cannot be the leaf's.
+      }
     }
-  }
   // The leaf: a certificate whose public key is a token key; end-entity certificates first.
   std::size_t leaf_idx = certs.size();
   for (int pass = 0; pass < 2 && leaf_idx == certs.size(); ++pass) {
@@ -239,11 +253,13 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
   r.leaf = std::move(certs[leaf_idx]);
   certs.erase(certs.begin() + static_cast<long>(leaf_idx));
   r.chain = order_chain(r.leaf.get(), certs);
-  for (auto& c : certs) r.ignored.push_back(ossl::name_oneline(X509_get_subject_name(c.get())));
+  for (auto& c : certs)
+    r.ignored.push_back(ossl::name_oneline(X509_get_subject_name(c.get())));
 
   if (!opts.allow_expired) {
     check_validity(r.leaf.get(), source, true);
-    for (auto& c : r.chain) check_validity(c.get(), source, false);
+    for (auto& c : r.chain)
+      check_validity(c.get(), source, false);
   }
   if (!opts.ca_bundle.empty()) verify_chain(r.leaf.get(), r.chain, opts.ca_bundle, opts.allow_expired, source);
 
@@ -272,7 +288,8 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
       ++r.present;
     }
   } catch (...) {
-    for (auto it = created.rbegin(); it != created.rend(); ++it) s.destroy_noexcept(*it);
+    for (auto it = created.rbegin(); it != created.rend(); ++it)
+      s.destroy_noexcept(*it);
     throw;
   }
   return r;

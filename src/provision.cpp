@@ -11,15 +11,21 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <functional>
 #include <cctype>
 #include <dirent.h>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sys/stat.h>
 
 namespace tokenprov {
 
 namespace {
 
-std::string cn_of(const std::string& subject) { return ossl::dn_common_name(subject); }
+std::string cn_of(const std::string& subject) {
+  return ossl::dn_common_name(subject);
+}
 
 std::string safe_file_part(std::string s) {
   for (auto& c : s)
@@ -41,32 +47,73 @@ std::vector<std::string> list_dir(const std::string& dir) {
   return out;
 }
 
-// Whether the file at PATH visibly carries the public key WANT (DER
-// SubjectPublicKeyInfo): its bytes, or a PEM block's, contain WANT. Cheap next
-// to parsing it: OpenSSL 3 decodes the key of every certificate it parses.
-bool may_hold_key(const std::string& path, const ossl::Bytes& want) {
-  ossl::Bytes data;
-  try {
-    data = ossl::read_file(path);
-  } catch (const Error&) {
-    return false;
+// What --cert-dir's files hold, read once per process: the raw bytes and the
+// DER of each PEM block, per file, kept while the file's identity, size and
+// modification time stay the same. A fleet looks for every token's key in the
+// same folder of answers; reading and decoding every file again for every key
+// made a fleet quadratic in its size.
+struct FileBlobs {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  struct timespec mtime {};
+  std::vector<ossl::Bytes> blobs; // the file's bytes, then each PEM block's DER
+};
+std::mutex g_blobs_mutex;
+std::map<std::string, std::shared_ptr<const FileBlobs>>& blob_cache() {
+  static std::map<std::string, std::shared_ptr<const FileBlobs>> c;
+  return c;
+}
+
+std::shared_ptr<const FileBlobs> file_blobs(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  auto same = [&](const FileBlobs& f) {
+    return f.dev == st.st_dev && f.ino == st.st_ino && f.size == st.st_size && f.mtime.tv_sec == st.st_mtim.tv_sec &&
+           f.mtime.tv_nsec == st.st_mtim.tv_nsec;
+  };
+  {
+    std::lock_guard<std::mutex> lock(g_blobs_mutex);
+    auto it = blob_cache().find(path);
+    if (it != blob_cache().end() && same(*it->second)) return it->second;
   }
-  std::boyer_moore_horspool_searcher search(want.begin(), want.end());
-  auto contains = [&](const unsigned char* p, std::size_t n) { return std::search(p, p + n, search) != p + n; };
-  if (contains(data.data(), data.size())) return true; // DER, PKCS#7
+  auto f = std::make_shared<FileBlobs>();
+  f->dev = st.st_dev;
+  f->ino = st.st_ino;
+  f->size = st.st_size;
+  f->mtime = st.st_mtim;
+  try {
+    f->blobs.push_back(ossl::read_file(path));
+  } catch (const Error&) {
+    return nullptr;
+  }
+  const ossl::Bytes& data = f->blobs.front();
   ossl::BioPtr b(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
   char *name = nullptr, *header = nullptr;
   unsigned char* der = nullptr;
   long len = 0;
-  bool hit = false;
-  while (!hit && b && PEM_read_bio(b.get(), &name, &header, &der, &len) == 1) {
-    hit = contains(der, static_cast<std::size_t>(len));
+  while (b && PEM_read_bio(b.get(), &name, &header, &der, &len) == 1) {
+    f->blobs.emplace_back(der, der + len);
     OPENSSL_free(name);
     OPENSSL_free(header);
     OPENSSL_free(der);
   }
   ERR_clear_error();
-  return hit;
+  std::lock_guard<std::mutex> lock(g_blobs_mutex);
+  blob_cache()[path] = f;
+  return f;
+}
+
+// Whether the file at PATH visibly carries the public key WANT (DER
+// SubjectPublicKeyInfo): its bytes, or a PEM block's, contain WANT. Cheap next
+// to parsing it: OpenSSL 3 decodes the key of every certificate it parses.
+bool may_hold_key(const std::string& path, const ossl::Bytes& want) {
+  auto f = file_blobs(path);
+  if (!f) return false;
+  std::boyer_moore_horspool_searcher search(want.begin(), want.end());
+  return std::any_of(f->blobs.begin(), f->blobs.end(), [&](const ossl::Bytes& b) {
+    return std::search(b.begin(), b.end(), search) != b.end(); // DER, PKCS#7, or a PEM block
+  });
 }
 
 // The files of --cert-dir in the order to try them for the key WANT: those
@@ -76,7 +123,8 @@ bool may_hold_key(const std::string& path, const ossl::Bytes& want) {
 std::vector<std::string> cert_files_for(const std::string& dir, const ossl::Bytes& want) {
   auto files = list_dir(dir);
   std::vector<char> likely(files.size());
-  for (std::size_t i = 0; i < files.size(); ++i) likely[i] = may_hold_key(files[i], want);
+  for (std::size_t i = 0; i < files.size(); ++i)
+    likely[i] = may_hold_key(files[i], want);
   std::vector<std::string> out;
   for (std::size_t i = 0; i < files.size(); ++i)
     if (likely[i]) out.push_back(files[i]);
@@ -92,19 +140,23 @@ std::string user_from_subject(const std::string& subject) {
   std::string out;
   for (char c : cn) {
     unsigned char u = static_cast<unsigned char>(c);
-    if (std::isalnum(u)) out.push_back(static_cast<char>(std::tolower(u)));
-    else if ((c == ' ' || c == '-' || c == '_' || c == '.') && !out.empty() && out.back() != '-') out.push_back('-');
+    if (std::isalnum(u))
+      out.push_back(static_cast<char>(std::tolower(u)));
+    else if ((c == ' ' || c == '-' || c == '_' || c == '.') && !out.empty() && out.back() != '-')
+      out.push_back('-');
   }
-  while (!out.empty() && out.back() == '-') out.pop_back();
+  while (!out.empty() && out.back() == '-')
+    out.pop_back();
   return out.empty() ? "user" : out;
 }
 
 nlohmann::json ProvisionResult::to_json() const {
   nlohmann::json keys_j = nlohmann::json::array();
   for (auto& k : keys) {
-    nlohmann::json j = {{"role", k.role},           {"label", k.label},           {"id", k.id_hex},
-                        {"algorithm", k.algorithm}, {"key", k.key_state},         {"certificate", k.cert_state},
-                        {"backup", k.backup_state},   {"signature_check", k.signature_check}};
+    nlohmann::json j = {{"role", k.role},           {"label", k.label},
+                        {"id", k.id_hex},           {"algorithm", k.algorithm},
+                        {"key", k.key_state},       {"certificate", k.cert_state},
+                        {"backup", k.backup_state}, {"signature_check", k.signature_check}};
     if (!k.cert_serial.empty()) j["certificate_serial"] = k.cert_serial;
     if (!k.cert_subject.empty()) j["subject"] = k.cert_subject;
     if (!k.csr_file.empty()) j["csr_file"] = k.csr_file;
@@ -125,10 +177,12 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   const Profile& prof = req.profile;
   if (prof.keys.empty()) fail(ExitCode::BadInput, "The profile '" + prof.name + "' lists no keys.");
   ossl::parse_dn(req.subject);
-  for (auto& s : req.sans) check_san(s);
+  for (auto& s : req.sans)
+    check_san(s);
   bool have_source = !req.scep.url.empty() || !req.csr_dir.empty() || !req.cert_dir.empty();
   if (!have_source)
-    fail(ExitCode::Usage, "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
+    fail(ExitCode::Usage,
+         "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
   if (!req.backup_dir.empty() && !sec.backup_password)
     fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   if (!sec.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
@@ -136,7 +190,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   if (!req.cert_dir.empty()) (void)list_dir(req.cert_dir);
   for (auto* d : {&req.csr_dir, &req.backup_dir})
     if (!d->empty() && !is_directory(*d))
-      fail(ExitCode::BadInput, "The folder '" + *d + "' does not exist (or is not a folder).", "Create it, or name another one.");
+      fail(ExitCode::BadInput, "The folder '" + *d + "' does not exist (or is not a folder).",
+           "Create it, or name another one.");
 
   std::map<std::string, std::string> vars{{"user", req.user.empty() ? user_from_subject(req.subject) : req.user},
                                           {"cn", cn_of(req.subject)}};
@@ -179,9 +234,11 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   } else if (!token.user_pin_initialized()) {
     // An earlier run initialized it and was cut short before C_InitPIN.
     if (!sec.so_pin)
-      fail(ExitCode::Pin, "The token '" + token.label + "' (serial " + token.serial +
-                              ") has no user PIN yet (an interrupted initialization): setting it needs the SO PIN (--so-pin-source).");
-    say("Setting the user PIN of token '" + token.label + "' (serial " + token.serial + "), which an interrupted run initialized...");
+      fail(ExitCode::Pin,
+           "The token '" + token.label + "' (serial " + token.serial +
+               ") has no user PIN yet (an interrupted initialization): setting it needs the SO PIN (--so-pin-source).");
+    say("Setting the user PIN of token '" + token.label + "' (serial " + token.serial +
+        "), which an interrupted run initialized...");
     token = set_first_user_pin(module, token, *sec.so_pin, *sec.user_pin, prof.user_pin.min_length);
     res.initialized_now = true;
   } else {
@@ -209,8 +266,9 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       t.add_class(CKO_PRIVATE_KEY).add_string(CKA_LABEL, out.label);
       auto hits = s.find(t, 2);
       if (hits.size() > 1)
-        fail(ExitCode::Exists, "Token '" + token.label + "' (serial " + token.serial + ") holds more than one private key labelled '" +
-                                   out.label + "'; it was left as it is.",
+        fail(ExitCode::Exists,
+             "Token '" + token.label + "' (serial " + token.serial + ") holds more than one private key labelled '" +
+                 out.label + "'; it was left as it is.",
              "Remove the extra key (tokenprov list shows their ids) and run again.");
       // complete_key_pair: a run cut short between the two CKA_ID writes of keygen left the pair apart.
       if (hits.size() == 1)
@@ -243,7 +301,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
         auto raw = from_hex(spec.id);
         pol.id.assign(raw.begin(), raw.end());
       }
-      say("Generating " + spec.algorithm + " key '" + out.label + "'" + (pol.exportable ? " (exportable)" : "") + "...");
+      say("Generating " + spec.algorithm + " key '" + out.label + "'" + (pol.exportable ? " (exportable)" : "") +
+          "...");
       key = generate_key(s, alg, pol);
       generated = true;
       out.key_state = "generated";
@@ -269,10 +328,11 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
             } catch (const Error&) {
               continue; // not a certificate file
             }
-            bool mine = std::any_of(certs.begin(), certs.end(), [&](auto& c) { return ossl::spki_der(c.get()) == want; });
+            bool mine =
+                std::any_of(certs.begin(), certs.end(), [&](auto& c) { return ossl::spki_der(c.get()) == want; });
             if (!mine) continue;
             say("Picking up the certificate for '" + out.label + "' from " + f + "...");
-            auto pr = pickup_certificates(s, std::move(certs), {"", req.allow_expired}, f);
+            auto pr = pickup_certificates(s, std::move(certs), {"", req.allow_expired, *key}, f);
             out.cert_state = "picked-up";
             out.cert_serial = ossl::serial_hex(pr.leaf.get());
             out.cert_subject = ossl::name_oneline(X509_get_subject_name(pr.leaf.get()));
@@ -301,7 +361,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
           auto csr = make_csr(s, *key, {req.subject, req.sans, SigScheme::Default, nullptr});
           out.csr_file = req.csr_dir + "/" + safe_file_part(token.serial + "-" + out.label) + ".csr.pem";
           write_file_atomic(out.csr_file, ossl::to_pem(csr.get()), 0644, true);
-          say("Wrote the request for '" + out.label + "' to " + out.csr_file + "; run again with --cert-dir once the CA has answered.");
+          say("Wrote the request for '" + out.label + "' to " + out.csr_file +
+              "; run again with --cert-dir once the CA has answered.");
           out.cert_state = "awaiting-certificate";
         } else if (!got) {
           out.cert_state = "awaiting-certificate";

@@ -5,6 +5,7 @@
 #include "tokenprov/ossl.hpp"
 #include "tokenprov/p11/module.hpp"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ struct KeyRef {
   std::string label;
   p11::Bytes id;
   CK_KEY_TYPE type = CKK_RSA;
+  // public_key() keeps what it read here, with the object it read it from:
+  // the CSR, the certificate match and the signature check ask the token (and
+  // OpenSSL, which builds the curve group again for every EC key) once.
+  mutable std::shared_ptr<EVP_PKEY> public_cache = nullptr;
+  mutable CK_OBJECT_HANDLE public_cache_from = CK_INVALID_HANDLE;
 };
 
 // Generates a key pair with every policy attribute set explicitly on both

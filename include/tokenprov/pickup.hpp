@@ -5,6 +5,7 @@
 
 #include "tokenprov/keys.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path);
 struct PickupOptions {
   std::string ca_bundle;      // PEM/DER/PKCS#7 file of trusted CAs: the chain must verify
   bool allow_expired = false; // accept an expired or not yet valid certificate
+  // The key the caller found the certificate for (provision): the leaf is
+  // looked for with this key alone, without reading every key on the token.
+  std::optional<KeyRef> key = std::nullopt;
 };
 
 struct PickupResult {

@@ -389,11 +389,18 @@ std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> Session::generate_key_pair(CK_MECH
 
 Bytes Session::sign(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const std::uint8_t> data) const {
   check(fn()->C_SignInit(h_, &mech, key), "C_SignInit", "signing on the token");
-  CK_ULONG n = 0;
+  // One call with room for any signature tokenprov makes (RSA-4096: 512
+  // bytes); asked for the length only if the token needs more. A short buffer
+  // (CKR_BUFFER_TOO_SMALL) leaves the operation active (PKCS#11 5.2).
+  Bytes sig(512);
+  CK_ULONG n = sig.size();
   auto* in = const_cast<CK_BYTE_PTR>(data.data());
-  check(fn()->C_Sign(h_, in, data.size(), nullptr, &n), "C_Sign", "signing on the token");
-  Bytes sig(n);
-  check(fn()->C_Sign(h_, in, data.size(), sig.data(), &n), "C_Sign", "signing on the token");
+  CK_RV rv = fn()->C_Sign(h_, in, data.size(), sig.data(), &n);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    sig.resize(n);
+    rv = fn()->C_Sign(h_, in, data.size(), sig.data(), &n);
+  }
+  check(rv, "C_Sign", "signing on the token");
   sig.resize(n);
   return sig;
 }
