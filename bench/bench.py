@@ -158,7 +158,8 @@ class Ca:
         os.makedirs(d)
         open(os.path.join(d, "index.txt"), "w").close()
         with open(os.path.join(d, "serial"), "w") as f:
-            f.write("%X\n" % (self.serial + 1))
+            hexserial = "%X" % (self.serial + 1)
+            f.write(("0" if len(hexserial) % 2 else "") + hexserial + "\n")  # openssl wants whole bytes
         self.serial += len(csrs)
         conf = os.path.join(d, "ca.cnf")
         with open(conf, "w") as f:
@@ -443,14 +444,26 @@ def part_c(args, ca, out):
     return res
 
 
-def fleet_run(args, ca, alg, jobs, n):
-    """One fleet of N blank tokens, timed per step."""
+FUNC_RE = re.compile(r"timings:\s+(C_\w+)\s+(\d+) calls\s+([0-9.]+) ms")
+
+
+def fleet_run(args, ca, alg, jobs, n, timings=False):
+    """One fleet of N blank tokens, timed per step. With TIMINGS, also the time
+    inside each PKCS#11 function over both fleet commands (tokenprov --timings)."""
     sb = Sandbox(args.token_dir_base, "fleet-j%d" % jobs)
     try:
-        steps = tokenprov_fleet(args, sb, ca, alg, ["f%03d" % i for i in range(n)], jobs=jobs)
+        steps = tokenprov_fleet(args, sb, ca, alg, ["f%03d" % i for i in range(n)], jobs=jobs, timings=timings)
         r1, r2 = steps[0][1], steps[-1][1]
-        return {"csr_s": r1.wall, "cert_s": r2.wall, "ca_s": sum(r.wall for name, r in steps if name == "CA"),
-                "cpu_s": r1.cpu + r2.cpu}
+        res = {"csr_s": r1.wall, "cert_s": r2.wall, "ca_s": sum(r.wall for name, r in steps if name == "CA"),
+               "cpu_s": r1.cpu + r2.cpu}
+        if timings:
+            funcs = {}
+            for r in (r1, r2):
+                for name, calls, t in FUNC_RE.findall(r.err):
+                    c, ms_ = funcs.get(name, (0, 0.0))
+                    funcs[name] = (c + int(calls), ms_ + float(t))
+            res["funcs"] = funcs
+        return res
     finally:
         sb.close(args.keep)
 
@@ -483,6 +496,22 @@ def part_d(args, ca, out):
               % (alg, args.fleet, args.fleet_rounds, rr["jobs1"]["tokenprov_s"], rr["jobs1"]["tokens_per_s"],
                  rr["jobs1"]["cpus_used"], rr["jobs2"]["tokenprov_s"], rr["jobs2"]["tokens_per_s"],
                  rr["jobs2"]["cpus_used"], rr["speedup"]))
+        # Where the time goes with two workers: one more fleet each way with
+        # --timings, for the module's own time per call (wall time in each
+        # worker). Calls that take longer side by side than alone point at
+        # contention inside the module (or the libraries it uses).
+        t1, t2 = fleet_run(args, ca, alg, 1, args.fleet, True), fleet_run(args, ca, alg, 2, args.fleet, True)
+        per_call = {}
+        for name in sorted(t1["funcs"], key=lambda k: -t1["funcs"][k][1]):
+            (c1, m1), (c2, m2) = t1["funcs"][name], t2["funcs"].get(name, (0, 0.0))
+            if c1 and c2 and m1 >= 0.02 * sum(x[1] for x in t1["funcs"].values()):
+                per_call[name] = {"jobs1_ms": m1 / c1, "jobs2_ms": m2 / c2, "calls": c1}
+        sum1, sum2 = sum(x[1] for x in t1["funcs"].values()), sum(x[1] for x in t2["funcs"].values())
+        rr["pkcs11_ms"] = {"jobs1": sum1, "jobs2": sum2, "per_call": per_call}
+        print("  %s, time per PKCS#11 call, --jobs 1 -> --jobs 2 (one more fleet each, --timings): %s; all PKCS#11"
+              " time %.0f -> %.0f ms (%.2fx, over %d tokens)"
+              % (alg, ", ".join("%s %.2f -> %.2f ms" % (k, v["jobs1_ms"], v["jobs2_ms"]) for k, v in per_call.items()),
+                 sum1, sum2, sum2 / max(sum1, 1e-9), args.fleet), flush=True)
         res[alg] = rr
     out["d"] = res
     return res
