@@ -195,7 +195,9 @@ void Module::init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string
   std::memcpy(lab, label.data(), label.size());
   CK_RV rv;
   {
-    std::unique_lock<std::shared_mutex> alone(slot_list_mutex_); // the module's next slot listing changes
+    // Shared: the slot table changes in C_GetSlotList (exclusive), not here;
+    // other workers' sessions go on while this token is initialized.
+    std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
     rv = fn_->C_InitToken(slot, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(so_pin.str().data())),
                           so_pin.size(), lab);
   }

@@ -86,9 +86,9 @@ private:
   // Slot-list changes against slot calls. SoftHSM2 grows its slot table
   // inside C_GetSlotList (a new free slot once the last blank token is
   // initialized) without a lock, while C_OpenSession, C_GetTokenInfo, ...
-  // look slots up in it. C_GetSlotList and C_InitToken therefore run alone
-  // (exclusive); calls that name a slot share the lock; calls on a session
-  // handle take nothing. So fleet workers can open sessions on their tokens
+  // look slots up in it. C_GetSlotList therefore runs alone (exclusive);
+  // calls that name a slot (C_InitToken too) share the lock; calls on a
+  // session handle take nothing. So fleet workers can open sessions on their tokens
   // while another thread initializes the next blank token.
   mutable std::shared_mutex slot_list_mutex_;
   friend class Session;
