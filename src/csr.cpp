@@ -50,7 +50,9 @@ GENERAL_NAME* make_general_name(const std::string& san) {
 
 } // namespace
 
-void check_san(const std::string& san) { GENERAL_NAME_free(make_general_name(san)); }
+void check_san(const std::string& san) {
+  GENERAL_NAME_free(make_general_name(san));
+}
 
 ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrRequest& r) {
   auto pub = public_key(s, k);
@@ -58,12 +60,15 @@ ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrReque
   X509_REQ_set_version(req.get(), 0);
   auto name = ossl::parse_dn(r.subject);
   X509_REQ_set_subject_name(req.get(), name.get());
-  if (!X509_REQ_set_pubkey(req.get(), pub.get())) ossl::fail_ssl(ExitCode::Internal, "Cannot set the request's key");
+  bool direct = r.write_only && ossl::set_pubkey_direct(X509_REQ_get_X509_PUBKEY(req.get()), pub.get());
+  if (!direct && !X509_REQ_set_pubkey(req.get(), pub.get()))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot set the request's key");
 
   if (!r.sans.empty()) {
     GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
     try {
-      for (auto& san : r.sans) sk_GENERAL_NAME_push(gens, make_general_name(san));
+      for (auto& san : r.sans)
+        sk_GENERAL_NAME_push(gens, make_general_name(san));
     } catch (...) {
       sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
       throw;

@@ -4,14 +4,14 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -30,7 +30,9 @@ std::string last_error() {
   return out.empty() ? "no details from OpenSSL" : out;
 }
 
-void fail_ssl(ExitCode code, const std::string& what) { throw Error(code, what + " (" + last_error() + ")"); }
+void fail_ssl(ExitCode code, const std::string& what) {
+  throw Error(code, what + " (" + last_error() + ")");
+}
 
 X509Ptr dup(X509* c) {
   X509_up_ref(c);
@@ -81,15 +83,8 @@ X509Ptr cert_from_der(std::span<const std::uint8_t> der) {
   return c;
 }
 
-namespace {
-// The SubjectPublicKeyInfo of an RSA key, an EC key on a named curve or an
-// Ed25519 key, built from the key's parameters with the ASN.1 code alone;
-// std::nullopt for anything else. The bytes are those i2d_PUBKEY writes, but
-// OpenSSL 3's i2d_PUBKEY goes through its encoder framework, whose first use
-// in a process costs about 3.5 million instructions (a millisecond): a tenth
-// of a short `provision --cert-dir` run on SoftHSM2 (docs/performance.md).
-std::optional<Bytes> spki_der_direct(EVP_PKEY* key) {
-  if (!key) return std::nullopt;
+bool set_pubkey_direct(X509_PUBKEY* xpk, EVP_PKEY* key) {
+  if (!key || !xpk) return false;
   int nid = NID_undef, ptype = V_ASN1_UNDEF;
   void* pval = nullptr;
   unsigned char* penc = nullptr; // OPENSSL_malloc'ed, owned by xpk once set
@@ -148,18 +143,33 @@ std::optional<Bytes> spki_der_direct(EVP_PKEY* key) {
     nid = NID_ED25519;
     break;
   }
-  default: break;
+  default:
+    break;
   }
   if (penclen <= 0) {
     OPENSSL_free(penc);
     ERR_clear_error();
-    return std::nullopt;
+    return false;
   }
-  X509_PUBKEY* xpk = X509_PUBKEY_new();
-  if (!xpk || X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(nid), ptype, pval, penc, penclen) != 1) {
-    X509_PUBKEY_free(xpk);
+  if (X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(nid), ptype, pval, penc, penclen) != 1) {
     OPENSSL_free(penc);
     ERR_clear_error();
+    return false;
+  }
+  return true;
+}
+
+namespace {
+// The SubjectPublicKeyInfo of an RSA key, an EC key on a named curve or an
+// Ed25519 key, built from the key's parameters with the ASN.1 code alone;
+// std::nullopt for anything else. The bytes are those i2d_PUBKEY writes, but
+// OpenSSL 3's i2d_PUBKEY goes through its encoder framework, whose first use
+// in a process costs about 3.5 million instructions (a millisecond): a tenth
+// of a short `provision --cert-dir` run on SoftHSM2 (docs/performance.md).
+std::optional<Bytes> spki_der_direct(EVP_PKEY* key) {
+  X509_PUBKEY* xpk = X509_PUBKEY_new();
+  if (!set_pubkey_direct(xpk, key)) {
+    X509_PUBKEY_free(xpk);
     return std::nullopt;
   }
   unsigned char* der = nullptr;
@@ -232,7 +242,8 @@ X509NamePtr parse_dn(const std::string& dn) {
       } else if (dn[i] == ',') {
         push(cur);
         cur.clear();
-        while (i + 1 < dn.size() && dn[i + 1] == ' ') ++i;
+        while (i + 1 < dn.size() && dn[i + 1] == ' ')
+          ++i;
       } else {
         cur.push_back(dn[i]);
       }
@@ -265,7 +276,9 @@ std::string name_entry(const X509_NAME* n, int nid) {
   return out;
 }
 
-std::string dn_common_name(const std::string& dn) { return name_entry(parse_dn(dn).get(), NID_commonName); }
+std::string dn_common_name(const std::string& dn) {
+  return name_entry(parse_dn(dn).get(), NID_commonName);
+}
 
 std::string serial_hex(X509* cert) {
   const ASN1_INTEGER* s = X509_get0_serialNumber(cert);
@@ -274,7 +287,8 @@ std::string serial_hex(X509* cert) {
   std::string out(hex ? hex : "");
   OPENSSL_free(hex);
   BN_free(bn);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
@@ -298,7 +312,9 @@ std::string sha256_hex(std::span<const std::uint8_t> data) {
   return out;
 }
 
-std::string cert_fingerprint_sha256(X509* cert) { return sha256_hex(to_der(cert)); }
+std::string cert_fingerprint_sha256(X509* cert) {
+  return sha256_hex(to_der(cert));
+}
 
 Bytes read_file(const std::string& path, ExitCode code) {
   std::ifstream in(path, std::ios::binary);

@@ -358,7 +358,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
           got = true;
         }
         if (!got && !req.csr_dir.empty()) {
-          auto csr = make_csr(s, *key, {req.subject, req.sans, SigScheme::Default, nullptr});
+          auto csr = make_csr(s, *key, {req.subject, req.sans, SigScheme::Default, nullptr, true});
           out.csr_file = req.csr_dir + "/" + safe_file_part(token.serial + "-" + out.label) + ".csr.pem";
           write_file_atomic(out.csr_file, ossl::to_pem(csr.get()), 0644, true);
           say("Wrote the request for '" + out.label + "' to " + out.csr_file +

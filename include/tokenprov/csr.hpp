@@ -10,10 +10,15 @@
 namespace tokenprov {
 
 struct CsrRequest {
-  std::string subject;            // "/CN=Alice/O=Example"
-  std::vector<std::string> sans;  // "email:a@b", "dns:host", "uri:https://..", "upn:user@realm"
+  std::string subject;           // "/CN=Alice/O=Example"
+  std::vector<std::string> sans; // "email:a@b", "dns:host", "uri:https://..", "upn:user@realm"
   SigScheme scheme = SigScheme::Default;
   const Secret* challenge = nullptr; // challengePassword attribute (SCEP)
+  // The caller only writes the request out (provision --csr-dir): its key is
+  // set with ossl::set_pubkey_direct, so X509_REQ_get0_pubkey() on the result
+  // answers NULL. Saves OpenSSL 3.0's encoder round trip, a fifth of a
+  // fleet's time per token outside the token.
+  bool write_only = false;
 };
 
 // Builds the request, signs its body on the token with K, and checks the

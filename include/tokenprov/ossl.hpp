@@ -50,6 +50,12 @@ X509Ptr cert_from_der(std::span<const std::uint8_t> der);
 
 // DER SubjectPublicKeyInfo of a key / of a certificate's key.
 Bytes spki_der(EVP_PKEY* key);
+// Sets XPK's algorithm and key bits from KEY (RSA, EC on a named curve,
+// Ed25519) with the ASN.1 code alone, not OpenSSL 3.0's encoder and decoder
+// (X509_PUBKEY_set costs ~2.5 million instructions). XPK keeps no EVP_PKEY:
+// X509_PUBKEY_get0() and X509_REQ_get0_pubkey() answer NULL for it. False,
+// XPK unchanged, for other keys.
+bool set_pubkey_direct(X509_PUBKEY* xpk, EVP_PKEY* key);
 Bytes spki_der(X509* cert);
 
 std::string name_oneline(const X509_NAME* n); // RFC 2253-ish "CN=Alice,O=Example"
@@ -59,7 +65,7 @@ std::string dn_common_name(const std::string& dn);
 // Parses "/CN=Alice/O=Example" (also accepts "CN=Alice,O=Example"). Throws
 // Error(Usage) naming the bad part.
 X509NamePtr parse_dn(const std::string& dn);
-std::string serial_hex(X509* cert);  // lower-case hex
+std::string serial_hex(X509* cert); // lower-case hex
 std::string asn1_time_rfc3339(const ASN1_TIME* t);
 std::string sha256_hex(std::span<const std::uint8_t> data);
 std::string cert_fingerprint_sha256(X509* cert);

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 
 using namespace tokenprov;
@@ -47,7 +48,10 @@ TEST_CASE("every algorithm generates with the policy asked for, and its CSR veri
   CHECK(derive_key_id(pub.get()) == k.id);
 
   // The CSR verifies with openssl (independent reader) and carries the token's public key.
-  CsrRequest req{"/CN=Alice " + alg + "/O=Example", {"email:alice@example.org", "dns:alice.example.org", "upn:alice@EXAMPLE.ORG"}, SigScheme::Default, nullptr};
+  CsrRequest req{"/CN=Alice " + alg + "/O=Example",
+                 {"email:alice@example.org", "dns:alice.example.org", "upn:alice@EXAMPLE.ORG"},
+                 SigScheme::Default,
+                 nullptr};
   auto csr = make_csr(s, k, req);
   auto path = o.hsm.write_file("req.pem", ossl::to_pem(csr.get()));
   std::string out;
@@ -62,6 +66,27 @@ TEST_CASE("every algorithm generates with the policy asked for, and its CSR veri
   ossl::EvpPkeyPtr csrpub(PEM_read_bio_PUBKEY(b.get(), nullptr, nullptr, nullptr));
   REQUIRE(csrpub);
   CHECK(ossl::spki_der(csrpub.get()) == ossl::spki_der(pub.get()));
+
+  // The write-only request (provision --csr-dir) sets its key without OpenSSL's
+  // encoder: the body it signs is byte for byte the one X509_REQ_set_pubkey
+  // gives, and openssl verifies it.
+  CsrRequest wreq = req;
+  wreq.write_only = true;
+  auto wcsr = make_csr(s, k, wreq);
+  auto tbs = [](X509_REQ* r) {
+    unsigned char* der = nullptr;
+    int n = i2d_re_X509_REQ_tbs(r, &der);
+    REQUIRE(n > 0);
+    std::vector<unsigned char> body(der, der + n);
+    OPENSSL_free(der);
+    return body;
+  };
+  CHECK(tbs(wcsr.get()) == tbs(csr.get()));
+  CHECK(X509_REQ_get0_pubkey(wcsr.get()) == nullptr); // the direct path was taken: no EVP_PKEY kept
+  ERR_clear_error();
+  auto wpath = o.hsm.write_file("req-write-only.pem", ossl::to_pem(wcsr.get()));
+  CHECK(run("openssl req -in " + shell_quote(wpath) + " -noout -verify 2>&1", &out) == 0);
+  CHECK(out.find("verify OK") != std::string::npos);
 }
 
 TEST_CASE("RSA-PSS and RSA-4096 requests verify", "[softhsm]") {
