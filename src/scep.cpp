@@ -1,17 +1,17 @@
 // SCEP client, RFC 8894: GetCACaps, GetCACert, PKCSReq, CertPoll.
 #include "tokenprov/scep.hpp"
 
+#include "scep_http.hpp"
 #include "tokenprov/token_pkey.hpp"
 
-#include <curl/curl.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
-#include <openssl/rsa.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
@@ -21,10 +21,6 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-
-#ifndef TOKENPROV_VERSION
-#define TOKENPROV_VERSION "dev"
-#endif
 
 namespace tokenprov::scep {
 
@@ -103,121 +99,9 @@ void say(const Options& o, const std::string& msg) {
 }
 
 std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-// ---- HTTP ----------------------------------------------------------------------
-
-using CurlPtr = std::unique_ptr<CURL, ossl::Deleter<curl_easy_cleanup>>;
-using SlistPtr = std::unique_ptr<curl_slist, ossl::Deleter<curl_slist_free_all>>;
-
-constexpr std::size_t kMaxBody = 4u << 20; // no SCEP answer is anywhere near this
-
-void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-struct Sink {
-  Bytes body;
-  bool too_big = false;
-};
-
-size_t scep_curl_write(char* ptr, size_t size, size_t nmemb, void* user) {
-  auto* sink = static_cast<Sink*>(user);
-  std::size_t n = size * nmemb;
-  if (sink->body.size() + n > kMaxBody) {
-    sink->too_big = true;
-    return 0;
-  }
-  sink->body.insert(sink->body.end(), reinterpret_cast<std::uint8_t*>(ptr), reinterpret_cast<std::uint8_t*>(ptr) + n);
-  return n;
-}
-
-struct HttpResult {
-  long status = 0;
-  std::string content_type;
-  Bytes body;
-};
-
-std::string op_url(const std::string& base, const std::string& op) {
-  return base + (base.find('?') == std::string::npos ? "?" : "&") + "operation=" + op;
-}
-
-// Printable start of a (probably textual) error body, for messages.
-std::string body_snippet(const Bytes& b) {
-  std::string s;
-  for (std::size_t i = 0; i < b.size() && s.size() < 160; ++i) {
-    unsigned char c = b[i];
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-    if (c < 0x20 || c > 0x7e) return {}; // binary: say nothing
-    s.push_back(static_cast<char>(c));
-  }
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
-}
-
-// One HTTP exchange. POST when body != nullptr. Unreachable, timeouts and
-// non-200 answers are Error(Ca) naming opts.url and the operation.
-HttpResult http(const Options& opts, const std::string& url, const std::string& op, const Bytes* post_body) {
-  curl_init_once();
-  CurlPtr c(curl_easy_init());
-  if (!c) fail(ExitCode::Internal, "Cannot start an HTTP client (curl_easy_init failed).");
-  Sink sink;
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  SlistPtr headers;
-  long timeout = opts.http_timeout_seconds > 0 ? opts.http_timeout_seconds : 60;
-  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, std::min(timeout, 15L));
-  curl_easy_setopt(c.get(), CURLOPT_TIMEOUT, timeout);
-  curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 5L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(c.get(), CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c.get(), CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#endif
-  curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "tokenprov/" TOKENPROV_VERSION);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, scep_curl_write);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
-  if (post_body) {
-    curl_slist* h = curl_slist_append(nullptr, "Content-Type: application/x-pki-message");
-    curl_slist* h2 = h ? curl_slist_append(h, "Expect:") : nullptr; // no 100-continue round trip
-    headers.reset(h2 ? h2 : h);
-    curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(c.get(), CURLOPT_POST, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, reinterpret_cast<const char*>(post_body->data()));
-    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(post_body->size()));
-  }
-  CURLcode rc = curl_easy_perform(c.get());
-  if (rc != CURLE_OK) {
-    if (sink.too_big)
-      fail(ExitCode::Ca, "The SCEP server at " + opts.url + " sent an answer to " + op + " larger than " +
-                             std::to_string(kMaxBody >> 20) + " MiB; that is not a SCEP answer.",
-           "Check that the URL points at the SCEP endpoint.");
-    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-      fail(ExitCode::Ca, "The SCEP server at " + opts.url + " did not answer " + op + " in time (" + why + ").",
-           "Check that the server is running and reachable, then run the command again.");
-    fail(ExitCode::Ca, "Cannot reach the SCEP server at " + opts.url + " (" + op + "): " + why + ".",
-         "Check the URL and that the SCEP server is running and reachable from here.");
-  }
-  HttpResult r;
-  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &r.status);
-  char* ct = nullptr;
-  if (curl_easy_getinfo(c.get(), CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) r.content_type = lower(ct);
-  r.body = std::move(sink.body);
-  if (r.status != 200) {
-    std::string snip = body_snippet(r.body);
-    fail(ExitCode::Ca,
-         "The SCEP server at " + opts.url + " answered " + op + " with HTTP status " + std::to_string(r.status) +
-             (snip.empty() ? std::string(".") : ": " + snip + "."),
-         r.status == 404 ? "Check the SCEP URL (the path is often /scep or /cgi-bin/pkiclient.exe)."
-                         : "The CA refused or failed to process the request; check its logs or ask its operator.");
-  }
-  return r;
 }
 
 std::string base64(const Bytes& in) {
@@ -227,26 +111,18 @@ std::string base64(const Bytes& in) {
   return out;
 }
 
-std::string url_escape(const std::string& s) {
-  curl_init_once();
-  CurlPtr c(curl_easy_init());
-  if (!c) fail(ExitCode::Internal, "Cannot start an HTTP client (curl_easy_init failed).");
-  char* e = curl_easy_escape(c.get(), s.c_str(), static_cast<int>(s.size()));
-  if (!e) fail(ExitCode::Internal, "Cannot URL-encode the SCEP message.");
-  std::string out(e);
-  curl_free(e);
-  return out;
-}
-
 // ---- certificates ----------------------------------------------------------------
 
-bool same_cert(X509* a, X509* b) { return X509_cmp(a, b) == 0; }
+bool same_cert(X509* a, X509* b) {
+  return X509_cmp(a, b) == 0;
+}
 
 std::vector<X509Ptr> certs_of_pkcs7(PKCS7* p7) {
   std::vector<X509Ptr> out;
   if (!p7 || !PKCS7_type_is_signed(p7) || !p7->d.sign) return out;
   STACK_OF(X509)* sk = p7->d.sign->cert;
-  for (int i = 0; i < sk_X509_num(sk); ++i) out.push_back(ossl::dup(sk_X509_value(sk, i)));
+  for (int i = 0; i < sk_X509_num(sk); ++i)
+    out.push_back(ossl::dup(sk_X509_value(sk, i)));
   return out;
 }
 
@@ -270,7 +146,8 @@ std::vector<X509Ptr> parse_ca_answer(const Options& opts, const Bytes& body) {
   }
   {
     BioPtr b(BIO_new_mem_buf(body.data(), static_cast<int>(body.size())));
-    while (X509* c = PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr)) out.emplace_back(c);
+    while (X509* c = PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr))
+      out.emplace_back(c);
     if (!out.empty()) {
       ERR_clear_error();
       return out;
@@ -290,7 +167,9 @@ std::vector<X509Ptr> parse_ca_answer(const Options& opts, const Bytes& body) {
   return out;
 }
 
-bool is_ca_cert(X509* c) { return X509_check_ca(c) > 0; }
+bool is_ca_cert(X509* c) {
+  return X509_check_ca(c) > 0;
+}
 
 void classify(CaInfo& info) {
   if (info.certs.size() == 1) {
@@ -299,7 +178,8 @@ void classify(CaInfo& info) {
     return;
   }
   std::vector<X509*> ras, cas;
-  for (auto& c : info.certs) (is_ca_cert(c.get()) ? cas : ras).push_back(c.get());
+  for (auto& c : info.certs)
+    (is_ca_cert(c.get()) ? cas : ras).push_back(c.get());
   // The issuing CA: the one that issued the RA certificate, else a CA that
   // issued no other CA in the list (the bottom of the chain), else the first.
   X509* ca = nullptr;
@@ -331,7 +211,9 @@ void classify(CaInfo& info) {
   info.ra_encrypt = ossl::dup(enc);
 }
 
-std::string subject_of(X509* c) { return ossl::name_oneline(X509_get_subject_name(c)); }
+std::string subject_of(X509* c) {
+  return ossl::name_oneline(X509_get_subject_name(c));
+}
 
 // ---- PKCS#7 message building ---------------------------------------------------
 
@@ -359,7 +241,8 @@ X509Ptr make_signer_cert(X509_REQ* csr, EVP_PKEY* key) {
   Bytes serial = random_bytes(16);
   serial[0] &= 0x7f;
   serial[0] |= 0x01; // positive, 16 bytes
-  std::unique_ptr<BIGNUM, ossl::Deleter<BN_free>> bn(BN_bin2bn(serial.data(), static_cast<int>(serial.size()), nullptr));
+  std::unique_ptr<BIGNUM, ossl::Deleter<BN_free>> bn(
+      BN_bin2bn(serial.data(), static_cast<int>(serial.size()), nullptr));
   if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(c.get())))
     ossl::fail_ssl(ExitCode::Internal, "Cannot set a certificate serial number");
   X509_NAME* subj = X509_REQ_get_subject_name(csr);
@@ -481,8 +364,8 @@ struct CertRep {
   std::string status;
   std::string fail_info;
   std::string fail_text;
-  Bytes envelope;                // SUCCESS: the EnvelopedData DER
-  std::vector<X509Ptr> certs;    // certificates carried in the SignedData
+  Bytes envelope;             // SUCCESS: the EnvelopedData DER
+  std::vector<X509Ptr> certs; // certificates carried in the SignedData
 };
 
 [[noreturn]] void protocol_error(const Options& opts, const std::string& what) {
@@ -503,7 +386,8 @@ CertRep parse_cert_rep(const Options& opts, const CaInfo& ca, const Bytes& der, 
   // The signature must come from a certificate GetCACert gave us (the
   // fingerprint-checked set): the message's own certificates are not trusted.
   X509StackPtr trusted(sk_X509_new_null());
-  for (auto& c : ca.certs) sk_X509_push(trusted.get(), c.get());
+  for (auto& c : ca.certs)
+    sk_X509_push(trusted.get(), c.get());
   BioPtr out(BIO_new(BIO_s_mem()));
   BioPtr empty;
   if (PKCS7_get_detached(p7.get())) empty.reset(BIO_new_mem_buf("", 0));
@@ -657,7 +541,8 @@ Bytes decrypt_envelope(const Options& opts, PKCS7* env, EVP_PKEY* key, X509* sig
   ASN1_OCTET_STRING* body = ed->enc_data->enc_data;
   if (!body) protocol_error(opts, "the encrypted envelope holds no data");
   const int inlen = ASN1_STRING_length(body);
-  Wiped plain(static_cast<std::size_t>(inlen) + static_cast<std::size_t>(EVP_CIPHER_CTX_get_block_size(cctx.get())) + 1);
+  Wiped plain(static_cast<std::size_t>(inlen) + static_cast<std::size_t>(EVP_CIPHER_CTX_get_block_size(cctx.get())) +
+              1);
   int n1 = 0, n2 = 0;
   if (EVP_DecryptUpdate(cctx.get(), plain.data(), &n1, ASN1_STRING_get0_data(body), inlen) != 1 ||
       EVP_DecryptFinal_ex(cctx.get(), plain.data() + n1, &n2) != 1)
@@ -666,8 +551,7 @@ Bytes decrypt_envelope(const Options& opts, PKCS7* env, EVP_PKEY* key, X509* sig
 }
 
 // The issued certificate: the one in the degenerate PKCS#7 whose public key is the CSR's.
-Issued open_success(const Options& opts, const CaInfo& ca, CertRep& rep, X509_REQ* csr, EVP_PKEY* key,
-                    X509* signer) {
+Issued open_success(const Options& opts, const CaInfo& ca, CertRep& rep, X509_REQ* csr, EVP_PKEY* key, X509* signer) {
   if (rep.envelope.empty()) protocol_error(opts, "the SUCCESS answer carries no certificate");
   const unsigned char* p = rep.envelope.data();
   Pkcs7Ptr env(d2i_PKCS7(nullptr, &p, static_cast<long>(rep.envelope.size())));
@@ -688,8 +572,8 @@ Issued open_success(const Options& opts, const CaInfo& ca, CertRep& rep, X509_RE
     if (!out.cert && ossl::spki_der(c.get()) == want) out.cert = ossl::dup(c.get());
   if (!out.cert)
     fail(ExitCode::Ca,
-         "The SCEP server at " + opts.url + " issued a certificate, but none of the " +
-             std::to_string(certs.size()) + " certificate(s) it sent carries the requested public key.",
+         "The SCEP server at " + opts.url + " issued a certificate, but none of the " + std::to_string(certs.size()) +
+             " certificate(s) it sent carries the requested public key.",
          "Ask the CA operator to check the CA's logs for this request.");
 
   // Chain: every CA certificate we have seen, once, without the leaf or our signer.
@@ -699,9 +583,12 @@ Issued open_success(const Options& opts, const CaInfo& ca, CertRep& rep, X509_RE
       if (same_cert(have.get(), c)) return;
     out.chain.push_back(ossl::dup(c));
   };
-  for (auto& c : ca.certs) add(c.get());
-  for (auto& c : certs) add(c.get());
-  for (auto& c : rep.certs) add(c.get());
+  for (auto& c : ca.certs)
+    add(c.get());
+  for (auto& c : certs)
+    add(c.get());
+  for (auto& c : rep.certs)
+    add(c.get());
   return out;
 }
 
@@ -757,16 +644,18 @@ CaInfo get_ca(const Options& opts) {
   CaInfo info;
 
   say(opts, "Asking " + opts.url + " for its capabilities (GetCACaps)");
-  HttpResult caps = http(opts, op_url(opts.url, "GetCACaps"), "GetCACaps", nullptr);
+  Bytes caps = http(opts, op_url(opts.url, "GetCACaps"), "GetCACaps", nullptr);
   {
-    std::string text(caps.body.begin(), caps.body.end());
+    std::string text(caps.begin(), caps.end());
     std::size_t pos = 0;
     while (pos <= text.size()) {
       std::size_t nl = text.find('\n', pos);
       std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
+        line.pop_back();
       std::size_t b = 0;
-      while (b < line.size() && std::isspace(static_cast<unsigned char>(line[b]))) ++b;
+      while (b < line.size() && std::isspace(static_cast<unsigned char>(line[b])))
+        ++b;
       if (b < line.size()) info.caps.push_back(line.substr(b));
       if (nl == std::string::npos) break;
       pos = nl + 1;
@@ -774,16 +663,15 @@ CaInfo get_ca(const Options& opts) {
   }
 
   say(opts, "Fetching the CA certificate (GetCACert)");
-  HttpResult cacert = http(opts, op_url(opts.url, "GetCACert"), "GetCACert", nullptr);
-  info.certs = parse_ca_answer(opts, cacert.body);
+  Bytes cacert = http(opts, op_url(opts.url, "GetCACert"), "GetCACert", nullptr);
+  info.certs = parse_ca_answer(opts, cacert);
   classify(info);
 
   std::string ca_fp = ossl::cert_fingerprint_sha256(info.ca.get());
   std::string ca_subject = subject_of(info.ca.get());
   if (!pinned.empty()) {
-    bool match = std::any_of(info.certs.begin(), info.certs.end(), [&](const X509Ptr& c) {
-      return ossl::cert_fingerprint_sha256(c.get()) == pinned;
-    });
+    bool match = std::any_of(info.certs.begin(), info.certs.end(),
+                             [&](const X509Ptr& c) { return ossl::cert_fingerprint_sha256(c.get()) == pinned; });
     if (!match)
       fail(ExitCode::Ca,
            "The CA certificate from " + opts.url + " (" + ca_subject + ", SHA-256 fingerprint " + ca_fp +
@@ -793,13 +681,14 @@ CaInfo get_ca(const Options& opts) {
     say(opts, "CA certificate " + ca_subject + " matches the pinned fingerprint");
   } else if (opts.interactive && opts.confirm_ca) {
     if (!opts.confirm_ca(ca_fp, ca_subject))
-      fail(ExitCode::Ca, "The CA certificate from " + opts.url + " (" + ca_subject + ", SHA-256 fingerprint " +
-                             ca_fp + ") was not accepted.",
+      fail(ExitCode::Ca,
+           "The CA certificate from " + opts.url + " (" + ca_subject + ", SHA-256 fingerprint " + ca_fp +
+               ") was not accepted.",
            "Check the fingerprint with the CA operator and pass it with --ca-fingerprint " + ca_fp + ".");
   } else {
     fail(ExitCode::Ca,
-         "The CA certificate from " + opts.url + " is not pinned: its SHA-256 fingerprint is " + ca_fp +
-             " (subject " + ca_subject + "), and without a terminal it cannot be confirmed.",
+         "The CA certificate from " + opts.url + " is not pinned: its SHA-256 fingerprint is " + ca_fp + " (subject " +
+             ca_subject + "), and without a terminal it cannot be confirmed.",
          "Check that fingerprint with the CA operator, then pass it with --ca-fingerprint " + ca_fp + ".");
   }
   return info;
@@ -835,14 +724,14 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
   auto send = [&](const char* type, const Bytes& inner, const std::string& name) {
     Bytes nonce = random_bytes(16);
     Bytes msg = build_message(rq, type, nonce, inner);
-    HttpResult r;
+    Bytes r;
     if (post) {
       r = http(opts, op_url(opts.url, "PKIOperation"), "PKIOperation (" + name + ")", &msg);
     } else {
       std::string u = op_url(opts.url, "PKIOperation") + "&message=" + url_escape(base64(msg));
       r = http(opts, u, "PKIOperation (" + name + ")", nullptr);
     }
-    return parse_cert_rep(opts, ca, r.body, rq.transaction_id, nonce);
+    return parse_cert_rep(opts, ca, r, rq.transaction_id, nonce);
   };
 
   Bytes csr_der = ossl::to_der(csr);
@@ -863,8 +752,7 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
     if (now >= deadline)
       fail(ExitCode::Ca,
            "The enrollment request (transaction " + rq.transaction_id + ") is still pending at the CA " + opts.url +
-               (opts.wait_seconds > 0 ? " after waiting " + std::to_string(opts.wait_seconds) + " seconds."
-                                      : "."),
+               (opts.wait_seconds > 0 ? " after waiting " + std::to_string(opts.wait_seconds) + " seconds." : "."),
            "Ask the CA operator to approve it, then run the same command again later with the same key.");
     auto step = std::chrono::seconds(std::max(1, opts.poll_interval_seconds));
     auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - now);
@@ -876,7 +764,8 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
 
   if (rep.status == "2") {
     std::string sentence = fail_sentence(rep.fail_info);
-    if (!rep.fail_text.empty()) sentence += " (the CA says: " + body_snippet(Bytes(rep.fail_text.begin(), rep.fail_text.end())) + ")";
+    if (!rep.fail_text.empty())
+      sentence += " (the CA says: " + body_snippet(Bytes(rep.fail_text.begin(), rep.fail_text.end())) + ")";
     fail(ExitCode::Ca, "The CA at " + opts.url + " rejected the enrollment request: " + sentence + ".",
          fail_hint(rep.fail_info));
   }
