@@ -291,7 +291,8 @@ def step_medians(tokens):
     return [(n, med([r.wall for r in by[n]]), med([r.cpu for r in by[n]])) for n in names]
 
 
-WAYS = ("pipeline", "tokenprov provision", "tokenprov fleet", "tokenprov fleet, CA batch")
+BATCH_WAY = "tokenprov fleet, CA batch"  # the fleet with one `openssl ca` run for all its requests
+WAYS = ("pipeline", "tokenprov provision", "tokenprov fleet", BATCH_WAY)
 
 
 def part_ab(args, ca, alg, out):
@@ -317,7 +318,7 @@ def part_ab(args, ca, alg, out):
             try:
                 users = ["r%dt%d" % (rnd, i) for i in range(args.tokens)]
                 if way.startswith("tokenprov fleet"):
-                    steps = tokenprov_fleet(args, sb, ca, alg, users, jobs=1, batch_ca=way.endswith("CA batch"))
+                    steps = tokenprov_fleet(args, sb, ca, alg, users, jobs=1, batch_ca=way == BATCH_WAY)
                     total, cpu = sum(r.wall for _, r in steps), sum(r.cpu for _, r in steps)
                     per_token[way].append(total / args.tokens)
                     per_token_cpu[way].append(cpu / args.tokens)
@@ -346,7 +347,7 @@ def part_ab(args, ca, alg, out):
         if single[way]:
             r["single_token_median_ms"] = med(single[way]) * 1e3
             r["single_token_min_ms"], r["single_token_max_ms"] = min(single[way]) * 1e3, max(single[way]) * 1e3
-        if way == "tokenprov fleet, CA batch":
+        if way == BATCH_WAY:
             names = ["fleet --csr-dir", "CA, one batch", "fleet --cert-dir --check-signature"]
             r["steps"] = []
             for n in names:
@@ -382,7 +383,7 @@ def part_ab(args, ca, alg, out):
         for st in res[way]["steps"]:
             print("      %-44s %s  %s" % (st["step"], ms(st["median_ms"] / 1e3), ms(st["median_cpu_ms"] / 1e3)))
     for way in WAYS[1:]:
-        way_ca = ca_ms if way != "tokenprov fleet, CA batch" else res[way]["steps"][1]["median_ms"]
+        way_ca = ca_ms if way != BATCH_WAY else res[way]["steps"][1]["median_ms"]
         without_ca = (res["pipeline"]["median_ms"] - ca_ms) / max(res[way]["median_ms"] - way_ca, 1e-9)
         res[way]["ratio_without_ca"] = without_ca
         print("    pipeline / %-26s %.2fx wall, %.2fx CPU; %.2fx leaving the CA (%.1f / %.1f ms per token) out"
