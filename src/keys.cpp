@@ -1,5 +1,6 @@
 #include "tokenprov/keys.hpp"
 
+#include "tokenprov/capabilities.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <openssl/core_names.h>
@@ -253,6 +254,62 @@ void destroy_key_noexcept(const p11::Session& s, const KeyRef& k) noexcept {
   if (k.pub != CK_INVALID_HANDLE) s.destroy_noexcept(k.pub);
 }
 
+namespace {
+// The attributes that carry key policy: what the module made must say what
+// the template asked for.
+bool is_policy_attribute(CK_ATTRIBUTE_TYPE t) {
+  switch (t) {
+  case CKA_PRIVATE:
+  case CKA_SENSITIVE:
+  case CKA_EXTRACTABLE:
+  case CKA_SIGN:
+  case CKA_VERIFY:
+  case CKA_DECRYPT:
+  case CKA_ENCRYPT:
+  case CKA_WRAP:
+  case CKA_UNWRAP:
+  case CKA_DERIVE:
+  case CKA_SIGN_RECOVER:
+  case CKA_VERIFY_RECOVER:
+    return true;
+  default:
+    return false;
+  }
+}
+
+std::string policy_attribute_name(CK_ATTRIBUTE_TYPE t) {
+  switch (t) {
+  case CKA_PRIVATE: return "CKA_PRIVATE";
+  case CKA_SENSITIVE: return "CKA_SENSITIVE";
+  case CKA_EXTRACTABLE: return "CKA_EXTRACTABLE";
+  case CKA_SIGN: return "CKA_SIGN";
+  case CKA_VERIFY: return "CKA_VERIFY";
+  case CKA_DECRYPT: return "CKA_DECRYPT";
+  case CKA_ENCRYPT: return "CKA_ENCRYPT";
+  case CKA_WRAP: return "CKA_WRAP";
+  case CKA_UNWRAP: return "CKA_UNWRAP";
+  case CKA_DERIVE: return "CKA_DERIVE";
+  case CKA_SIGN_RECOVER: return "CKA_SIGN_RECOVER";
+  default: return "CKA_VERIFY_RECOVER";
+  }
+}
+} // namespace
+
+void require_policy_honoured(const p11::Session& s, CK_OBJECT_HANDLE obj, Attributes& templ, const std::string& what) {
+  for (CK_ULONG i = 0; i < templ.size(); ++i) {
+    const CK_ATTRIBUTE& a = templ.data()[i];
+    if (!is_policy_attribute(a.type) || a.ulValueLen != sizeof(CK_BBOOL)) continue;
+    bool want = *static_cast<const CK_BBOOL*>(a.pValue) != CK_FALSE;
+    auto got = s.attr_bool(obj, a.type);
+    if (!got || *got == want) continue; // a module that will not say is taken at its template's word
+    fail(ExitCode::Policy,
+         "The module '" + s.module().path() + "' did not honour the key policy: it made the " + what + " with " +
+             policy_attribute_name(a.type) + (*got ? "=true" : "=false") + " where " +
+             (want ? "true" : "false") + " was asked. The key was removed.",
+         "This module cannot make keys with this policy; see docs/modules.md, or choose another profile or token.");
+  }
+}
+
 KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   if (policy.label.empty()) fail(ExitCode::Usage, "A key needs a label (--label).");
   if (label_in_use(s, policy.label))
@@ -262,12 +319,16 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
     fail(ExitCode::Exists, "The id " + to_hex(policy.id) + " is in use on the token already; nothing was generated.",
          "Choose another --id, or leave it out to derive one from the public key.");
   unsigned usage = policy.usage ? policy.usage : default_usage(a);
+  require_keygen(s.module(), s.slot(), a, usage & UsageSign);
 
   Attributes pub, priv;
   CK_MECHANISM mech{};
   CK_KEY_TYPE kt = CKK_RSA;
-  // A temporary random id while generating; the real one is set below.
-  Bytes temp_id = s.random(16);
+  // A temporary random id while generating; the real one is set below. From
+  // OpenSSL, not C_GenerateRandom: some modules have no RNG (CKR_RANDOM_NO_RNG).
+  Bytes temp_id(16);
+  if (RAND_bytes(temp_id.data(), static_cast<int>(temp_id.size())) != 1)
+    ossl::fail_ssl(ExitCode::Internal, "Cannot make random bytes for a temporary key id");
   const Bytes& gen_id = policy.id.empty() ? temp_id : policy.id;
   if (is_rsa(a)) {
     mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
@@ -311,6 +372,8 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
       s.generate_key_pair(mech, pub, priv, "generating the " + algorithm_name(a) + " key '" + policy.label + "'");
   KeyRef k{hpriv, hpub, policy.label, gen_id, kt};
   try {
+    require_policy_honoured(s, hpriv, priv, "private key '" + policy.label + "'");
+    require_policy_honoured(s, hpub, pub, "public key '" + policy.label + "'");
     if (policy.id.empty()) {
       auto pk = public_key(s, k);
       Bytes id = derive_key_id(pk.get());

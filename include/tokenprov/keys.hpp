@@ -47,6 +47,13 @@ struct KeyRef {
 // failure after generation the pair is destroyed again.
 KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy);
 
+// Reads back every boolean policy attribute (CKA_SENSITIVE, CKA_EXTRACTABLE,
+// CKA_SIGN, CKA_DECRYPT, ...) TEMPL sets and refuses (Error(Policy), exit 4,
+// naming the attribute and the module) an object the module made otherwise.
+// The caller removes what it created.
+void require_policy_honoured(const p11::Session& s, CK_OBJECT_HANDLE obj, p11::Attributes& templ,
+                             const std::string& what);
+
 // The CKA_ID tokenprov derives from a public key: SHA-1 of the RSA modulus,
 // of the EC point (raw, uncompressed) or of the Ed25519 public key.
 p11::Bytes derive_key_id(EVP_PKEY* pub);

@@ -21,6 +21,9 @@
  *                            C_Finalize and when the library is unloaded
  *   FAULTP11_LOG=PATH        one line per call appended: "N NAME RV", with a
  *                            fourth word "injected" on injected failures
+ *   FAULTP11_SERIAL=TEXT     every token reports TEXT as its serial number
+ *                            (as tpm2-pkcs11 and NSS do with 0000000000000000);
+ *                            the real module's slots stay apart
  *   FAULTP11_SCOPE=process   count across C_Initialize/C_Finalize cycles (for
  *                            a process that loads the module more than once);
  *                            by default ("init") every C_Initialize restarts
@@ -604,12 +607,26 @@ static CK_RV fp_C_Finalize(CK_VOID_PTR reserved) {
 FP_FORWARDED(FP_DEFINE)
 #undef FP_DEFINE
 
+/* C_GetTokenInfo, then FAULTP11_SERIAL (read at each call) over the serial. */
+static CK_RV fp_serial_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+  CK_RV rv = fp_C_GetTokenInfo(slot, info);
+  const char* serial = fp_env("FAULTP11_SERIAL");
+  if (rv == CKR_OK && info && serial) {
+    size_t n = strlen(serial);
+    if (n > sizeof info->serialNumber) n = sizeof info->serialNumber;
+    memset(info->serialNumber, ' ', sizeof info->serialNumber);
+    memcpy(info->serialNumber, serial, n);
+  }
+  return rv;
+}
+
 FP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
   if (!list) return CKR_ARGUMENTS_BAD;
   pthread_mutex_lock(&fp_lock);
   CK_RV rv = fp_load_real_locked();
   pthread_mutex_unlock(&fp_lock);
   if (rv != CKR_OK) return rv;
+  fp_list.C_GetTokenInfo = fp_serial_GetTokenInfo;
   *list = &fp_list;
   return CKR_OK;
 }
