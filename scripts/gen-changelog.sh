@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Converts CHANGELOG.md into a Debian changelog (Debian Policy 4.4), the form
 # dpkg and lintian expect in /usr/share/doc/tokenprov/changelog.gz of a native
 # package.
