@@ -208,6 +208,7 @@ def _limits(**kw):
         "blank_grows": False,            # a new empty slot appears after each init
         "shared_serial": False,          # all tokens report the same serial
         "certificate_category": True,    # accepts CKA_CERTIFICATE_CATEGORY
+        "local": True,                   # generated keys get CKA_LOCAL true
         "pin_min": 4, "pin_max": 255,
     }
     base.update(kw)
@@ -306,14 +307,20 @@ def softhsm_proxy():
 @contextlib.contextmanager
 def tpm2():
     """tpm2-pkcs11 over swtpm, through tpm2-abrmd on a private D-Bus session bus.
-    The TPM's dictionary-attack lockout is relaxed (1000 tries, 1 s recovery)."""
+    The TPM's dictionary-attack lockout is relaxed: 1000 tries before a lock, and a failure
+    counter that does not decay during a run (a day per step), so a test can count the tries
+    a tool spends (tpm2_lockout_counter)."""
     _need_root("tpm2-abrmd --allow-root")
     for p in (TPM2_MODULE, "/usr/bin/swtpm", "/usr/sbin/tpm2-abrmd", "/usr/bin/dbus-daemon",
               "/usr/bin/tpm2_dictionarylockout"):
         _need(p)
     with _workdir("tpm2") as d:
         e = Env("tpm2", TPM2_MODULE, d)
+        # The TPM gives every key sign and decrypt whatever the template says (C_GenerateKeyPair:
+        # an RSA template without both fails CKR_GENERAL_ERROR, an EC key gets CKA_DECRYPT anyway);
+        # C_SetAttributeValue can switch the extra flags off afterwards (tests/modules/p11probe.py).
         e.limits = _limits(
+            forced_usage=("sign", "decrypt"),
             algorithms={"rsa2048", "rsa3072", "ec-p256", "ec-p384"}, rsa_max_bits=3072,
             exportable=False, private_key_import=False, reinit=False, blank_grows=True,
             shared_serial=True, pin_min=0, pin_max=128)
@@ -363,7 +370,7 @@ def _start_tpm2(e):
                                            "--tcti=swtpm:port=%d" % port], env=full)
 
     def lockout_relaxed():
-        r = subprocess.run(["tpm2_dictionarylockout", "-s", "-n", "1000", "-t", "1", "-l", "1"],
+        r = subprocess.run(["tpm2_dictionarylockout", "-s", "-n", "1000", "-t", "86400", "-l", "1"],
                            env=full, capture_output=True, text=True)
         return r.returncode == 0
     e.daemons.wait_for("tpm2-abrmd", abrmd, lockout_relaxed, "tpm2_dictionarylockout through abrmd")
@@ -437,7 +444,7 @@ def nss():
         e.blank_token_count = 0
         e.limits = _limits(
             algorithms={"rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384"}, init=False, reinit=False,
-            has_so=False, shared_serial=True, pin_min=0, pin_max=500)
+            has_so=False, shared_serial=True, local=False, pin_min=0, pin_max=500)
         try:
             db = e.path("nssdb")
             os.makedirs(db)
