@@ -37,8 +37,8 @@ def cell_text(c):
         return esc(text + "; exit %s" % c.get("exit", "?"))
     if out == "n/a":
         return esc("n/a: " + c.get("detail", ""))
-    return esc("**FAILS** (expected %s): %s" % (c.get("expected"), c.get("detail", "").splitlines()[0][:200]
-                                              if c.get("detail") else ""))
+    detail = (c.get("detail") or "").splitlines()
+    return esc("**fails today** (expected %s): %s" % (c.get("expected"), detail[0][:160] if detail else ""))
 
 
 def load(folder):

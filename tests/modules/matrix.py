@@ -53,6 +53,14 @@ def first_line(text):
     return ""
 
 
+def tool_message(r):
+    """tokenprov's own message (its "tokenprov: ..." line), else the first line of stderr."""
+    for line in (r.stderr or "").splitlines():
+        if line.startswith("tokenprov:"):
+            return line[len("tokenprov:"):].strip()[:300]
+    return first_line(r.stderr)
+
+
 def describe(r):
     return "exit %d; stderr: %s" % (r.returncode, (r.stderr or "").strip()[-1200:])
 
@@ -177,12 +185,12 @@ class Matrix:
             " or ".join(str(c) for c in codes), describe(r)))
         msg = (r.stderr or "") + (r.stdout or "")
         check(any(w.lower() in msg.lower() for w in words),
-              "the refusal names no limit (wanted one of %s): %s" % (words, first_line(r.stderr)))
+              "the refusal names no limit (wanted one of %s): exit %d: %s" % (words, r.returncode, tool_message(r)))
         if before is not None:
             after = self.snapshot(before_label)
             check(after == before, "the refused operation changed the token:\nbefore %s\nafter  %s" % (
                 json.dumps(before)[:1500], json.dumps(after)[:1500]))
-        message = first_line(r.stderr)
+        message = tool_message(r)
         try:
             doc = json.loads(r.stdout)
             if isinstance(doc, dict) and "error" in doc:
