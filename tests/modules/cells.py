@@ -184,7 +184,7 @@ class Cells:
         if not self.lim["exportable"]:
             before = self.m.snapshot(self.main)
             r = self.m.tp(*args)
-            res = self.m.refused(r, (4, 6), ["extractable"], self.main, before,
+            res = self.m.refused(r, (4, 6), ["extractable", "CKA_EXTRACTABLE", "exportable keys"], self.main, before,
                                  limit="no extractable private keys")
             res["evidence"] = self.probe_extractable()
             return res
@@ -284,7 +284,7 @@ class Cells:
         if not self.lim["has_so"]:
             before = self.m.snapshot(self.main)
             r = self.m.tp(*args, env=self.so_pin_env())
-            return self.m.refused(r, (6,), ["SO", "security officer"], self.main, before,
+            return self.m.refused(r, (6,), ["SO", "security officer", "CKU_SO"], self.main, before,
                                   limit="no security officer (C_Login as CKU_SO is refused)",
                                   evidence=self.probe_so_login())
         self.m.tpj(*args[:-1])

@@ -205,7 +205,7 @@ def restore(c):
     if not c.lim["private_key_import"]:
         before = c.m.snapshot(c.main)
         r = c.m.tp(*args)
-        return c.m.refused(r, (6,), ["import", "C_UnwrapKey", "C_CreateObject", "unwrap"], c.main, before,
+        return c.m.refused(r, (6,), ["import", "imported"], c.main, before,
                            limit="no private-key import (C_UnwrapKey / C_CreateObject of a private key)",
                            evidence=probe_import(c, key))
     c.m.tpj(*args[:-1])

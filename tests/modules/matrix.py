@@ -61,6 +61,33 @@ def tool_message(r):
     return first_line(r.stderr)
 
 
+def own_message(r):
+    """What tokenprov itself said about a failure: the --json error's message and hint (one JSON
+    object, or the failed lines of a fleet run), else its "tokenprov:" lines. Modules print to
+    stderr too; that is not tokenprov naming a limit."""
+    texts = []
+    for line in (r.stdout or "").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+            check(doc.get("ok") is False, "an error object with ok true: %s" % line[:300])
+            texts.append("%s %s" % (doc["error"].get("message", ""), doc["error"].get("hint", "")))
+    if not texts:
+        try:
+            doc = json.loads(r.stdout)
+            if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+                check(doc.get("ok") is False and doc["error"].get("code") == r.returncode,
+                      "JSON error object disagrees with the exit code: %s" % r.stdout[:300])
+                texts.append("%s %s" % (doc["error"].get("message", ""), doc["error"].get("hint", "")))
+        except ValueError:
+            pass
+    if not texts:
+        texts = [tool_message(r)]
+    return " ".join(t.strip() for t in texts)
+
+
 def describe(r):
     return "exit %d; stderr: %s" % (r.returncode, (r.stderr or "").strip()[-1200:])
 
@@ -179,27 +206,21 @@ class Matrix:
         return rec
 
     def refused(self, r, codes, words, before_label=None, before=None, limit="", evidence=""):
-        """The checks of a limit cell: exit code in CODES, a message naming the limit (one of WORDS,
-        case-insensitive), --json error object, and the token unchanged (BEFORE vs now)."""
+        """The checks of a limit cell: exit code in CODES, tokenprov's own message (the --json error,
+        not what the module printed) naming the limit (one of WORDS, case-insensitive, whole
+        words), and the token unchanged (BEFORE vs now)."""
         check(r.returncode in codes, "wanted a clean refusal (exit %s), got %s" % (
             " or ".join(str(c) for c in codes), describe(r)))
-        msg = (r.stderr or "") + (r.stdout or "")
-        check(any(w.lower() in msg.lower() for w in words),
-              "the refusal names no limit (wanted one of %s): exit %d: %s" % (words, r.returncode, tool_message(r)))
+        msg = own_message(r)
+        # Whole words; an upper-case word (SO, CKU_SO) must appear in upper case.
+        check(any(re.search(r"(?<![A-Za-z0-9_])%s(?![A-Za-z0-9_])" % re.escape(w), msg,
+                            0 if w.isupper() else re.I) for w in words),
+              "the refusal names no limit (wanted one of %s): exit %d: %s" % (words, r.returncode, msg[:300]))
         if before is not None:
             after = self.snapshot(before_label)
             check(after == before, "the refused operation changed the token:\nbefore %s\nafter  %s" % (
                 json.dumps(before)[:1500], json.dumps(after)[:1500]))
-        message = tool_message(r)
-        try:
-            doc = json.loads(r.stdout)
-            if isinstance(doc, dict) and "error" in doc:
-                check(doc.get("ok") is False and doc["error"].get("code") == r.returncode,
-                      "JSON error object disagrees with the exit code: %s" % r.stdout[:300])
-                message = doc["error"].get("message", message)
-        except ValueError:
-            pass
-        return {"outcome": "limit", "exit": r.returncode, "message": message[:300], "limit": limit,
+        return {"outcome": "limit", "exit": r.returncode, "message": msg[:300], "limit": limit,
                 "evidence": evidence}
 
     # ---- the report ----------------------------------------------------------------------------
