@@ -110,7 +110,8 @@ def fleet(c):
                 "limit": "no blank token to hand out: one %s, no empty slot appears" % (
                     "database" if c.env.name == "nss" else "token"),
                 "evidence": "C_GetSlotList: %d slot(s), none with an uninitialized token" % len(before["tokens"])}
-    check(r.returncode == 0, "fleet: " + describe(r))
+    check(r.returncode == 0, "fleet: %s; failed rows: %s" % (describe(r), "; ".join(
+        "row %s: %s" % (l.get("row"), l["error"].get("message")) for l in lines if not l.get("ok") and l.get("error"))))
     check(len(lines) == 2 and all(l["ok"] and l["initialized"] for l in lines), "fleet lines: %s" % lines)
     labels = [l["label"] for l in lines]
     check(len(set(labels)) == 2, "two rows, one label: %s" % labels)

@@ -89,7 +89,15 @@ def own_message(r):
 
 
 def describe(r):
-    return "exit %d; stderr: %s" % (r.returncode, (r.stderr or "").strip()[-1200:])
+    """exit code and what tokenprov said (its own message, not the module's noise)."""
+    msg = ""
+    for line in (r.stderr or "").splitlines():
+        if line.startswith("tokenprov:"):
+            msg = line[len("tokenprov:"):].strip()
+    if not msg:
+        lines = [l.strip() for l in (r.stderr or "").splitlines() if l.strip()]
+        msg = lines[-1] if lines else ""
+    return "exit %d: %s" % (r.returncode, msg[:400])
 
 
 class Result(dict):
@@ -117,7 +125,8 @@ class Matrix:
     def tpj(self, *args, **kw):
         """tokenprov with --json, exit 0 wanted; returns the document."""
         r = self.tp(*args, "--json", **kw)
-        check(r.returncode == 0, "tokenprov %s: %s" % (" ".join(args), describe(r)))
+        check(r.returncode == 0, "tokenprov %s: %s" % (" ".join(a for a in args[:2] if not a.startswith("-")),
+                                                        describe(r)))
         try:
             return json.loads(r.stdout)
         except ValueError:
@@ -198,6 +207,9 @@ class Matrix:
             rec["detail"] = str(e)[:1500]
             if not isinstance(e, CellFailed):
                 rec["detail"] = traceback.format_exc()[-1500:]
+        for k in ("detail", "message", "evidence"):
+            if isinstance(rec.get(k), str):
+                rec[k] = rec[k].replace(self.env.dir, "$DIR")
         rec["seconds"] = round(time.monotonic() - t0, 1)
         self.cells.append(rec)
         print("%-5s %-22s expected %-5s -> %s (%.1f s)%s" % (
