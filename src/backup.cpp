@@ -1,6 +1,7 @@
 #include "tokenprov/backup.hpp"
 
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/key_policy.hpp"
 #include "tokenprov/pickup.hpp"
 #include "tokenprov/uri.hpp"
 
@@ -159,7 +160,7 @@ BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const 
 namespace {
 // Imports the private key by unwrapping it under a session AES key.
 CK_OBJECT_HANDLE import_private_key(p11::Session& s, EVP_PKEY* key, const std::string& label, const p11::Bytes& id,
-                                    bool exportable, CK_KEY_TYPE kt) {
+                                    const KeyPolicyAttrs& pa) {
   ossl::Pkcs8Ptr info(EVP_PKEY2PKCS8(key));
   if (!info) ossl::fail_ssl(ExitCode::BadInput, "The backup's key cannot be encoded as PKCS#8");
   int n = i2d_PKCS8_PRIV_KEY_INFO(info.get(), nullptr);
@@ -170,58 +171,87 @@ CK_OBJECT_HANDLE import_private_key(p11::Session& s, EVP_PKEY* key, const std::s
   p11::Bytes wrapped = aes_kwp(kek.value(), pkcs8, true);
   OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
   p11::Attributes t;
-  t.add_class(CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, kt);
-  t.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true);
-  t.add_bool(CKA_EXTRACTABLE, exportable).add_bool(CKA_MODIFIABLE, true);
-  t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id);
-  t.add_bool(CKA_SIGN, true);
-  if (kt == CKK_RSA) t.add_bool(CKA_DECRYPT, true).add_bool(CKA_UNWRAP, false);
+  add_private_template(t, pa, label, id);
   CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  return s.unwrap_key(mech, kek.handle(), wrapped, t, "putting the key '" + label + "' on the token");
+  const std::string what = "putting the key '" + label + "' on the token";
+  try {
+    return s.unwrap_key(mech, kek.handle(), wrapped, t, what);
+  } catch (const p11::P11Error& e) {
+    if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
+    throw;
+  }
+}
+
+p11::Bytes der_oid(int nid) {
+  ASN1_OBJECT* oid = OBJ_nid2obj(nid);
+  int n = oid ? i2d_ASN1_OBJECT(oid, nullptr) : 0;
+  if (n <= 0) ossl::fail_ssl(ExitCode::BadInput, "The backup's key is on a curve tokenprov does not know");
+  p11::Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_ASN1_OBJECT(oid, &p);
+  return out;
+}
+
+// CKA_EC_POINT: the point (or Ed25519 key) in a DER OCTET STRING.
+p11::Bytes der_octet_string(const p11::Bytes& v) {
+  ASN1_OCTET_STRING* os = ASN1_OCTET_STRING_new();
+  ASN1_OCTET_STRING_set(os, v.data(), static_cast<int>(v.size()));
+  int n = i2d_ASN1_OCTET_STRING(os, nullptr);
+  p11::Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_ASN1_OCTET_STRING(os, &p);
+  ASN1_OCTET_STRING_free(os);
+  return out;
+}
+
+p11::Bytes bn_param(EVP_PKEY* key, const char* name) {
+  BIGNUM* bn = nullptr;
+  if (!EVP_PKEY_get_bn_param(key, name, &bn)) ossl::fail_ssl(ExitCode::BadInput, "The backup's RSA key is incomplete");
+  p11::Bytes out(static_cast<std::size_t>(BN_num_bytes(bn)));
+  BN_bn2bin(bn, out.data());
+  BN_free(bn);
+  return out;
+}
+
+// The public key's own attributes: modulus and exponent, or curve and point.
+void add_public_value(p11::Attributes& t, EVP_PKEY* key, CK_KEY_TYPE kt) {
+  if (kt == CKK_RSA) {
+    t.add_bytes(CKA_MODULUS, bn_param(key, OSSL_PKEY_PARAM_RSA_N));
+    t.add_bytes(CKA_PUBLIC_EXPONENT, bn_param(key, OSSL_PKEY_PARAM_RSA_E));
+    return;
+  }
+  std::size_t len = 0;
+  p11::Bytes pt;
+  if (kt == CKK_EC_EDWARDS) {
+    EVP_PKEY_get_raw_public_key(key, nullptr, &len);
+    pt.resize(len);
+    EVP_PKEY_get_raw_public_key(key, pt.data(), &len);
+    t.add_bytes(CKA_EC_PARAMS, der_oid(NID_ED25519)).add_bytes(CKA_EC_POINT, der_octet_string(pt));
+    return;
+  }
+  char group[64] = {0};
+  EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len);
+  int nid = OBJ_sn2nid(group);
+  if (nid == NID_undef) nid = EC_curve_nist2nid(group);
+  EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &len);
+  pt.resize(len);
+  EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt.data(), pt.size(), &len);
+  pt.resize(len);
+  t.add_bytes(CKA_EC_PARAMS, der_oid(nid)).add_bytes(CKA_EC_POINT, der_octet_string(pt));
 }
 
 CK_OBJECT_HANDLE import_public_key(p11::Session& s, EVP_PKEY* key, const std::string& label, const p11::Bytes& id,
-                                   CK_KEY_TYPE kt) {
+                                   const KeyPolicyAttrs& pa) {
   p11::Attributes t;
-  t.add_class(CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, kt);
-  t.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, false).add_bool(CKA_MODIFIABLE, true);
-  t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id).add_bool(CKA_VERIFY, true);
-  if (kt == CKK_RSA) {
-    BIGNUM *n = nullptr, *e = nullptr;
-    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n);
-    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e);
-    p11::Bytes nb(static_cast<std::size_t>(BN_num_bytes(n))), eb(static_cast<std::size_t>(BN_num_bytes(e)));
-    BN_bn2bin(n, nb.data());
-    BN_bn2bin(e, eb.data());
-    BN_free(n);
-    BN_free(e);
-    t.add_bytes(CKA_MODULUS, nb).add_bytes(CKA_PUBLIC_EXPONENT, eb).add_bool(CKA_ENCRYPT, true);
-  } else {
-    // CKA_EC_PARAMS (the curve's OID) and CKA_EC_POINT (DER OCTET STRING).
-    char group[64] = {0};
-    std::size_t glen = 0;
-    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen);
-    int nid = OBJ_sn2nid(group);
-    if (nid == NID_undef) nid = EC_curve_nist2nid(group);
-    ASN1_OBJECT* oid = OBJ_nid2obj(nid);
-    int olen = i2d_ASN1_OBJECT(oid, nullptr);
-    p11::Bytes params(static_cast<std::size_t>(olen));
-    unsigned char* pp = params.data();
-    i2d_ASN1_OBJECT(oid, &pp);
-    std::size_t len = 0;
-    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &len);
-    p11::Bytes pt(len);
-    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt.data(), pt.size(), &len);
-    ASN1_OCTET_STRING* os = ASN1_OCTET_STRING_new();
-    ASN1_OCTET_STRING_set(os, pt.data(), static_cast<int>(len));
-    int dlen = i2d_ASN1_OCTET_STRING(os, nullptr);
-    p11::Bytes point(static_cast<std::size_t>(dlen));
-    unsigned char* dp = point.data();
-    i2d_ASN1_OCTET_STRING(os, &dp);
-    ASN1_OCTET_STRING_free(os);
-    t.add_bytes(CKA_EC_PARAMS, params).add_bytes(CKA_EC_POINT, point);
+  add_public_template(t, pa, label, id);
+  add_public_value(t, key, pa.type);
+  const std::string what = "putting the public key '" + label + "' on the token";
+  try {
+    return s.create(t, what);
+  } catch (const p11::P11Error& e) {
+    if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
+    throw;
   }
-  return s.create(t, "putting the public key '" + label + "' on the token");
 }
 // The private key an interrupted restore of this key left: the label and id
 // this restore writes, the same key type, and the same key. Else
@@ -241,9 +271,15 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
   auto c = pkcs12::parse(data, password, req.in, true);
   OPENSSL_cleanse(data.data(), data.size());
   int base = EVP_PKEY_get_base_id(c.key.get());
-  CK_KEY_TYPE kt = base == EVP_PKEY_RSA ? CKK_RSA : base == EVP_PKEY_EC ? CKK_EC : CK_UNAVAILABLE_INFORMATION;
+  CK_KEY_TYPE kt = base == EVP_PKEY_RSA         ? CKK_RSA
+                   : base == EVP_PKEY_EC        ? CKK_EC
+                   : base == EVP_PKEY_ED25519   ? CKK_EC_EDWARDS
+                                                : CK_UNAVAILABLE_INFORMATION;
   if (kt == CK_UNAVAILABLE_INFORMATION)
-    fail(ExitCode::BadInput, "The key in '" + req.in + "' is of a type tokenprov cannot restore (RSA and EC only).");
+    fail(ExitCode::BadInput,
+         "The key in '" + req.in + "' is of a type tokenprov cannot restore (RSA, EC P-256/P-384 and Ed25519 only).");
+  KeyPolicyAttrs pa{kt, req.usage ? req.usage : default_usage(kt), req.exportable};
+  check_usage(pa.usage, kt, key_type_name(kt));
   std::string label = req.label;
   if (label.empty()) label = c.friendly_name;
   if (label.empty() && c.leaf) label = cert_label(c.leaf.get());
@@ -282,17 +318,20 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
 
   RestoreResult r;
   r.resumed = resumed_priv != CK_INVALID_HANDLE;
+  r.usage = pa.usage;
   std::vector<CK_OBJECT_HANDLE> created; // rolled back on failure; a resumed key is kept
   try {
     auto priv = resumed_priv;
     if (priv == CK_INVALID_HANDLE) {
-      priv = import_private_key(s, c.key.get(), label, id, req.exportable, kt);
+      priv = import_private_key(s, c.key.get(), label, id, pa);
       created.push_back(priv);
+      check_policy_kept(s, priv, private_policy(pa), "putting the key '" + label + "' on the token");
     }
     auto pub = resumed_pub;
     if (pub == CK_INVALID_HANDLE) {
-      pub = import_public_key(s, c.key.get(), label, id, kt);
+      pub = import_public_key(s, c.key.get(), label, id, pa);
       created.push_back(pub);
+      check_policy_kept(s, pub, public_policy(pa), "putting the public key '" + label + "' on the token");
     }
     r.key = KeyRef{priv, pub, label, id, kt};
     // The chain before the leaf, as pickup does: a leaf on the token has its chain.

@@ -46,10 +46,12 @@ struct RestoreRequest {
   std::string in;
   std::string label;      // default: the file's friendlyName, else the leaf's CN
   bool exportable = false;
+  unsigned usage = 0; // Usage bits (key_policy.hpp); 0: default_usage() of the backup's key type
 };
 
 struct RestoreResult {
   KeyRef key;
+  unsigned usage = 0; // the usage the key was given
   std::size_t certs_written = 0;
   std::string leaf_subject;
   bool resumed = false; // completed what an interrupted restore of the same key left

@@ -188,6 +188,15 @@ std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
   return m;
 }
 
+std::optional<CK_MECHANISM_INFO> Module::mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const {
+  std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
+  CK_MECHANISM_INFO info{};
+  CK_RV rv = fn_->C_GetMechanismInfo(slot, type, &info);
+  if (rv == CKR_MECHANISM_INVALID) return std::nullopt;
+  check(rv, "C_GetMechanismInfo");
+  return info;
+}
+
 void Module::init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string& label) {
   if (label.size() > 32) fail(ExitCode::Usage, "The token label '" + label + "' is longer than 32 bytes.");
   CK_UTF8CHAR lab[32];
@@ -379,6 +388,22 @@ std::optional<CK_ULONG> Session::attr_ulong(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_T
 std::string Session::attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const {
   auto v = attr_bytes(obj, type);
   return v ? std::string(v->begin(), v->end()) : std::string();
+}
+
+std::vector<std::optional<bool>> Session::attr_bools(CK_OBJECT_HANDLE obj,
+                                                    const std::vector<CK_ATTRIBUTE_TYPE>& types) const {
+  std::vector<CK_BBOOL> vals(types.size(), CK_FALSE);
+  std::vector<CK_ATTRIBUTE> t(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    t[i] = CK_ATTRIBUTE{types[i], &vals[i], sizeof(CK_BBOOL)};
+  CK_RV rv = fn()->C_GetAttributeValue(h_, obj, t.data(), static_cast<CK_ULONG>(t.size()));
+  // These three still fill every attribute they can (PKCS#11 v2.40, 5.7).
+  if (rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL)
+    check(rv, "C_GetAttributeValue", "reading attributes");
+  std::vector<std::optional<bool>> out(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    if (t[i].ulValueLen == sizeof(CK_BBOOL)) out[i] = vals[i] != CK_FALSE;
+  return out;
 }
 
 std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> Session::generate_key_pair(CK_MECHANISM& mech, Attributes& pub,
