@@ -6,6 +6,7 @@
 #include "tokenprov/uri.hpp"
 
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -89,21 +90,68 @@ std::string export_refusal(const p11::Session& s, const KeyRef& k) {
                 : "its CKA_EXTRACTABLE attribute is false.");
 }
 
+namespace {
+ossl::EvpPkeyPtr decode_pkcs8(p11::Bytes& pkcs8, const std::string& label) {
+  const unsigned char* p = pkcs8.data();
+  ossl::Pkcs8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(pkcs8.size())));
+  OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+  if (!info) ossl::fail_ssl(ExitCode::Token, "The token returned a key for '" + label + "' that is not PKCS#8");
+  ossl::EvpPkeyPtr key(EVP_PKCS82PKEY(info.get()));
+  if (!key) ossl::fail_ssl(ExitCode::Token, "The key '" + label + "' taken from the token cannot be read");
+  return key;
+}
+
+// The EC key rebuilt from the private scalar the token wrapped out and the
+// point of its public key object, with the curve by name. OpenSSL encodes a
+// key made so with its public key (RFC 5915's publicKey, which GnuTLS
+// requires); one decoded from a token's PKCS#8 without it (SoftHSM2's) is
+// encoded again without it.
+ossl::EvpPkeyPtr ec_with_public(EVP_PKEY* key, EVP_PKEY* pub, const std::string& label) {
+  char group[64] = {0};
+  std::size_t glen = 0, plen = 0;
+  p11::Bytes point(256);
+  BIGNUM* d = nullptr;
+  bool ok = EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) == 1 &&
+            EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &plen) == 1 &&
+            EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
+  p11::Bytes priv(ok ? static_cast<std::size_t>(BN_num_bytes(d)) + 1 : 0); // native byte order for OSSL_PARAM
+  ok = ok && BN_bn2nativepad(d, priv.data(), static_cast<int>(priv.size())) > 0;
+  BN_clear_free(d);
+  EVP_PKEY* out = nullptr;
+  if (ok) {
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+                           OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point.data(), plen),
+                           OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, priv.data(), priv.size()),
+                           OSSL_PARAM_construct_end()};
+    ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    ok = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
+         EVP_PKEY_fromdata(ctx.get(), &out, EVP_PKEY_KEYPAIR, params) == 1;
+  }
+  OPENSSL_cleanse(priv.data(), priv.size());
+  if (!ok) ossl::fail_ssl(ExitCode::Token, "The EC key '" + label + "' taken from the token cannot be rebuilt");
+  return ossl::EvpPkeyPtr(out);
+}
+
+// The private half belongs to the public half (for EC: the scalar gives the point).
+bool pairwise_ok(EVP_PKEY* key) {
+  ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  bool ok = ctx && EVP_PKEY_pairwise_check(ctx.get()) == 1;
+  ERR_clear_error();
+  return ok;
+}
+} // namespace
+
 ossl::EvpPkeyPtr extract_private_key(const p11::Session& s, const KeyRef& k) {
+  auto pub = public_key(s, k);
   SessionAesKey kek(s, true);
   CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   p11::Bytes wrapped = s.wrap_key(mech, kek.handle(), k.priv);
   p11::Bytes pkcs8 = aes_kwp(kek.value(), wrapped, false);
-  const unsigned char* p = pkcs8.data();
-  ossl::Pkcs8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(pkcs8.size())));
-  OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
-  if (!info) ossl::fail_ssl(ExitCode::Token, "The token returned a key for '" + k.label + "' that is not PKCS#8");
-  ossl::EvpPkeyPtr key(EVP_PKCS82PKEY(info.get()));
-  if (!key) ossl::fail_ssl(ExitCode::Token, "The key '" + k.label + "' taken from the token cannot be read");
+  auto key = decode_pkcs8(pkcs8, k.label);
+  if (k.type == CKK_EC) key = ec_with_public(key.get(), pub.get(), k.label);
   // The key must be the one whose public half is on the token.
-  auto pub = public_key(s, k);
-  if (EVP_PKEY_eq(key.get(), pub.get()) != 1)
-    fail(ExitCode::Token, "The key taken from the token does not match the public key of '" + k.label + "'.");
+  if (EVP_PKEY_eq(key.get(), pub.get()) != 1 || !pairwise_ok(key.get()))
+    fail(ExitCode::Token, "The key taken from the token does not match the public key of '" + k.label + "'; no file was written.");
   return key;
 }
 
