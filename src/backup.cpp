@@ -2,6 +2,7 @@
 
 #include "tokenprov/fileio.hpp"
 #include "tokenprov/key_policy.hpp"
+#include "tokenprov/key_wrap.hpp"
 #include "tokenprov/pickup.hpp"
 #include "tokenprov/uri.hpp"
 
@@ -16,55 +17,6 @@
 namespace tokenprov {
 
 namespace {
-
-// A session-only AES-256 key whose value we made in software, for wrapping.
-class SessionAesKey {
-public:
-  SessionAesKey(const p11::Session& s, bool wrap) : s_(s), value_(32) {
-    if (RAND_bytes(value_.data(), 32) != 1) ossl::fail_ssl(ExitCode::Internal, "No randomness for the transport key");
-    p11::Attributes t;
-    t.add_class(CKO_SECRET_KEY).add_ulong(CKA_KEY_TYPE, CKK_AES);
-    t.add_bool(CKA_TOKEN, false).add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true);
-    t.add_bool(CKA_EXTRACTABLE, false);
-    t.add_bool(wrap ? CKA_WRAP : CKA_UNWRAP, true);
-    t.add_bool(wrap ? CKA_UNWRAP : CKA_WRAP, false);
-    t.add_bool(CKA_ENCRYPT, false).add_bool(CKA_DECRYPT, false);
-    t.add_bytes(CKA_VALUE, value_);
-    t.add_string(CKA_LABEL, "tokenprov transport key");
-    h_ = const_cast<p11::Session&>(s).create(t, "creating the session key for the transfer");
-  }
-  ~SessionAesKey() {
-    s_.destroy_noexcept(h_);
-    OPENSSL_cleanse(value_.data(), value_.size());
-  }
-  SessionAesKey(const SessionAesKey&) = delete;
-  SessionAesKey& operator=(const SessionAesKey&) = delete;
-  CK_OBJECT_HANDLE handle() const { return h_; }
-  const p11::Bytes& value() const { return value_; }
-
-private:
-  const p11::Session& s_;
-  p11::Bytes value_;
-  CK_OBJECT_HANDLE h_ = CK_INVALID_HANDLE;
-};
-
-// RFC 5649 AES key wrap with padding, in software.
-p11::Bytes aes_kwp(const p11::Bytes& kek, std::span<const std::uint8_t> in, bool wrap) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-  p11::Bytes out(in.size() + 16);
-  int n1 = 0, n2 = 0;
-  bool ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap_pad(), nullptr, kek.data(), nullptr, wrap ? 1 : 0) == 1 &&
-            EVP_CipherUpdate(ctx, out.data(), &n1, in.data(), static_cast<int>(in.size())) == 1 &&
-            EVP_CipherFinal_ex(ctx, out.data() + n1, &n2) == 1;
-  EVP_CIPHER_CTX_free(ctx);
-  if (!ok) {
-    OPENSSL_cleanse(out.data(), out.size());
-    ossl::fail_ssl(ExitCode::Internal, wrap ? "Cannot wrap the key for the token" : "Cannot unwrap the key from the token");
-  }
-  out.resize(static_cast<std::size_t>(n1 + n2));
-  return out;
-}
 
 std::vector<ossl::X509Ptr> authority_certs(const p11::Session& s) {
   p11::Attributes t;
@@ -94,7 +46,12 @@ namespace {
 ossl::EvpPkeyPtr decode_pkcs8(p11::Bytes& pkcs8, const std::string& label) {
   const unsigned char* p = pkcs8.data();
   ossl::Pkcs8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(pkcs8.size())));
+  // After the DER, nothing but the zeros SoftHSM2 pads to a multiple of 8 before RFC 5649.
+  std::size_t used = static_cast<std::size_t>(p - pkcs8.data());
+  bool tail_ok = info && pkcs8.size() - used < 8 &&
+                 std::all_of(pkcs8.begin() + static_cast<long>(used), pkcs8.end(), [](std::uint8_t b) { return b == 0; });
   OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+  if (!tail_ok) info.reset();
   if (!info) ossl::fail_ssl(ExitCode::Token, "The token returned a key for '" + label + "' that is not PKCS#8");
   ossl::EvpPkeyPtr key(EVP_PKCS82PKEY(info.get()));
   if (!key) ossl::fail_ssl(ExitCode::Token, "The key '" + label + "' taken from the token cannot be read");
@@ -143,10 +100,7 @@ bool pairwise_ok(EVP_PKEY* key) {
 
 ossl::EvpPkeyPtr extract_private_key(const p11::Session& s, const KeyRef& k) {
   auto pub = public_key(s, k);
-  SessionAesKey kek(s, true);
-  CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  p11::Bytes wrapped = s.wrap_key(mech, kek.handle(), k.priv);
-  p11::Bytes pkcs8 = aes_kwp(kek.value(), wrapped, false);
+  p11::Bytes pkcs8 = wrap_out_pkcs8(s, k.priv);
   auto key = decode_pkcs8(pkcs8, k.label);
   if (k.type == CKK_EC) key = ec_with_public(key.get(), pub.get(), k.label);
   // The key must be the one whose public half is on the token.
@@ -215,17 +169,19 @@ CK_OBJECT_HANDLE import_private_key(p11::Session& s, EVP_PKEY* key, const std::s
   p11::Bytes pkcs8(static_cast<std::size_t>(n));
   unsigned char* p = pkcs8.data();
   i2d_PKCS8_PRIV_KEY_INFO(info.get(), &p);
-  SessionAesKey kek(s, false);
-  p11::Bytes wrapped = aes_kwp(kek.value(), pkcs8, true);
-  OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
   p11::Attributes t;
   add_private_template(t, pa, label, id);
-  CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
   const std::string what = "putting the key '" + label + "' on the token";
   try {
-    return s.unwrap_key(mech, kek.handle(), wrapped, t, what);
+    auto h = unwrap_in_pkcs8(s, pkcs8, t, what);
+    OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+    return h;
   } catch (const p11::P11Error& e) {
-    if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
+    OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+    if (is_template_refusal(e.rv()) && e.function() == "C_UnwrapKey") policy_refused(e, pa, what);
+    throw;
+  } catch (...) {
+    OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
     throw;
   }
 }

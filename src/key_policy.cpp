@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 
 namespace tokenprov {
 
@@ -126,22 +127,45 @@ void policy_refused(const p11::P11Error& e, const KeyPolicyAttrs& p, const std::
            " keys: use another usage (--usage) or another token.");
 }
 
-void check_policy_kept(const p11::Session& s, CK_OBJECT_HANDLE obj, const PolicyList& want, const std::string& what) {
+namespace {
+// The attributes of WANT that OBJ does not hold as asked, with what it holds.
+std::vector<std::pair<std::size_t, std::optional<bool>>> policy_misses(const p11::Session& s, CK_OBJECT_HANDLE obj,
+                                                                       const PolicyList& want) {
   std::vector<CK_ATTRIBUTE_TYPE> types;
   for (const auto& [a, v] : want)
     types.push_back(a);
   auto got = s.attr_bools(obj, types);
-  std::string bad;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (got[i] == want[i].second) continue;
-    bad += (bad.empty() ? "" : ", ") + attribute_name(want[i].first) + " " +
-           (got[i] ? (*got[i] ? "true" : "false") : "not reported") + " (asked " + (want[i].second ? "true" : "false") +
-           ")";
+  std::vector<std::pair<std::size_t, std::optional<bool>>> out;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    if (got[i] != want[i].second) out.emplace_back(i, got[i]);
+  return out;
+}
+} // namespace
+
+void check_policy_kept(const p11::Session& s, CK_OBJECT_HANDLE obj, const PolicyList& want, const std::string& what) {
+  auto miss = policy_misses(s, obj, want);
+  if (miss.empty()) return;
+  // A module that made the key with its own value (NSS gives an unwrapped RSA key
+  // unwrap and sign-recover whatever the template says) gets the attributes set
+  // again; what it still does not hold afterwards fails the command.
+  p11::Attributes fix;
+  for (const auto& m : miss)
+    if (m.second) fix.add_bool(want[m.first].first, want[m.first].second);
+  if (!fix.empty()) {
+    try {
+      s.set_attributes(obj, fix, what + " (setting the key policy again)");
+    } catch (const p11::P11Error&) {
+      // reported below with the values the token holds
+    }
+    miss = policy_misses(s, obj, want);
   }
-  if (!bad.empty())
-    fail(ExitCode::Policy,
-         "The token did not keep the key policy while " + what + ": " + bad + ". The key was removed again.",
-         "This module cannot hold the policy tokenprov asks for; use another token.");
+  if (miss.empty()) return;
+  std::string bad;
+  for (const auto& [i, got] : miss)
+    bad += (bad.empty() ? "" : ", ") + attribute_name(want[i].first) + " " +
+           (got ? (*got ? "true" : "false") : "not reported") + " (asked " + (want[i].second ? "true" : "false") + ")";
+  fail(ExitCode::Policy, "The token did not keep the key policy while " + what + ": " + bad + ". The key was removed again.",
+       "This module cannot hold the policy tokenprov asks for; use another token.");
 }
 
 std::string attribute_name(CK_ATTRIBUTE_TYPE a) {

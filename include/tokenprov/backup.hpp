@@ -29,7 +29,7 @@ struct BackupResult {
 
 // Refuses (Error(Policy), no file) a key whose CKA_EXTRACTABLE is false or
 // whose profile forbids export. Takes the key out by wrapping it under a
-// session-only AES-256 key (CKM_AES_KEY_WRAP_PAD), builds the PKCS#12, reads
+// session-only AES-256 key (the mechanism negotiated in key_wrap.hpp), builds the PKCS#12, reads
 // it back, and writes it atomically with mode 0600.
 BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const Secret& password);
 

@@ -51,9 +51,10 @@ bool is_template_refusal(CK_RV rv);
 // WHAT ("generating the ec-p256 key 'alice'"): names the return value, the
 // function and every policy attribute asked for; says no key was made.
 [[noreturn]] void policy_refused(const p11::P11Error& e, const KeyPolicyAttrs& p, const std::string& what);
-// Reads the policy attributes of OBJ back in one call and throws
-// Error(Policy) naming each one the token does not hold as asked (another
-// value, or not reported). The caller destroys the object.
+// Reads the policy attributes of OBJ back in one call; those the token holds
+// with another value are set again (C_SetAttributeValue) and read again.
+// Throws Error(Policy) naming each one the token still does not hold as asked
+// (another value, or not reported). The caller destroys the object.
 void check_policy_kept(const p11::Session& s, CK_OBJECT_HANDLE obj, const PolicyList& want, const std::string& what);
 
 // "CKA_SIGN" for CKA_SIGN, ... (the policy attributes; hex for others).

@@ -446,8 +446,20 @@ Bytes Session::decrypt(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const
 Bytes Session::wrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key) const {
   CK_ULONG n = 0;
   check(fn()->C_WrapKey(h_, &mech, wrapping, key, nullptr, &n), "C_WrapKey", "wrapping the key for export");
+  // NSS's length answer for a private key can fall short of what it then
+  // writes (it guesses the PKCS#8 size): grow and ask again, a few times.
   Bytes out(n);
-  check(fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &n), "C_WrapKey", "wrapping the key for export");
+  CK_RV rv = CKR_OK;
+  for (int i = 0; i < 4; ++i) {
+    CK_ULONG got = out.size();
+    rv = fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &got);
+    if (rv != CKR_BUFFER_TOO_SMALL) {
+      n = got;
+      break;
+    }
+    out.resize(std::max<std::size_t>(got, out.size() * 2 + 64));
+  }
+  check(rv, "C_WrapKey", "wrapping the key for export");
   out.resize(n);
   return out;
 }
