@@ -6,4 +6,4 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from matrix import run_module  # noqa: E402
 
 if __name__ == "__main__":
-    run_module("softhsm-proxy")
+    run_module("softhsm-proxy", release_only=True)
