@@ -88,12 +88,29 @@ PolicyList public_policy(const KeyPolicyAttrs& p) {
 }
 
 namespace {
+bool is_usage(CK_ATTRIBUTE_TYPE a) {
+  switch (a) {
+  case CKA_SIGN:
+  case CKA_SIGN_RECOVER:
+  case CKA_VERIFY:
+  case CKA_VERIFY_RECOVER:
+  case CKA_DECRYPT:
+  case CKA_ENCRYPT:
+  case CKA_UNWRAP:
+  case CKA_WRAP:
+  case CKA_DERIVE:
+    return true;
+  default:
+    return false;
+  }
+}
+
 void add_common(p11::Attributes& t, CK_OBJECT_CLASS cls, const KeyPolicyAttrs& p, const PolicyList& l,
-                const std::string& label, const p11::Bytes& id) {
+                const std::string& label, const p11::Bytes& id, TemplateForm form) {
   t.add_class(cls).add_ulong(CKA_KEY_TYPE, p.type);
   t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id);
   for (const auto& [a, v] : l)
-    t.add_bool(a, v);
+    if (v || form == TemplateForm::Full || !is_usage(a)) t.add_bool(a, v);
 }
 
 std::string list_text(const PolicyList& l) {
@@ -104,12 +121,14 @@ std::string list_text(const PolicyList& l) {
 }
 } // namespace
 
-void add_private_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id) {
-  add_common(t, CKO_PRIVATE_KEY, p, private_policy(p), label, id);
+void add_private_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id,
+                          TemplateForm form) {
+  add_common(t, CKO_PRIVATE_KEY, p, private_policy(p), label, id, form);
 }
 
-void add_public_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id) {
-  add_common(t, CKO_PUBLIC_KEY, p, public_policy(p), label, id);
+void add_public_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id,
+                         TemplateForm form) {
+  add_common(t, CKO_PUBLIC_KEY, p, public_policy(p), label, id, form);
 }
 
 bool is_template_refusal(CK_RV rv) {

@@ -1,7 +1,6 @@
 #include "tokenprov/keys.hpp"
 
 #include "tokenprov/capabilities.hpp"
-
 #include "tokenprov/uri.hpp"
 
 #include <openssl/core_names.h>
@@ -283,8 +282,20 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   try {
     std::tie(hpub, hpriv) = s.generate_key_pair(mech, pub, priv, what);
   } catch (const p11::P11Error& e) {
-    if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
-    throw;
+    if (!is_template_refusal(e.rv()) && e.rv() != CKR_GENERAL_ERROR) throw;
+    // tpm2-pkcs11 refuses a template that denies a usage its TPM key has anyway
+    // (CKR_GENERAL_ERROR, "attr mismatch"): ask for the granted usages only, then
+    // check_policy_kept() below sets the denied ones false and reads every one back.
+    Attributes pub2, priv2;
+    CK_MECHANISM mech2{add_algorithm(pub2, a), nullptr, 0};
+    add_public_template(pub2, pa, policy.label, gen_id, TemplateForm::UsageGranted);
+    add_private_template(priv2, pa, policy.label, gen_id, TemplateForm::UsageGranted);
+    try {
+      std::tie(hpub, hpriv) = s.generate_key_pair(mech2, pub2, priv2, what);
+    } catch (const p11::P11Error&) {
+      if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
+      throw e;
+    }
   }
   KeyRef k{hpriv, hpub, policy.label, gen_id, pa.type};
   try {

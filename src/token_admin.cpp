@@ -30,6 +30,28 @@ p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Se
   return finish_token_init(module, found, req.label, so_pin, user_pin, req.min_pin);
 }
 
+namespace {
+// Before an initialized token is erased: the SO PIN is checked with an SO
+// login, so a wrong one fails before anything is lost, and a module without a
+// security officer is refused. NSS's softoken has none (C_Login as CKU_SO:
+// CKR_USER_TYPE_INVALID) and its C_InitToken wipes the database whatever SO PIN
+// it is given.
+void verify_security_officer(const std::shared_ptr<p11::Module>& module, const p11::TokenInfo& t,
+                             const Secret& so_pin) {
+  p11::Session s(module, t.slot_id, true);
+  try {
+    s.login(CKU_SO, so_pin);
+  } catch (const p11::P11Error& e) {
+    if (e.rv() != CKR_USER_TYPE_INVALID) throw;
+    fail(ExitCode::Token,
+         "The module '" + module->path() + "' has no security officer for the token '" + t.label +
+             "' (C_Login as SO: CKR_USER_TYPE_INVALID), so tokenprov will not re-initialize it; the token was left "
+             "as it is.",
+         "Such a token (NSS's database) is reset with its own tools, e.g. a new NSS database made with certutil -N.");
+  }
+} // the session logs out and closes before C_InitToken (which wants no open session)
+} // namespace
+
 p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
   auto module = p11::Module::load(req.module_path);
@@ -52,14 +74,15 @@ p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, con
          "Initializing erases every key and certificate on it: add --force only if that is what you want.");
   check_pin_length(t, so_pin, "SO PIN", 0);
   check_pin_length(t, user_pin, "user PIN", req.min_pin);
+  if (t.initialized()) verify_security_officer(module, t, so_pin);
   try {
     module->init_token(t.slot_id, so_pin, req.label);
   } catch (const p11::P11Error& e) {
     // tpm2-pkcs11 answers CKR_ARGUMENTS_BAD to C_InitToken on an initialized token.
     if (t.initialized() && e.rv() == CKR_ARGUMENTS_BAD)
       fail(ExitCode::Token,
-           "The module '" + module->path() + "' refused to re-initialize the token '" + t.label +
-               "' (C_InitToken: CKR_ARGUMENTS_BAD); the token was left as it is.",
+           "The token '" + t.label + "' is initialized already, and the module '" + module->path() +
+               "' refused to re-initialize it (C_InitToken: CKR_ARGUMENTS_BAD); the token was left as it is.",
            "This module cannot re-initialize a token: use a new (empty) slot, or its own tools to remove the token.");
     throw;
   }

@@ -41,8 +41,18 @@ PolicyList private_policy(const KeyPolicyAttrs& p);
 PolicyList public_policy(const KeyPolicyAttrs& p);
 
 // Adds class, key type, label, id and the policy booleans of each half.
-void add_private_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id);
-void add_public_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id);
+// Full: every policy attribute, true or false. UsageGranted: the usages the
+// policy grants, and CKA_TOKEN/PRIVATE/SENSITIVE/EXTRACTABLE/MODIFIABLE, but
+// no usage set false: for modules that refuse a template denying a usage their
+// hardware grants anyway (tpm2-pkcs11: "attr mismatch", CKR_GENERAL_ERROR).
+// A key made so is brought to the full policy by check_policy_kept() or
+// removed; EXTRACTABLE and SENSITIVE are never left out (they decide
+// CKA_NEVER_EXTRACTABLE and CKA_ALWAYS_SENSITIVE at generation).
+enum class TemplateForm { Full, UsageGranted };
+void add_private_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id,
+                          TemplateForm form = TemplateForm::Full);
+void add_public_template(p11::Attributes& t, const KeyPolicyAttrs& p, const std::string& label, const p11::Bytes& id,
+                         TemplateForm form = TemplateForm::Full);
 
 // Whether the module answered a template it cannot hold (attribute type or
 // value invalid, template inconsistent, read-only attribute).
