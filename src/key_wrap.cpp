@@ -251,8 +251,12 @@ WrapWay choose_wrap_way(const p11::Session& s, bool unwrap) {
   auto list = s.module().mechanisms(s.slot());
   auto offers = [&](CK_MECHANISM_TYPE m, CK_FLAGS f) {
     if (std::find(list.begin(), list.end(), m) == list.end()) return false;
-    auto info = s.module().mechanism_info(s.slot(), m);
-    return info && (info->flags & f) == f;
+    try {
+      return (s.module().mechanism_info(s.slot(), m).flags & f) == f;
+    } catch (const p11::P11Error& e) {
+      if (e.rv() == CKR_MECHANISM_INVALID) return false;
+      throw;
+    }
   };
   std::string seen;
   if (offers(CKM_AES_KEY_WRAP_KWP, flag)) return WrapWay::Kwp;

@@ -1,5 +1,6 @@
 #include "tokenprov/keys.hpp"
 
+#include "tokenprov/capabilities.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <openssl/core_names.h>
@@ -265,8 +266,12 @@ void set_derived_id(p11::Session& s, KeyRef& k) {
 KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   check_free(s, policy);
   KeyPolicyAttrs pa{key_type_of(a), policy.usage ? policy.usage : default_usage(a), policy.exportable};
-  // A temporary random id while generating; the real one is set below.
-  Bytes temp_id = s.random(16);
+  require_keygen(s.module(), s.slot(), a, pa.usage & UsageSign);
+  // A temporary random id while generating; the real one is set below. From
+  // OpenSSL, not C_GenerateRandom: some modules have no RNG (CKR_RANDOM_NO_RNG).
+  Bytes temp_id(16);
+  if (RAND_bytes(temp_id.data(), static_cast<int>(temp_id.size())) != 1)
+    ossl::fail_ssl(ExitCode::Internal, "Cannot make random bytes for a temporary key id");
   const Bytes& gen_id = policy.id.empty() ? temp_id : policy.id;
   Attributes pub, priv;
   CK_MECHANISM mech{add_algorithm(pub, a), nullptr, 0};

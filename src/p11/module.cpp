@@ -139,20 +139,30 @@ TokenInfo Module::token_info(CK_SLOT_ID slot) const {
   out.flags = ti.flags;
   out.min_pin = ti.ulMinPinLen;
   out.max_pin = ti.ulMaxPinLen;
-  if (!out.serial.empty()) {
-    std::lock_guard<std::mutex> lock(hint_mutex_);
-    slot_by_serial_[out.serial] = slot;
-  }
+  note_serial(out.serial, slot);
   return out;
 }
 
-std::vector<TokenInfo> Module::tokens() const {
-  std::vector<TokenInfo> out;
+void Module::note_serial(const std::string& serial, CK_SLOT_ID slot) const {
+  if (serial.empty()) return;
+  std::lock_guard<std::mutex> lock(hint_mutex_);
+  if (shared_serials_.count(serial)) return;
+  auto [it, fresh] = slot_by_serial_.emplace(serial, slot);
+  if (!fresh && it->second != slot) {
+    // Two slots, one serial: the serial names no token on its own here.
+    shared_serials_.insert(serial);
+    slot_by_serial_.erase(it);
+  }
+}
+
+SlotScan Module::scan() const {
+  SlotScan out;
   for (auto id : slots(true)) {
     try {
-      out.push_back(token_info(id));
+      out.tokens.push_back(token_info(id));
     } catch (const P11Error& e) {
-      if (e.rv() != CKR_TOKEN_NOT_PRESENT && e.rv() != CKR_TOKEN_NOT_RECOGNIZED) throw;
+      if (e.rv() == CKR_TOKEN_NOT_PRESENT) continue; // pulled between the two calls
+      out.unreadable.push_back({id, e.rv()});
     }
   }
   return out; // token_info() noted each serial's slot
@@ -188,12 +198,10 @@ std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
   return m;
 }
 
-std::optional<CK_MECHANISM_INFO> Module::mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const {
+CK_MECHANISM_INFO Module::mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const {
   std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
   CK_MECHANISM_INFO info{};
-  CK_RV rv = fn_->C_GetMechanismInfo(slot, type, &info);
-  if (rv == CKR_MECHANISM_INVALID) return std::nullopt;
-  check(rv, "C_GetMechanismInfo");
+  check(fn_->C_GetMechanismInfo(slot, type, &info), "C_GetMechanismInfo");
   return info;
 }
 
@@ -324,7 +332,21 @@ std::vector<CK_OBJECT_HANDLE> Session::find(Attributes& templ, std::size_t max) 
 
 CK_OBJECT_HANDLE Session::create(Attributes& templ, const std::string& what) {
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  check(fn()->C_CreateObject(h_, templ.data(), templ.size(), &h), "C_CreateObject", what);
+  // A module known to refuse the optional attributes gets the object without
+  // them at once; one that refuses them for the first time gets it again
+  // without them (nothing was created by the refused call).
+  if (templ.has_optional() && module_->refuses_optional_.load()) {
+    Attributes required = templ.required_only();
+    check(fn()->C_CreateObject(h_, required.data(), required.size(), &h), "C_CreateObject", what);
+    return h;
+  }
+  CK_RV rv = fn()->C_CreateObject(h_, templ.data(), templ.size(), &h);
+  if (rv == CKR_ATTRIBUTE_TYPE_INVALID && templ.has_optional()) {
+    Attributes required = templ.required_only();
+    rv = fn()->C_CreateObject(h_, required.data(), required.size(), &h);
+    if (rv == CKR_OK) module_->refuses_optional_.store(true);
+  }
+  check(rv, "C_CreateObject", what);
   return h;
 }
 

@@ -27,6 +27,9 @@
  *                            C_GetMechanismInfo answers CKR_MECHANISM_INVALID
  *                            (so a test can make a module offer less; with
  *                            it set, one C_GetMechanismList counts as two)
+ *   FAULTP11_SERIAL=TEXT     every token reports TEXT as its serial number
+ *                            (as tpm2-pkcs11 and NSS do with 0000000000000000);
+ *                            the real module's slots stay apart
  *   FAULTP11_SCOPE=process   count across C_Initialize/C_Finalize cycles (for
  *                            a process that loads the module more than once);
  *                            by default ("init") every C_Initialize restarts
@@ -651,6 +654,19 @@ static CK_RV fp_hide_C_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
   return fp_C_GetMechanismInfo(slot, type, info);
 }
 
+/* C_GetTokenInfo, then FAULTP11_SERIAL (read at each call) over the serial. */
+static CK_RV fp_serial_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+  CK_RV rv = fp_C_GetTokenInfo(slot, info);
+  const char* serial = fp_env("FAULTP11_SERIAL");
+  if (rv == CKR_OK && info && serial) {
+    size_t n = strlen(serial);
+    if (n > sizeof info->serialNumber) n = sizeof info->serialNumber;
+    memset(info->serialNumber, ' ', sizeof info->serialNumber);
+    memcpy(info->serialNumber, serial, n);
+  }
+  return rv;
+}
+
 FP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
   if (!list) return CKR_ARGUMENTS_BAD;
   pthread_mutex_lock(&fp_lock);
@@ -659,6 +675,7 @@ FP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
   if (rv != CKR_OK) return rv;
   fp_list.C_GetMechanismList = fp_hide_C_GetMechanismList;
   fp_list.C_GetMechanismInfo = fp_hide_C_GetMechanismInfo;
+  fp_list.C_GetTokenInfo = fp_serial_GetTokenInfo;
   *list = &fp_list;
   return CKR_OK;
 }
