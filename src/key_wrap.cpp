@@ -301,11 +301,21 @@ CK_OBJECT_HANDLE unwrap_in_pkcs8(p11::Session& s, std::span<const std::uint8_t> 
                                  const std::string& what, WrapWay* used) {
   WrapWay w = choose_wrap_way(s, true);
   if (used) *used = w;
-  SessionAesKey kek(s, false);
-  Mech mech(w);
-  p11::Bytes wrapped = soft_wrap(w, kek.value(), mech.iv, pkcs8);
+  std::optional<SessionAesKey> kek;
   try {
-    return s.unwrap_key(mech.m, kek.handle(), wrapped, templ, what);
+    kek.emplace(s, false);
+  } catch (const p11::P11Error& e) {
+    // tpm2-pkcs11, for one, imports no keys at all: it refuses the AES key too.
+    throw p11::P11Error(e.rv(), e.function(),
+                        "The token cannot import the key: it refused the session AES key the key would be "
+                        "unwrapped with (" + e.function() + ": " + p11::rv_name(e.rv()) +
+                            "); nothing was written to the token.",
+                        "This token cannot import private keys; restore the backup onto another token.");
+  }
+  Mech mech(w);
+  p11::Bytes wrapped = soft_wrap(w, kek->value(), mech.iv, pkcs8);
+  try {
+    return s.unwrap_key(mech.m, kek->handle(), wrapped, templ, what);
   } catch (const p11::P11Error& e) {
     if (e.rv() == CKR_FUNCTION_FAILED || e.rv() == CKR_FUNCTION_NOT_SUPPORTED || e.rv() == CKR_WRAPPED_KEY_INVALID)
       throw p11::P11Error(e.rv(), e.function(),
