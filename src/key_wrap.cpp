@@ -251,7 +251,7 @@ WrapWay choose_wrap_way(const p11::Session& s, bool unwrap) {
   auto list = s.module().mechanisms(s.slot());
   auto offers = [&](CK_MECHANISM_TYPE m, CK_FLAGS f) {
     if (std::find(list.begin(), list.end(), m) == list.end()) return false;
-    auto info = s.module().mechanism_info(s.slot(), m);
+    auto info = s.module().mechanism_info(s.slot(), m); // none when CKR_MECHANISM_INVALID
     return info && (info->flags & f) == f;
   };
   std::string seen;
@@ -297,11 +297,21 @@ CK_OBJECT_HANDLE unwrap_in_pkcs8(p11::Session& s, std::span<const std::uint8_t> 
                                  const std::string& what, WrapWay* used) {
   WrapWay w = choose_wrap_way(s, true);
   if (used) *used = w;
-  SessionAesKey kek(s, false);
-  Mech mech(w);
-  p11::Bytes wrapped = soft_wrap(w, kek.value(), mech.iv, pkcs8);
+  std::optional<SessionAesKey> kek;
   try {
-    return s.unwrap_key(mech.m, kek.handle(), wrapped, templ, what);
+    kek.emplace(s, false);
+  } catch (const p11::P11Error& e) {
+    // tpm2-pkcs11, for one, imports no keys at all: it refuses the AES key too.
+    throw p11::P11Error(e.rv(), e.function(),
+                        "The token cannot import the key: it refused the session AES key the key would be "
+                        "unwrapped with (" + e.function() + ": " + p11::rv_name(e.rv()) +
+                            "); nothing was written to the token.",
+                        "This token cannot import private keys; restore the backup onto another token.");
+  }
+  Mech mech(w);
+  p11::Bytes wrapped = soft_wrap(w, kek->value(), mech.iv, pkcs8);
+  try {
+    return s.unwrap_key(mech.m, kek->handle(), wrapped, templ, what);
   } catch (const p11::P11Error& e) {
     if (e.rv() == CKR_FUNCTION_FAILED || e.rv() == CKR_FUNCTION_NOT_SUPPORTED || e.rv() == CKR_WRAPPED_KEY_INVALID)
       throw p11::P11Error(e.rv(), e.function(),

@@ -63,8 +63,9 @@ bool is_template_refusal(CK_RV rv);
 [[noreturn]] void policy_refused(const p11::P11Error& e, const KeyPolicyAttrs& p, const std::string& what);
 // Reads the policy attributes of OBJ back in one call; those the token holds
 // with another value are set again (C_SetAttributeValue) and read again.
-// Throws Error(Policy) naming each one the token still does not hold as asked
-// (another value, or not reported). The caller destroys the object.
+// Throws Error(Policy) naming each one the token still holds with another
+// value (one it does not report is taken at the template's word). The caller
+// destroys the object.
 void check_policy_kept(const p11::Session& s, CK_OBJECT_HANDLE obj, const PolicyList& want, const std::string& what);
 
 // "CKA_SIGN" for CKA_SIGN, ... (the policy attributes; hex for others).
