@@ -70,7 +70,8 @@ void require_keygen(const p11::Module& module, CK_SLOT_ID slot, Algorithm a, boo
          "The token cannot generate " + alg + " keys: " + token_words(module, slot) + " does not offer " +
              mechanism_name(n.gen) + ". Nothing was written.",
          choose);
-  auto info = module.mechanism_info(slot, n.gen);
+  auto got = module.mechanism_info(slot, n.gen);
+  CK_MECHANISM_INFO info = got.value_or(CK_MECHANISM_INFO{});
   if (!(info.flags & CKF_GENERATE_KEY_PAIR))
     fail(ExitCode::Token,
          "The token cannot generate " + alg + " keys: " + token_words(module, slot) + " lists " +
@@ -86,7 +87,8 @@ void require_keygen(const p11::Module& module, CK_SLOT_ID slot, Algorithm a, boo
              std::to_string(info.ulMaxKeySize) + " bits. Nothing was written.",
          choose);
   if (!need_sign) return;
-  if (!offered(n.sign) || !(module.mechanism_info(slot, n.sign).flags & CKF_SIGN))
+  auto sign = offered(n.sign) ? module.mechanism_info(slot, n.sign) : std::nullopt;
+  if (!sign || !(sign->flags & CKF_SIGN))
     fail(ExitCode::Token,
          "The token cannot sign with " + alg + " keys the way requests are signed: " + token_words(module, slot) +
              " does not offer " + mechanism_name(n.sign) + " for signing. Nothing was written.",

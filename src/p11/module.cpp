@@ -198,10 +198,12 @@ std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
   return m;
 }
 
-CK_MECHANISM_INFO Module::mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const {
+std::optional<CK_MECHANISM_INFO> Module::mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const {
   std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
   CK_MECHANISM_INFO info{};
-  check(fn_->C_GetMechanismInfo(slot, type, &info), "C_GetMechanismInfo");
+  CK_RV rv = fn_->C_GetMechanismInfo(slot, type, &info);
+  if (rv == CKR_MECHANISM_INVALID) return std::nullopt;
+  check(rv, "C_GetMechanismInfo");
   return info;
 }
 
@@ -412,6 +414,22 @@ std::string Session::attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) c
   return v ? std::string(v->begin(), v->end()) : std::string();
 }
 
+std::vector<std::optional<bool>> Session::attr_bools(CK_OBJECT_HANDLE obj,
+                                                    const std::vector<CK_ATTRIBUTE_TYPE>& types) const {
+  std::vector<CK_BBOOL> vals(types.size(), CK_FALSE);
+  std::vector<CK_ATTRIBUTE> t(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    t[i] = CK_ATTRIBUTE{types[i], &vals[i], sizeof(CK_BBOOL)};
+  CK_RV rv = fn()->C_GetAttributeValue(h_, obj, t.data(), static_cast<CK_ULONG>(t.size()));
+  // These three still fill every attribute they can (PKCS#11 v2.40, 5.7).
+  if (rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL)
+    check(rv, "C_GetAttributeValue", "reading attributes");
+  std::vector<std::optional<bool>> out(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    if (t[i].ulValueLen == sizeof(CK_BBOOL)) out[i] = vals[i] != CK_FALSE;
+  return out;
+}
+
 std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> Session::generate_key_pair(CK_MECHANISM& mech, Attributes& pub,
                                                                          Attributes& priv, const std::string& what) {
   CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
@@ -452,8 +470,20 @@ Bytes Session::decrypt(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const
 Bytes Session::wrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key) const {
   CK_ULONG n = 0;
   check(fn()->C_WrapKey(h_, &mech, wrapping, key, nullptr, &n), "C_WrapKey", "wrapping the key for export");
+  // NSS's length answer for a private key can fall short of what it then
+  // writes (it guesses the PKCS#8 size): grow and ask again, a few times.
   Bytes out(n);
-  check(fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &n), "C_WrapKey", "wrapping the key for export");
+  CK_RV rv = CKR_OK;
+  for (int i = 0; i < 4; ++i) {
+    CK_ULONG got = out.size();
+    rv = fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &got);
+    if (rv != CKR_BUFFER_TOO_SMALL) {
+      n = got;
+      break;
+    }
+    out.resize(std::max<std::size_t>(got, out.size() * 2 + 64));
+  }
+  check(rv, "C_WrapKey", "wrapping the key for export");
   out.resize(n);
   return out;
 }

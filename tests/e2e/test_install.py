@@ -74,7 +74,8 @@ def run(sb, binary, *args, env=None):
 def test_installed_layout():
     with Installed() as inst:
         expect(os.access(inst.bin, os.X_OK), "no executable at %s" % inst.bin)
-        for name in ("softhsm-demo", "softhsm", "opensc", "yubikey-piv", "safenet-etoken"):
+        for name in ("softhsm-demo", "softhsm", "opensc", "yubikey-piv", "safenet-etoken", "tpm2-pkcs11",
+                     "opencryptoki"):
             expect(os.path.isfile(inst.path("share", "tokenprov", "tokens", name + ".toml")), name)
         man = inst.path("share", "man", "man1", "tokenprov.1.gz")
         expect(os.path.isfile(man), "no man page at %s" % man)

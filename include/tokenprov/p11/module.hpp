@@ -83,7 +83,8 @@ public:
   SlotScan scan() const;
   std::vector<TokenInfo> tokens() const { return scan().tokens; }
   std::vector<CK_MECHANISM_TYPE> mechanisms(CK_SLOT_ID slot) const;
-  CK_MECHANISM_INFO mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const;
+  // C_GetMechanismInfo; std::nullopt when the token answers CKR_MECHANISM_INVALID.
+  std::optional<CK_MECHANISM_INFO> mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const;
 
   // The token with SERIAL by the slot where an earlier read saw it,
   // read again with one C_GetTokenInfo (no scan of every slot); std::nullopt
@@ -157,6 +158,9 @@ public:
   std::optional<bool> attr_bool(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
   std::optional<CK_ULONG> attr_ulong(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
   std::string attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
+  // Several CK_BBOOL attributes in one C_GetAttributeValue; std::nullopt for
+  // each one the object does not have (or will not show).
+  std::vector<std::optional<bool>> attr_bools(CK_OBJECT_HANDLE obj, const std::vector<CK_ATTRIBUTE_TYPE>& types) const;
 
   std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> generate_key_pair(CK_MECHANISM& mech, Attributes& pub, Attributes& priv,
                                                                   const std::string& what);
