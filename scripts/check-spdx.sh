@@ -29,30 +29,21 @@ git rev-parse --is-inside-work-tree >/dev/null 2>&1 ||
   { echo "check-spdx: $PWD is not a git work tree (the files checked are git's)" >&2; exit 2; }
 cd "$(git rev-parse --show-toplevel)"
 
-# The comment that starts the SPDX line of FILE, or nothing when FILE is not
-# covered.
-comment_of() {
-  case "$1" in
-    tests/fuzz/corpus/*) ;;
-    *.cpp | *.hpp | *.c | *.h) echo "//" ;;
-    *.py | *.sh | *.cmake | *.toml | CMakeLists.txt | */CMakeLists.txt | .ci/run | completion/*) echo "#" ;;
-  esac
-}
-
-# The line of FILE where the SPDX line belongs: the second after a shebang.
-header_line() {
-  local first
-  IFS= read -r first <"$1" || true
-  if [[ "$first" == "#!"* ]]; then sed -n 2p "$1"; else printf '%s\n' "$first"; fi
-}
-
 n=0 bad=0
 while IFS= read -r -d '' f; do
+  # The comment that starts the SPDX line of f; none when f is not covered.
+  case "$f" in
+    tests/fuzz/corpus/*) continue ;;
+    *.cpp | *.hpp | *.c | *.h) c="//" ;;
+    *.py | *.sh | *.cmake | *.toml | CMakeLists.txt | */CMakeLists.txt | .ci/run | completion/*) c="#" ;;
+    *) continue ;;
+  esac
   [[ -f "$f" ]] || continue # deleted in the work tree, not yet in git
-  c=$(comment_of "$f")
-  [[ -n "$c" ]] || continue
   n=$((n + 1))
-  line=$(header_line "$f")
+  # The line where the SPDX line belongs: the second after a shebang.
+  first="" second=""
+  { IFS= read -r first || true; IFS= read -r second || true; } <"$f"
+  if [[ "$first" == "#!"* ]]; then line=$second; else line=$first; fi
   want="$c SPDX-License-Identifier: Apache-2.0"
   [[ "$line" == "$want" ]] && continue
   if [[ "$mode" == missing ]]; then
