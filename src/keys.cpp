@@ -361,6 +361,7 @@ KeyRef find_key(const p11::Session& s, const std::string& selector) {
   t.add_class(CKO_PRIVATE_KEY);
   if (Pkcs11Uri::looks_like_uri(selector)) {
     auto uri = Pkcs11Uri::parse(selector);
+    uri.require_evaluable("the key");
     if (auto v = uri.get("object")) t.add_string(CKA_LABEL, *v);
     if (auto v = uri.get("id")) t.add_string(CKA_ID, *v);
     if (auto v = uri.get("type"); v && *v != "private")

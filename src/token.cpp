@@ -1,6 +1,7 @@
 #include "tokenprov/token.hpp"
 
 #include "tokenprov/uri.hpp"
+#include "tokenprov/uri_resolve.hpp"
 
 #include <cstdlib>
 
@@ -54,8 +55,9 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
   }
   if (Pkcs11Uri::looks_like_uri(selector)) {
     auto uri = Pkcs11Uri::parse(selector);
+    uri.require_evaluable("the token"); // vendor path attributes, pin-value: refused by name
     for (auto& t : tokens)
-      if (uri.matches_token(t)) hits.push_back(t);
+      if (uri_selects_token(uri, module, t)) hits.push_back(t); // library, slot and token attributes
   } else if (selector.rfind("serial:", 0) == 0) {
     std::string serial = selector.substr(7);
     if (!hint) {

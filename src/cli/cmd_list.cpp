@@ -57,7 +57,7 @@ void register_list(CLI::App& app, Global& g, Registry& r) {
                  if (g.token.empty()) infos = module->tokens();
                  else infos.push_back(find_token(*module, g.token));
                  Secret pin;
-                 bool login = !g.pin_source.empty();
+                 bool login = !pin_source(g).empty();
                  if (login) pin = user_pin(g);
                  std::vector<TokenEntry> entries;
                  for (auto& t : infos) {

@@ -59,7 +59,15 @@ Secret secret_from(const std::string& source, const std::string& what, ExitCode 
 // The --profile a command runs with, read once per process (g.profile must be set).
 const Profile& profile(const Global& g);
 
-// The module path a command uses: --module, the profile's, $TOKENPROV_MODULE, p11-kit.
+// The module path a command uses: --module, a module the --token URI names
+// (module-path, module-name), the profile's, $TOKENPROV_MODULE, p11-kit.
 std::string module_path(const Global& g);
+
+// The user PIN source: --pin-source, else the --token URI's pin-source.
+std::string pin_source(const Global& g);
+
+// For commands with --key: what a key URI says of its token, module and PIN
+// source joins --token (g.token), so the key URI alone can name them.
+void take_key_uri(Global& g, const std::string& key);
 
 } // namespace tokenprov::cli
