@@ -1,6 +1,7 @@
 #include "tokenprov/keys.hpp"
 
 #include "tokenprov/uri.hpp"
+#include "tokenprov/uri_resolve.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -362,6 +363,10 @@ KeyRef find_key(const p11::Session& s, const std::string& selector) {
   if (Pkcs11Uri::looks_like_uri(selector)) {
     auto uri = Pkcs11Uri::parse(selector);
     uri.require_evaluable("the key");
+    if (!uri_selects_token(uri, s.module(), s.token_info())) // its token, slot and library attributes too
+      fail(ExitCode::Token, "The key URI '" + selector + "' names another token than the one open ('" +
+                                s.token_info().label + "').",
+           "Select the token with the key URI alone, or with a --token that agrees with it.");
     if (auto v = uri.get("object")) t.add_string(CKA_LABEL, *v);
     if (auto v = uri.get("id")) t.add_string(CKA_ID, *v);
     if (auto v = uri.get("type"); v && *v != "private")

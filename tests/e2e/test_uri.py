@@ -122,6 +122,11 @@ def test_key_uri_alone_names_module_token_and_key():
         # --token and the key URI naming different tokens: no token is both.
         r = sb.tp("csr", "--token", "alpha", "--key", uri, "--subject", "/CN=x", "--out", sb.path("x.csr"), env=env)
         expect(r.returncode == 6 and "both --token and --key" in r.stderr, (r.returncode, r.stderr))
+        # The key URI's slot and library attributes filter too.
+        for extra in ("slot-manufacturer=Nobody", "library-version=9.9"):
+            r = sb.tp("csr", "--key", uri.replace("object=bk", extra + ";object=bk"), "--subject", "/CN=x",
+                      "--out", sb.path("y.csr"), env=env)
+            expect(r.returncode == 6 and "No token matches" in r.stderr, (extra, r.returncode, r.stderr))
 
 
 def test_printed_uris_read_the_same_everywhere():
