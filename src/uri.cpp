@@ -258,13 +258,13 @@ Pkcs11Uri Pkcs11Uri::parse(std::string_view text) {
   }
 
   Pkcs11Uri uri;
-  auto split = [&](std::string_view part, char sep, bool query) {
+  auto split = [&](std::string_view part, char sep, bool in_query) {
     if (part.empty()) return;
     std::size_t start = 0;
     while (true) {
       std::size_t end = part.find(sep, start);
       std::string_view attr = part.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-      const char* where = query ? "query" : "path";
+      const char* where = in_query ? "query" : "path";
       if (attr.empty())
         fail(ExitCode::Usage,
              "The PKCS#11 URI '" + redacted(text) + "' has an empty attribute in its " + where + " part (a stray '" +
@@ -280,7 +280,7 @@ Pkcs11Uri Pkcs11Uri::parse(std::string_view text) {
       if (!is_attr_name(name))
         fail(ExitCode::Usage, "The PKCS#11 URI attribute name '" + redacted(name) +
                                   "' is not valid: names consist of letters, digits, '-' and '_'.");
-      if (query) {
+      if (in_query) {
         if (contains(kPathAttrs, name))
           fail(ExitCode::Usage,
                "The PKCS#11 URI attribute '" + name + "' belongs in the path part, not in the query after '?'.",
@@ -292,12 +292,12 @@ Pkcs11Uri Pkcs11Uri::parse(std::string_view text) {
       }
       // Section 2.3: no path attribute twice; in the query only vendor
       // attributes may repeat ("it is up to the URI consumer to decide").
-      bool repeated = query ? contains(kQueryAttrs, name) && uri.query.count(name) : uri.path.count(name) != 0;
+      bool repeated = in_query ? contains(kQueryAttrs, name) && uri.query.count(name) : uri.path.count(name) != 0;
       if (repeated)
         fail(ExitCode::Usage, "The PKCS#11 URI has the attribute '" + name + "' more than once.",
              "Give each attribute once.");
-      std::string value = decode(raw, name, query);
-      if (query) {
+      std::string value = decode(raw, name, in_query);
+      if (in_query) {
         uri.query.emplace(std::move(name), std::move(value));
       } else {
         check_value(name, value);
