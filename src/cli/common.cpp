@@ -58,4 +58,19 @@ std::string pin_source(const Global& g) { return pin_source_for(g.pin_source, g.
 
 void take_key_uri(Global& g, const std::string& key) { g.token = token_selector_with_key(g.token, key); }
 
+std::vector<std::string> split_commas(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (auto& s : in) {
+    std::size_t start = 0;
+    while (start <= s.size()) {
+      auto c = s.find(',', start);
+      std::string w = s.substr(start, c == std::string::npos ? std::string::npos : c - start);
+      if (!w.empty()) out.push_back(w);
+      if (c == std::string::npos) break;
+      start = c + 1;
+    }
+  }
+  return out;
+}
+
 } // namespace tokenprov::cli
