@@ -2,6 +2,7 @@
 
 #include "tokenprov/capabilities.hpp"
 #include "tokenprov/uri.hpp"
+#include "tokenprov/uri_resolve.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -341,6 +342,11 @@ KeyRef find_key(const p11::Session& s, const std::string& selector) {
   t.add_class(CKO_PRIVATE_KEY);
   if (Pkcs11Uri::looks_like_uri(selector)) {
     auto uri = Pkcs11Uri::parse(selector);
+    uri.require_evaluable("the key");
+    if (!uri_selects_token(uri, s.module(), s.token_info())) // its token, slot and library attributes too
+      fail(ExitCode::Token, "The key URI '" + selector + "' names another token than the one open ('" +
+                                s.token_info().label + "').",
+           "Select the token with the key URI alone, or with a --token that agrees with it.");
     if (auto v = uri.get("object")) t.add_string(CKA_LABEL, *v);
     if (auto v = uri.get("id")) t.add_string(CKA_ID, *v);
     if (auto v = uri.get("type"); v && *v != "private")

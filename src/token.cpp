@@ -1,6 +1,7 @@
 #include "tokenprov/token.hpp"
 
 #include "tokenprov/uri.hpp"
+#include "tokenprov/uri_resolve.hpp"
 
 #include <cctype>
 #include <cerrno>
@@ -70,7 +71,10 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
   // A URI with a slot-id names one slot: read that slot alone (fleet rows name
   // their tokens so, and a scan per row made a run quadratic in tokens).
   std::optional<Pkcs11Uri> uri;
-  if (Pkcs11Uri::looks_like_uri(selector)) uri = Pkcs11Uri::parse(selector);
+  if (Pkcs11Uri::looks_like_uri(selector)) {
+    uri = Pkcs11Uri::parse(selector);
+    uri->require_evaluable("the token"); // vendor path attributes, pin-value: refused by name
+  }
   p11::SlotScan scan;
   bool one_slot = false;
   if (auto slot = uri ? uri->get("slot-id") : std::nullopt; slot && !hint) {
@@ -108,7 +112,7 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
   }
   if (uri) {
     for (auto& t : tokens)
-      if (uri->matches_token(t)) hits.push_back(t);
+      if (uri_selects_token(*uri, module, t)) hits.push_back(t); // library, slot and token attributes
   } else if (selector.rfind("serial:", 0) == 0) {
     std::string serial = selector.substr(7);
     if (!hint) {

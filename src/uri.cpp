@@ -3,9 +3,13 @@
 // Character classes follow the RFC's ABNF (section 2.3): a path value may
 // hold unreserved characters, pk11-res-avail and "&" unencoded; a query value
 // unreserved, pk11-res-avail, "/", "?" and "|". Everything else has to be
-// percent-encoded. tokenprov is strict where the RFC lets a consumer choose:
-// an unknown path attribute would silently widen a match, so only the
-// standard ones and vendor ones named "x-..." are accepted.
+// percent-encoded. Vendor attributes are any other pk11-v-attr-nm
+// (letters, digits, '-', '_'), as the grammar has it (pk11-v-pattr,
+// pk11-v-qattr; the RFC's own example is "vendor-aaa"): they parse and
+// format; vendor query attributes may repeat (section 2.3). Selecting with a
+// URI is stricter (require_evaluable): section 2.5 has an unrecognized path
+// attribute match nothing, and tokenprov refuses it by name instead, so a URI
+// meant for another consumer never quietly selects or misses.
 #include "tokenprov/uri.hpp"
 
 #include "tokenprov/error.hpp"
@@ -152,11 +156,13 @@ std::string decode(std::string_view value, std::string_view name, bool query) {
   return out;
 }
 
+// '&' may stand unencoded in a path value (pk11-pchar), but libp11's engine
+// (0.4.12, Debian 12) splits the path at it, so tokenprov writes it as %26.
 std::string encode(std::string_view value, bool query) {
   std::string out;
   out.reserve(value.size());
   for (unsigned char c : value) {
-    if (query ? is_query_char(c) : is_path_char(c))
+    if (query ? is_query_char(c) : is_path_char(c) && c != '&')
       out += static_cast<char>(c);
     else
       append_pct(out, c);
@@ -252,13 +258,13 @@ Pkcs11Uri Pkcs11Uri::parse(std::string_view text) {
   }
 
   Pkcs11Uri uri;
-  auto split = [&](std::string_view part, char sep, bool query) {
+  auto split = [&](std::string_view part, char sep, bool in_query) {
     if (part.empty()) return;
     std::size_t start = 0;
     while (true) {
       std::size_t end = part.find(sep, start);
       std::string_view attr = part.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-      const char* where = query ? "query" : "path";
+      const char* where = in_query ? "query" : "path";
       if (attr.empty())
         fail(ExitCode::Usage,
              "The PKCS#11 URI '" + redacted(text) + "' has an empty attribute in its " + where + " part (a stray '" +
@@ -274,7 +280,7 @@ Pkcs11Uri Pkcs11Uri::parse(std::string_view text) {
       if (!is_attr_name(name))
         fail(ExitCode::Usage, "The PKCS#11 URI attribute name '" + redacted(name) +
                                   "' is not valid: names consist of letters, digits, '-' and '_'.");
-      if (query) {
+      if (in_query) {
         if (contains(kPathAttrs, name))
           fail(ExitCode::Usage,
                "The PKCS#11 URI attribute '" + name + "' belongs in the path part, not in the query after '?'.",
@@ -283,21 +289,20 @@ Pkcs11Uri Pkcs11Uri::parse(std::string_view text) {
         if (contains(kQueryAttrs, name))
           fail(ExitCode::Usage, "The PKCS#11 URI attribute '" + name + "' belongs in the query part, after '?'.",
                "Write it as pkcs11:...?" + name + "=VALUE.");
-        if (!contains(kPathAttrs, name) && name.rfind("x-", 0) != 0)
-          fail(ExitCode::Usage,
-               "The PKCS#11 URI has the unknown path attribute '" + name +
-                   "'; tokenprov knows token, manufacturer, serial, model, library-manufacturer, "
-                   "library-description, library-version, slot-manufacturer, slot-description, slot-id, object, "
-                   "type, id, and vendor attributes whose names start with 'x-'.",
-               "Remove the attribute, or check its spelling.");
       }
-      auto& map = query ? uri.query : uri.path;
-      if (map.count(name))
+      // Section 2.3: no path attribute twice; in the query only vendor
+      // attributes may repeat ("it is up to the URI consumer to decide").
+      bool repeated = in_query ? contains(kQueryAttrs, name) && uri.query.count(name) : uri.path.count(name) != 0;
+      if (repeated)
         fail(ExitCode::Usage, "The PKCS#11 URI has the attribute '" + name + "' more than once.",
              "Give each attribute once.");
-      std::string value = decode(raw, name, query);
-      if (!query) check_value(name, value);
-      map.emplace(std::move(name), std::move(value));
+      std::string value = decode(raw, name, in_query);
+      if (in_query) {
+        uri.query.emplace(std::move(name), std::move(value));
+      } else {
+        check_value(name, value);
+        uri.path.emplace(std::move(name), std::move(value));
+      }
       if (end == std::string_view::npos) break;
       start = end + 1;
     }
@@ -331,7 +336,8 @@ std::string Pkcs11Uri::format() const {
     out += encode(value, true);
   };
   for (auto name : kQueryAttrs)
-    if (auto it = query.find(std::string(name)); it != query.end()) add_query(it->first, it->second);
+    if (auto it = query.lower_bound(std::string(name)); it != query.end() && it->first == name)
+      add_query(it->first, it->second);
   for (const auto& [name, value] : query)
     if (!contains(kQueryAttrs, name)) add_query(name, value);
   return out;
@@ -339,31 +345,100 @@ std::string Pkcs11Uri::format() const {
 
 std::optional<std::string> Pkcs11Uri::get(const std::string& key) const {
   if (auto it = path.find(key); it != path.end()) return it->second;
-  if (auto it = query.find(key); it != query.end()) return it->second;
+  if (auto it = query.lower_bound(key); it != query.end() && it->first == key) return it->second;
   return std::nullopt;
 }
 
-bool Pkcs11Uri::matches_token(const p11::TokenInfo& token) const {
-  auto equal = [&](const char* key, const std::string& actual) {
-    auto it = path.find(key);
-    return it == path.end() || it->second == actual;
-  };
-  if (!equal("token", token.label) || !equal("manufacturer", token.manufacturer) || !equal("serial", token.serial) ||
-      !equal("model", token.model))
+namespace {
+// True when the path attribute KEY is absent or equals ACTUAL.
+bool attr_equal(const std::map<std::string, std::string>& path, const char* key, const std::string& actual) {
+  auto it = path.find(key);
+  return it == path.end() || it->second == actual;
+}
+
+// A CK_TOKEN_INFO, CK_SLOT_INFO or CK_INFO text field is padded with spaces
+// (trim_field takes them off): trailing spaces in the URI value are that padding.
+bool field_equal(const std::map<std::string, std::string>& path, const char* key, const std::string& actual) {
+  auto it = path.find(key);
+  if (it == path.end()) return true;
+  std::string_view v = it->second;
+  while (!v.empty() && v.back() == ' ')
+    v.remove_suffix(1);
+  return v == actual;
+}
+
+bool slot_id_equal(const std::map<std::string, std::string>& path, CK_SLOT_ID actual) {
+  auto it = path.find("slot-id");
+  if (it == path.end()) return true;
+  std::uint64_t slot = 0;
+  return parse_ulong(it->second, slot) && slot == static_cast<std::uint64_t>(actual);
+}
+} // namespace
+
+bool Pkcs11Uri::matches_library(const p11::LibraryInfo& library) const {
+  if (!field_equal(path, "library-manufacturer", library.manufacturer) ||
+      !field_equal(path, "library-description", library.description))
     return false;
-  if (auto it = path.find("slot-id"); it != path.end()) {
-    std::uint64_t slot = 0;
-    if (!parse_ulong(it->second, slot) || slot != static_cast<std::uint64_t>(token.slot_id)) return false;
-  }
-  return true;
+  auto it = path.find("library-version");
+  if (it == path.end()) return true;
+  // Section 2.3: "M.N", and "M" is major M, minor 0. Both are one byte in CK_INFO.
+  std::string_view v = it->second;
+  auto dot = v.find('.');
+  std::uint64_t major = 0, minor = 0;
+  if (!parse_ulong(v.substr(0, dot), major)) return false;
+  if (dot != std::string_view::npos && !parse_ulong(v.substr(dot + 1), minor)) return false;
+  return major == library.version_major && minor == library.version_minor;
+}
+
+bool Pkcs11Uri::matches_slot(const p11::SlotInfo& slot) const {
+  return field_equal(path, "slot-description", slot.description) &&
+         field_equal(path, "slot-manufacturer", slot.manufacturer) && slot_id_equal(path, slot.slot_id);
+}
+
+bool Pkcs11Uri::matches_token(const p11::TokenInfo& token) const {
+  return field_equal(path, "token", token.label) && field_equal(path, "manufacturer", token.manufacturer) &&
+         field_equal(path, "serial", token.serial) && field_equal(path, "model", token.model) &&
+         slot_id_equal(path, token.slot_id);
 }
 
 bool Pkcs11Uri::matches_object(const std::string& type, const std::string& label, const std::string& id_bytes) const {
-  auto equal = [&](const char* key, const std::string& actual) {
-    auto it = path.find(key);
-    return it == path.end() || it->second == actual;
-  };
-  return equal("object", label) && equal("id", id_bytes) && equal("type", type);
+  return attr_equal(path, "object", label) && attr_equal(path, "id", id_bytes) && attr_equal(path, "type", type);
+}
+
+bool Pkcs11Uri::names_library() const {
+  return path.count("library-manufacturer") || path.count("library-description") || path.count("library-version");
+}
+
+bool Pkcs11Uri::names_slot() const {
+  return path.count("slot-description") || path.count("slot-manufacturer") || path.count("slot-id");
+}
+
+std::vector<std::string> Pkcs11Uri::vendor_path_attributes() const {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : path)
+    if (!contains(kPathAttrs, name)) out.push_back(name);
+  return out;
+}
+
+bool Pkcs11Uri::is_standard_path_attribute(std::string_view name) { return contains(kPathAttrs, name); }
+bool Pkcs11Uri::is_standard_query_attribute(std::string_view name) { return contains(kQueryAttrs, name); }
+std::string Pkcs11Uri::redact(std::string_view text) { return redacted(text); }
+
+void Pkcs11Uri::require_evaluable(std::string_view what) const {
+  auto vendor = vendor_path_attributes();
+  if (!vendor.empty())
+    fail(ExitCode::Usage,
+         "The PKCS#11 URI of " + std::string(what) + " has the path attribute '" + vendor.front() +
+             "', which tokenprov cannot evaluate: it knows token, manufacturer, serial, model, library-manufacturer, "
+             "library-description, library-version, slot-manufacturer, slot-description, slot-id, object, type and id.",
+         "RFC 7512 section 2.5 has a URI with an unrecognized path attribute match nothing; remove the attribute "
+         "if it is meant for another program.");
+  if (query.count("pin-value"))
+    fail(ExitCode::Usage,
+         "The PKCS#11 URI of " + std::string(what) +
+             " carries a PIN (pin-value); tokenprov takes no PIN from a URI, which ends up in shell history, "
+             "process lists and logs.",
+         "Remove pin-value and give the PIN with pin-source=file:/PATH in the URI or --pin-source.");
 }
 
 std::string token_uri(const p11::TokenInfo& token) {

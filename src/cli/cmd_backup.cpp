@@ -47,6 +47,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
   backup->add_flag("--cert-only", bo.cert_only, "the certificates alone, without the private key");
   backup->add_flag("--force", bo.force, "replace an existing file");
   r.push_back({backup, [&g]() {
+                 take_key_uri(g, bo.key); // a key URI can name its token, module and PIN source
                  BackupRequest req;
                  req.key = bo.key;
                  req.out = bo.out;

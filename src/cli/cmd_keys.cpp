@@ -68,6 +68,7 @@ void register_keys(CLI::App& app, Global& g, Registry& r) {
   csr->add_flag("--pss", co.pss, "sign with RSA-PSS (SHA-256) instead of PKCS#1 v1.5");
   csr->add_flag("--force", co.force, "replace an existing output file");
   r.push_back({csr, [&g]() {
+                 take_key_uri(g, co.key); // a key URI can name its token, module and PIN source
                  ossl::parse_dn(co.subject);
                  for (auto& s : co.sans) check_san(s);
                  Secret pin = user_pin(g);

@@ -58,8 +58,9 @@ void register_list(CLI::App& app, Global& g, Registry& r) {
   r.push_back({cmd, [&g]() {
                  auto module = p11::Module::load(module_path(g));
                  Secret pin;
-                 if (!g.pin_source.empty()) pin = user_pin(g);
-                 auto inv = take_inventory(module, g.token, g.pin_source.empty() ? nullptr : &pin);
+                 bool login = !pin_source(g).empty(); // --pin-source, or the --token URI's pin-source
+                 if (login) pin = user_pin(g);
+                 auto inv = take_inventory(module, g.token, login ? &pin : nullptr);
                  if (g.json) {
                    print_json(to_json(inv));
                    return 0;

@@ -4,6 +4,7 @@
 #include "tokenprov/fleet.hpp"
 #include "tokenprov/ossl.hpp"
 #include "tokenprov/provision.hpp"
+#include "tokenprov/uri_resolve.hpp"
 
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ struct Prepared {
 void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_possible) {
   if (g.profile.empty()) fail(ExitCode::Usage, "provision needs --profile.");
   p.req.profile = profile(g);
-  p.req.module_path = resolve_module_path(g.module, p.req.profile.module);
+  p.req.module_path = resolve_module_for(g.module, p.req.profile.module, g.token);
   p.req.scep = scep_options(g, o.scep_url.empty() ? p.req.profile.scep_url : o.scep_url,
                             scep::normalize_fingerprint(o.ca_fingerprint.empty() ? p.req.profile.ca_fingerprint : o.ca_fingerprint),
                             o.wait);

@@ -2,6 +2,7 @@
 
 #include "tokenprov/profile.hpp"
 #include "tokenprov/token.hpp"
+#include "tokenprov/uri_resolve.hpp"
 
 #include <iostream>
 #include <unistd.h>
@@ -37,7 +38,7 @@ Secret secret_from(const std::string& source, const std::string& what, ExitCode 
 }
 
 Secret user_pin(const Global& g, std::size_t min_length) {
-  return secret_from(g.pin_source, "user PIN", ExitCode::Pin, false, min_length);
+  return secret_from(pin_source(g), "user PIN", ExitCode::Pin, false, min_length);
 }
 
 Secret so_pin(const Global& g) { return secret_from(g.so_pin_source, "SO PIN", ExitCode::Pin); }
@@ -50,8 +51,12 @@ const Profile& profile(const Global& g) {
 std::string module_path(const Global& g) {
   std::string profile_module;
   if (!g.profile.empty() && g.module.empty()) profile_module = profile(g).module;
-  return resolve_module_path(g.module, profile_module);
+  return resolve_module_for(g.module, profile_module, g.token);
 }
+
+std::string pin_source(const Global& g) { return pin_source_for(g.pin_source, g.token); }
+
+void take_key_uri(Global& g, const std::string& key) { g.token = token_selector_with_key(g.token, key); }
 
 std::vector<std::string> split_commas(const std::vector<std::string>& in) {
   std::vector<std::string> out;

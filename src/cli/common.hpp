@@ -61,7 +61,15 @@ const Profile& profile(const Global& g);
 // "sign,decrypt" given once or repeated -> {"sign", "decrypt"}.
 std::vector<std::string> split_commas(const std::vector<std::string>& in);
 
-// The module path a command uses: --module, the profile's, $TOKENPROV_MODULE, p11-kit.
+// The module path a command uses: --module, a module the --token URI names
+// (module-path, module-name), the profile's, $TOKENPROV_MODULE, p11-kit.
 std::string module_path(const Global& g);
+
+// The user PIN source: --pin-source, else the --token URI's pin-source.
+std::string pin_source(const Global& g);
+
+// For commands with --key: what a key URI says of its token, module and PIN
+// source joins --token (g.token), so the key URI alone can name them.
+void take_key_uri(Global& g, const std::string& key);
 
 } // namespace tokenprov::cli

@@ -99,6 +99,17 @@ std::string Module::manufacturer() const {
   return trim_field(info.manufacturerID, sizeof info.manufacturerID);
 }
 
+LibraryInfo Module::library_info() const {
+  CK_INFO info{};
+  check(fn_->C_GetInfo(&info), "C_GetInfo");
+  LibraryInfo out;
+  out.manufacturer = trim_field(info.manufacturerID, sizeof info.manufacturerID);
+  out.description = trim_field(info.libraryDescription, sizeof info.libraryDescription);
+  out.version_major = info.libraryVersion.major;
+  out.version_minor = info.libraryVersion.minor;
+  return out;
+}
+
 std::vector<CK_SLOT_ID> Module::slots(bool token_present) const {
   std::unique_lock<std::shared_mutex> alone(slot_list_mutex_); // may change the module's slot table
   CK_ULONG n = 0;

@@ -26,6 +26,13 @@ void require_usage_error(const std::string& text, const std::string& needle) {
   }
 }
 
+// The first query attribute NAME of U (the test fails when there is none).
+std::string qv(const Pkcs11Uri& u, const char* name) {
+  auto it = u.query.find(name);
+  REQUIRE(it != u.query.end());
+  return it->second;
+}
+
 tokenprov::p11::TokenInfo alice_token() {
   tokenprov::p11::TokenInfo t;
   t.slot_id = 7;
@@ -54,7 +61,7 @@ TEST_CASE("RFC 7512 section 3.3 examples parse", "[unit][uri]") {
     auto u = Pkcs11Uri::parse("pkcs11:object=my-key;type=private?pin-source=file:/etc/token");
     CHECK(u.path.at("object") == "my-key");
     CHECK(u.path.at("type") == "private");
-    CHECK(u.query.at("pin-source") == "file:/etc/token");
+    CHECK(qv(u, "pin-source") == "file:/etc/token");
   }
   SECTION("token, manufacturer, model, binary id and empty serial") {
     auto u = Pkcs11Uri::parse("pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;"
@@ -68,21 +75,21 @@ TEST_CASE("RFC 7512 section 3.3 examples parse", "[unit][uri]") {
     CHECK(u.path.at("id") == std::string("\x69\x95\x3e\x5c\xf4\xbd\xec\x91"));
     CHECK(tokenprov::to_hex(u.path.at("id")) == "69953e5cf4bdec91");
     CHECK(u.path.at("serial").empty());
-    CHECK(u.query.at("pin-source") == "file:/etc/token_pin");
+    CHECK(qv(u, "pin-source") == "file:/etc/token_pin");
   }
   SECTION("module-name") {
     auto u = Pkcs11Uri::parse("pkcs11:object=my-sign-key;type=private?module-name=mypkcs11");
-    CHECK(u.query.at("module-name") == "mypkcs11");
+    CHECK(qv(u, "module-name") == "mypkcs11");
   }
   SECTION("module-path") {
     auto u = Pkcs11Uri::parse("pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1");
-    CHECK(u.query.at("module-path") == "/mnt/libmypkcs11.so.1");
+    CHECK(qv(u, "module-path") == "/mnt/libmypkcs11.so.1");
   }
   SECTION("pin-value") {
     auto u = Pkcs11Uri::parse("pkcs11:token=Software%20PKCS%2311%20softtoken;"
                               "manufacturer=Snake%20Oil,%20Inc.?pin-value=the-pin");
     CHECK(u.path.at("token") == "Software PKCS#11 softtoken");
-    CHECK(u.query.at("pin-value") == "the-pin");
+    CHECK(qv(u, "pin-value") == "the-pin");
   }
   SECTION("slot-description") {
     auto u = Pkcs11Uri::parse("pkcs11:slot-description=Sun%20Metaslot");
@@ -111,19 +118,97 @@ TEST_CASE("RFC 7512 section 3.3 examples parse", "[unit][uri]") {
                               "object=my-certificate;type=cert");
     CHECK(u.path.at("token") == "Name with a small A with acute: \xc3\xa1");
   }
-  SECTION("vendor attributes: query ones are kept, path ones need the x- prefix") {
-    // RFC 7512's last example names its vendor path attribute "vendor-aaa".
-    // tokenprov refuses unknown path attributes (they would narrow or widen a
-    // match silently) and keeps vendor path attributes named x-....
-    require_usage_error("pkcs11:token=my-token;object=my-certificate;type=cert;vendor-aaa=value-a"
-                        "?pin-source=file:/etc/token_pin&vendor-bbb=value-b",
-                        "vendor-aaa");
-    auto u = Pkcs11Uri::parse("pkcs11:token=my-token;object=my-certificate;type=cert;x-vendor-aaa=value-a"
+  SECTION("vendor attributes in path and query, as the RFC's own example has them") {
+    // RFC 7512 section 2.3: pk11-v-pattr and pk11-v-qattr are any
+    // pk11-v-attr-nm (letters, digits, '-', '_'); no prefix is required.
+    auto u = Pkcs11Uri::parse("pkcs11:token=my-token;object=my-certificate;type=cert;vendor-aaa=value-a"
                               "?pin-source=file:/etc/token_pin&vendor-bbb=value-b");
-    CHECK(u.path.at("x-vendor-aaa") == "value-a");
-    CHECK(u.query.at("vendor-bbb") == "value-b");
-    CHECK(u.query.at("pin-source") == "file:/etc/token_pin");
+    CHECK(u.path.at("vendor-aaa") == "value-a");
+    CHECK(qv(u, "vendor-bbb") == "value-b");
+    CHECK(qv(u, "pin-source") == "file:/etc/token_pin");
+    CHECK(u.vendor_path_attributes() == std::vector<std::string>{"vendor-aaa"});
+    CHECK(u.format() == "pkcs11:token=my-token;object=my-certificate;type=cert;vendor-aaa=value-a"
+                        "?pin-source=file:/etc/token_pin&vendor-bbb=value-b");
   }
+}
+
+TEST_CASE("vendor query attributes may repeat; standard ones may not (RFC 7512 section 2.3)", "[unit][uri]") {
+  auto u = Pkcs11Uri::parse("pkcs11:?v-x=1&module-name=m&v-x=2");
+  CHECK(u.query.count("v-x") == 2);
+  CHECK(u.get("v-x") == std::optional<std::string>("1"));
+  CHECK(u.format() == "pkcs11:?module-name=m&v-x=1&v-x=2");
+  CHECK(Pkcs11Uri::parse(u.format()).query == u.query);
+  require_usage_error("pkcs11:?module-name=a&module-name=b", "'module-name' more than once");
+  require_usage_error("pkcs11:vendor-aaa=1;vendor-aaa=2", "'vendor-aaa' more than once");
+}
+
+TEST_CASE("selecting refuses what tokenprov cannot evaluate, by name", "[unit][uri]") {
+  auto refused = [](const std::string& text, const std::string& needle) {
+    INFO("URI: " << text);
+    auto u = Pkcs11Uri::parse(text);
+    try {
+      u.require_evaluable("--token");
+      FAIL("require_evaluable accepted it");
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::Usage);
+      INFO("message: " << e.what());
+      CHECK(std::string(e.what()).find(needle) != std::string::npos);
+      CHECK(std::string(e.what()).find("the-pin") == std::string::npos);
+    }
+  };
+  refused("pkcs11:token=my-token;vendor-aaa=value-a", "'vendor-aaa'");
+  refused("pkcs11:tokn=alice", "'tokn'"); // a misspelt attribute is caught here, not silently ignored
+  refused("pkcs11:x-any=1", "'x-any'");
+  refused("pkcs11:token=a?pin-value=the-pin", "pin-value");
+  // Vendor query attributes select nothing: they are ignored (RFC 7512
+  // section 2.5 leaves them to the consumer), as p11-kit does.
+  Pkcs11Uri::parse("pkcs11:token=a?vendor-bbb=value-b").require_evaluable("--token");
+  Pkcs11Uri::parse("pkcs11:token=a;slot-id=1;library-version=2?module-name=x&pin-source=/p").require_evaluable("--key");
+}
+
+TEST_CASE("library and slot attributes match C_GetInfo and C_GetSlotInfo", "[unit][uri]") {
+  tokenprov::p11::LibraryInfo lib;
+  lib.manufacturer = "SoftHSM";
+  lib.description = "Implementation of PKCS11";
+  lib.version_major = 2;
+  lib.version_minor = 6;
+  CHECK(Pkcs11Uri::parse("pkcs11:").matches_library(lib));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:").names_library());
+  CHECK(Pkcs11Uri::parse("pkcs11:library-manufacturer=SoftHSM").matches_library(lib));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:library-manufacturer=Snake%20Oil,%20Inc.").matches_library(lib));
+  CHECK(Pkcs11Uri::parse("pkcs11:library-description=Implementation%20of%20PKCS11").matches_library(lib));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:library-description=Soft%20Token%20Library").matches_library(lib));
+  CHECK(Pkcs11Uri::parse("pkcs11:library-version=2.6").matches_library(lib));
+  CHECK(Pkcs11Uri::parse("pkcs11:library-version=2.06").matches_library(lib));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:library-version=2").matches_library(lib)); // "M" is M.0
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:library-version=9.9").matches_library(lib));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:library-version=2.7").matches_library(lib));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:library-version=258.6").matches_library(lib)); // not 2 mod 256
+  lib.version_minor = 0;
+  CHECK(Pkcs11Uri::parse("pkcs11:library-version=2").matches_library(lib));
+  CHECK(Pkcs11Uri::parse("pkcs11:library-version=2.0").matches_library(lib));
+  CHECK(Pkcs11Uri::parse("pkcs11:library-version=2").names_library());
+  // Library attributes do not restrict the token or slot match on their own.
+  CHECK(Pkcs11Uri::parse("pkcs11:library-version=9.9").matches_token(alice_token()));
+
+  tokenprov::p11::SlotInfo slot;
+  slot.slot_id = 7;
+  slot.description = "SoftHSM slot ID 0x7";
+  slot.manufacturer = "SoftHSM project";
+  CHECK(Pkcs11Uri::parse("pkcs11:").matches_slot(slot));
+  CHECK(Pkcs11Uri::parse("pkcs11:slot-manufacturer=SoftHSM%20project").matches_slot(slot));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:slot-manufacturer=Nobody").matches_slot(slot));
+  CHECK(Pkcs11Uri::parse("pkcs11:slot-description=SoftHSM%20slot%20ID%200x7").matches_slot(slot));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:slot-description=Sun%20Metaslot").matches_slot(slot));
+  CHECK(Pkcs11Uri::parse("pkcs11:slot-id=7").matches_slot(slot));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:slot-id=8").matches_slot(slot));
+  CHECK(Pkcs11Uri::parse("pkcs11:slot-id=7").names_slot());
+  // Trailing spaces are the fields' padding (p11-kit pads the URI value the same way).
+  CHECK(Pkcs11Uri::parse("pkcs11:slot-manufacturer=SoftHSM%20project%20%20").matches_slot(slot));
+  CHECK(Pkcs11Uri::parse("pkcs11:token=alice%20").matches_token(alice_token()));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:token=%20alice").matches_token(alice_token()));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:object=auth%20").matches_object("private", "auth", ""));
+  CHECK_FALSE(Pkcs11Uri::parse("pkcs11:token=alice").names_slot());
 }
 
 TEST_CASE("PKCS#11 URI reserved characters allowed unencoded", "[unit][uri]") {
@@ -132,7 +217,7 @@ TEST_CASE("PKCS#11 URI reserved characters allowed unencoded", "[unit][uri]") {
   CHECK(u.path.at("object") == "a:b[c]@d!e$f'g(h)i*j+k,l=m&n~o.p_q-r");
   // '/', '?' and '|' may appear as is in query values.
   auto q = Pkcs11Uri::parse("pkcs11:?pin-source=|/usr/bin/get-pin?x=1");
-  CHECK(q.query.at("pin-source") == "|/usr/bin/get-pin?x=1");
+  CHECK(qv(q, "pin-source") == "|/usr/bin/get-pin?x=1");
   CHECK(Pkcs11Uri::parse("pkcs11:?").query.empty());
   // The scheme is case-insensitive (RFC 3986).
   CHECK(Pkcs11Uri::parse("PKCS11:token=alice").path.at("token") == "alice");
@@ -151,8 +236,6 @@ TEST_CASE("malformed PKCS#11 URIs are usage errors naming the problem", "[unit][
   require_usage_error("pkcs11:token=a%", "bad percent escape");
   require_usage_error("pkcs11:token=alice;token=bob", "'token' more than once");
   require_usage_error("pkcs11:?pin-source=a&pin-source=b", "'pin-source' more than once");
-  require_usage_error("pkcs11:tokn=alice", "unknown path attribute 'tokn'");
-  require_usage_error("pkcs11:vendor=1", "unknown path attribute 'vendor'");
   require_usage_error("pkcs11:token=my token", "a space");
   require_usage_error("pkcs11:token=a/b", "'/'");
   require_usage_error("pkcs11:token=a\"b", "'\"'");
@@ -199,12 +282,15 @@ TEST_CASE("format() writes the canonical form", "[unit][uri]") {
     Pkcs11Uri u;
     u.path["token"] = "Snake Oil, Inc.;100%/x\xc3\xa1";
     CHECK(u.format() == "pkcs11:token=Snake%20Oil,%20Inc.%3b100%25%2fx%c3%a1");
+    // '&' is pk11-pchar, but libp11's engine splits paths at it: written encoded.
+    u.path["token"] = "A&B";
+    CHECK(u.format() == "pkcs11:token=A%26B");
   }
   SECTION("query: standard attributes first, '&' encoded, '/' '?' '|' kept") {
     Pkcs11Uri u;
-    u.query["x-vendor"] = "a&b";
-    u.query["module-path"] = "/usr/lib/softhsm/libsofthsm2.so";
-    u.query["pin-source"] = "|/bin/cat?";
+    u.query.emplace("x-vendor", "a&b");
+    u.query.emplace("module-path", "/usr/lib/softhsm/libsofthsm2.so");
+    u.query.emplace("pin-source", "|/bin/cat?");
     CHECK(u.format() == "pkcs11:?pin-source=|/bin/cat?&module-path=/usr/lib/softhsm/libsofthsm2.so&x-vendor=a%26b");
   }
   SECTION("vendor path attributes come after the standard ones") {
@@ -258,8 +344,8 @@ TEST_CASE("parse(format(x)) round-trips", "[unit][uri]") {
     u.path["object"] = all;
     u.path["id"] = all;
     u.path["x-any"] = all;
-    u.query["pin-source"] = all;
-    u.query["vendor_q"] = all;
+    u.query.emplace("pin-source", all);
+    u.query.emplace("vendor_q", all);
     u.path["slot-id"] = "18446744073709551615";
     auto back = Pkcs11Uri::parse(u.format());
     CHECK(back.path == u.path);

@@ -56,6 +56,12 @@ struct SlotInfo {
   bool token_present = false;
 };
 
+// C_GetInfo: what RFC 7512's library-* attributes name.
+struct LibraryInfo {
+  std::string manufacturer, description;
+  unsigned version_major = 0, version_minor = 0; // libraryVersion
+};
+
 // Strips the blank padding of a fixed-size PKCS#11 string field.
 std::string trim_field(const unsigned char* p, std::size_t n);
 
@@ -74,6 +80,7 @@ public:
   bool owns_initialize() const { return owner_; }
   std::string library_description() const;
   std::string manufacturer() const;
+  LibraryInfo library_info() const; // C_GetInfo once: manufacturer, description, version
 
   std::vector<CK_SLOT_ID> slots(bool token_present = true) const;
   SlotInfo slot_info(CK_SLOT_ID slot) const;
