@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include "tokenprov/fileio.hpp"
+
 #include <algorithm>
 
 #include "tokenprov/backup.hpp"
@@ -76,7 +78,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
   r.push_back({restore, [&g]() {
                  if (!g.profile.empty() && ro.exportable && !profile(g).allow_export)
                    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys.");
-                 auto data = ossl::read_file(ro.in); // a missing file fails before any prompt
+                 auto data = read_input_file(ro.in, input::pkcs12); // a missing file fails before any prompt
                  (void)data;
                  Secret pin = user_pin(g);
                  Secret pw = secret_from(ro.password_source, "backup password", ExitCode::BadInput);
