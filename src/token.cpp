@@ -2,6 +2,8 @@
 
 #include "tokenprov/uri.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 
 namespace tokenprov {
@@ -53,14 +55,21 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
     return hits.front();
   }
   if (Pkcs11Uri::looks_like_uri(selector)) {
-    auto uri = Pkcs11Uri::parse(selector);
+    auto uri = parse_selector_uri(selector);
     for (auto& t : tokens)
       if (uri.matches_token(t)) hits.push_back(t);
   } else if (selector.rfind("serial:", 0) == 0) {
     std::string serial = selector.substr(7);
     if (!hint) {
+      // Serials compare without regard to case: serial:ABC12 finds the token whose serial
+      // is abc12 (most are hexadecimal, and a person copies them in either case).
+      auto ci_equal = [](const std::string& a, const std::string& b) {
+        return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                 return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+               });
+      };
       for (auto& t : tokens)
-        if (t.serial == serial) hits.push_back(t);
+        if (ci_equal(t.serial, serial)) hits.push_back(t);
     } else {
       hits.push_back(*hint);
     }
