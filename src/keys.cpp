@@ -1,6 +1,7 @@
 #include "tokenprov/keys.hpp"
 
 #include "tokenprov/uri.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -255,6 +256,7 @@ void destroy_key_noexcept(const p11::Session& s, const KeyRef& k) noexcept {
 
 KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   if (policy.label.empty()) fail(ExitCode::Usage, "A key needs a label (--label).");
+  require_utf8(policy.label, "key label");
   if (label_in_use(s, policy.label))
     fail(ExitCode::Exists, "The label '" + policy.label + "' is in use on the token already; nothing was generated.",
          "Choose another label; tokenprov never replaces keys.");
@@ -360,7 +362,7 @@ KeyRef find_key(const p11::Session& s, const std::string& selector) {
   Attributes t;
   t.add_class(CKO_PRIVATE_KEY);
   if (Pkcs11Uri::looks_like_uri(selector)) {
-    auto uri = Pkcs11Uri::parse(selector);
+    auto uri = parse_selector_uri(selector);
     if (auto v = uri.get("object")) t.add_string(CKA_LABEL, *v);
     if (auto v = uri.get("id")) t.add_string(CKA_ID, *v);
     if (auto v = uri.get("type"); v && *v != "private")

@@ -2,6 +2,7 @@
 
 #include "tokenprov/backup.hpp"
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/utf8.hpp"
 #include "tokenprov/sigcheck.hpp"
 #include "tokenprov/token_admin.hpp"
 #include "tokenprov/uri.hpp"
@@ -83,7 +84,7 @@ std::shared_ptr<const FileBlobs> file_blobs(const std::string& path) {
   f->size = st.st_size;
   f->mtime = st.st_mtim;
   try {
-    f->blobs.push_back(ossl::read_file(path));
+    f->blobs.push_back(read_input_file(path, input::certificate));
   } catch (const Error&) {
     return nullptr;
   }
@@ -177,6 +178,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   const Profile& prof = req.profile;
   if (prof.keys.empty()) fail(ExitCode::BadInput, "The profile '" + prof.name + "' lists no keys.");
   ossl::parse_dn(req.subject);
+  require_utf8(req.user, "user");
+  require_utf8(req.token_label, "token label");
   for (auto& s : req.sans)
     check_san(s);
   bool have_source = !req.scep.url.empty() || !req.csr_dir.empty() || !req.cert_dir.empty();
@@ -208,7 +211,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     std::string want = expand_template(prof.token_label_template, vars);
     bool found = false;
     for (auto& t : module->tokens())
-      if (t.initialized() && t.label == want.substr(0, 32)) {
+      if (t.initialized() && t.label == utf8_prefix(want, 32)) {
         token = t;
         found = true;
         break;
@@ -222,7 +225,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   if (!token.initialized()) {
     if (!sec.so_pin) fail(ExitCode::Pin, "The token is blank: initializing it needs the SO PIN (--so-pin-source).");
     std::string label = req.token_label.empty() ? expand_template(prof.token_label_template, vars) : req.token_label;
-    if (label.size() > 32) label.resize(32);
+    label = utf8_prefix(label, 32); // a token label is 32 bytes: cut at a character boundary
     say("Initializing the blank token " +
         (token.serial.empty() ? "in slot " + std::to_string(token.slot_id) : "(serial " + token.serial + ")") +
         " as '" + label + "'...");

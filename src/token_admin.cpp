@@ -1,5 +1,7 @@
 #include "tokenprov/token_admin.hpp"
 
+#include "tokenprov/utf8.hpp"
+
 #include <algorithm>
 
 namespace tokenprov {
@@ -32,6 +34,7 @@ p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Se
 
 p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
+  require_utf8(req.label, "token label");
   auto module = p11::Module::load(req.module_path);
   std::optional<p11::TokenInfo> in_slot;
   if (req.slot) {

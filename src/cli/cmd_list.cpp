@@ -3,6 +3,7 @@
 #include "tokenprov/inventory.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -75,7 +76,7 @@ void register_list(CLI::App& app, Global& g, Registry& r) {
                    print_json(j);
                    return 0;
                  }
-                 std::cout << human(entries, login);
+                 std::cout << escape_invalid_utf8(human(entries, login)); // foreign labels: \xNN
                  return 0;
                }});
 }
