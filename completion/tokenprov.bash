@@ -22,7 +22,7 @@ _tokenprov_cmd_opts() {
     pickup) echo "--cert --ca-bundle --allow-expired" ;;
     enroll) echo "--scep-url --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
     backup) echo "--key --out --compat --password-source --cert-only --force" ;;
-    restore) echo "--in --password-source --label --exportable" ;;
+    restore) echo "--in --password-source --label --exportable --usage --role" ;;
     provision) echo "--subject --san --user --label $enroll_opts" ;;
     fleet) echo "--manifest --jobs --state --dry-run $enroll_opts" ;;
   esac

@@ -1,10 +1,13 @@
 #include "tokenprov/backup.hpp"
 
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/key_policy.hpp"
+#include "tokenprov/key_wrap.hpp"
 #include "tokenprov/pickup.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -14,55 +17,6 @@
 namespace tokenprov {
 
 namespace {
-
-// A session-only AES-256 key whose value we made in software, for wrapping.
-class SessionAesKey {
-public:
-  SessionAesKey(const p11::Session& s, bool wrap) : s_(s), value_(32) {
-    if (RAND_bytes(value_.data(), 32) != 1) ossl::fail_ssl(ExitCode::Internal, "No randomness for the transport key");
-    p11::Attributes t;
-    t.add_class(CKO_SECRET_KEY).add_ulong(CKA_KEY_TYPE, CKK_AES);
-    t.add_bool(CKA_TOKEN, false).add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true);
-    t.add_bool(CKA_EXTRACTABLE, false);
-    t.add_bool(wrap ? CKA_WRAP : CKA_UNWRAP, true);
-    t.add_bool(wrap ? CKA_UNWRAP : CKA_WRAP, false);
-    t.add_bool(CKA_ENCRYPT, false).add_bool(CKA_DECRYPT, false);
-    t.add_bytes(CKA_VALUE, value_);
-    t.add_string(CKA_LABEL, "tokenprov transport key");
-    h_ = const_cast<p11::Session&>(s).create(t, "creating the session key for the transfer");
-  }
-  ~SessionAesKey() {
-    s_.destroy_noexcept(h_);
-    OPENSSL_cleanse(value_.data(), value_.size());
-  }
-  SessionAesKey(const SessionAesKey&) = delete;
-  SessionAesKey& operator=(const SessionAesKey&) = delete;
-  CK_OBJECT_HANDLE handle() const { return h_; }
-  const p11::Bytes& value() const { return value_; }
-
-private:
-  const p11::Session& s_;
-  p11::Bytes value_;
-  CK_OBJECT_HANDLE h_ = CK_INVALID_HANDLE;
-};
-
-// RFC 5649 AES key wrap with padding, in software.
-p11::Bytes aes_kwp(const p11::Bytes& kek, std::span<const std::uint8_t> in, bool wrap) {
-  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-  EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-  p11::Bytes out(in.size() + 16);
-  int n1 = 0, n2 = 0;
-  bool ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap_pad(), nullptr, kek.data(), nullptr, wrap ? 1 : 0) == 1 &&
-            EVP_CipherUpdate(ctx, out.data(), &n1, in.data(), static_cast<int>(in.size())) == 1 &&
-            EVP_CipherFinal_ex(ctx, out.data() + n1, &n2) == 1;
-  EVP_CIPHER_CTX_free(ctx);
-  if (!ok) {
-    OPENSSL_cleanse(out.data(), out.size());
-    ossl::fail_ssl(ExitCode::Internal, wrap ? "Cannot wrap the key for the token" : "Cannot unwrap the key from the token");
-  }
-  out.resize(static_cast<std::size_t>(n1 + n2));
-  return out;
-}
 
 std::vector<ossl::X509Ptr> authority_certs(const p11::Session& s) {
   p11::Attributes t;
@@ -88,21 +42,70 @@ std::string export_refusal(const p11::Session& s, const KeyRef& k) {
                 : "its CKA_EXTRACTABLE attribute is false.");
 }
 
-ossl::EvpPkeyPtr extract_private_key(const p11::Session& s, const KeyRef& k) {
-  SessionAesKey kek(s, true);
-  CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  p11::Bytes wrapped = s.wrap_key(mech, kek.handle(), k.priv);
-  p11::Bytes pkcs8 = aes_kwp(kek.value(), wrapped, false);
+namespace {
+ossl::EvpPkeyPtr decode_pkcs8(p11::Bytes& pkcs8, const std::string& label) {
   const unsigned char* p = pkcs8.data();
   ossl::Pkcs8Ptr info(d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(pkcs8.size())));
+  // After the DER, nothing but the zeros SoftHSM2 pads to a multiple of 8 before RFC 5649.
+  std::size_t used = static_cast<std::size_t>(p - pkcs8.data());
+  bool tail_ok = info && pkcs8.size() - used < 8 &&
+                 std::all_of(pkcs8.begin() + static_cast<long>(used), pkcs8.end(), [](std::uint8_t b) { return b == 0; });
   OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
-  if (!info) ossl::fail_ssl(ExitCode::Token, "The token returned a key for '" + k.label + "' that is not PKCS#8");
+  if (!tail_ok) info.reset();
+  if (!info) ossl::fail_ssl(ExitCode::Token, "The token returned a key for '" + label + "' that is not PKCS#8");
   ossl::EvpPkeyPtr key(EVP_PKCS82PKEY(info.get()));
-  if (!key) ossl::fail_ssl(ExitCode::Token, "The key '" + k.label + "' taken from the token cannot be read");
-  // The key must be the one whose public half is on the token.
+  if (!key) ossl::fail_ssl(ExitCode::Token, "The key '" + label + "' taken from the token cannot be read");
+  return key;
+}
+
+// The EC key rebuilt from the private scalar the token wrapped out and the
+// point of its public key object, with the curve by name. OpenSSL encodes a
+// key made so with its public key (RFC 5915's publicKey, which GnuTLS
+// requires); one decoded from a token's PKCS#8 without it (SoftHSM2's) is
+// encoded again without it.
+ossl::EvpPkeyPtr ec_with_public(EVP_PKEY* key, EVP_PKEY* pub, const std::string& label) {
+  char group[64] = {0};
+  std::size_t glen = 0, plen = 0;
+  p11::Bytes point(256);
+  BIGNUM* d = nullptr;
+  bool ok = EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) == 1 &&
+            EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &plen) == 1 &&
+            EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
+  p11::Bytes priv(ok ? static_cast<std::size_t>(BN_num_bytes(d)) + 1 : 0); // native byte order for OSSL_PARAM
+  ok = ok && BN_bn2nativepad(d, priv.data(), static_cast<int>(priv.size())) > 0;
+  BN_clear_free(d);
+  EVP_PKEY* out = nullptr;
+  if (ok) {
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
+                           OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point.data(), plen),
+                           OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_PRIV_KEY, priv.data(), priv.size()),
+                           OSSL_PARAM_construct_end()};
+    ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
+    ok = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
+         EVP_PKEY_fromdata(ctx.get(), &out, EVP_PKEY_KEYPAIR, params) == 1;
+  }
+  OPENSSL_cleanse(priv.data(), priv.size());
+  if (!ok) ossl::fail_ssl(ExitCode::Token, "The EC key '" + label + "' taken from the token cannot be rebuilt");
+  return ossl::EvpPkeyPtr(out);
+}
+
+// The private half belongs to the public half (for EC: the scalar gives the point).
+bool pairwise_ok(EVP_PKEY* key) {
+  ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  bool ok = ctx && EVP_PKEY_pairwise_check(ctx.get()) == 1;
+  ERR_clear_error();
+  return ok;
+}
+} // namespace
+
+ossl::EvpPkeyPtr extract_private_key(const p11::Session& s, const KeyRef& k) {
   auto pub = public_key(s, k);
-  if (EVP_PKEY_eq(key.get(), pub.get()) != 1)
-    fail(ExitCode::Token, "The key taken from the token does not match the public key of '" + k.label + "'.");
+  p11::Bytes pkcs8 = wrap_out_pkcs8(s, k.priv);
+  auto key = decode_pkcs8(pkcs8, k.label);
+  if (k.type == CKK_EC) key = ec_with_public(key.get(), pub.get(), k.label);
+  // The key must be the one whose public half is on the token.
+  if (EVP_PKEY_eq(key.get(), pub.get()) != 1 || !pairwise_ok(key.get()))
+    fail(ExitCode::Token, "The key taken from the token does not match the public key of '" + k.label + "'; no file was written.");
   return key;
 }
 
@@ -159,69 +162,100 @@ BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const 
 namespace {
 // Imports the private key by unwrapping it under a session AES key.
 CK_OBJECT_HANDLE import_private_key(p11::Session& s, EVP_PKEY* key, const std::string& label, const p11::Bytes& id,
-                                    bool exportable, CK_KEY_TYPE kt) {
+                                    const KeyPolicyAttrs& pa) {
   ossl::Pkcs8Ptr info(EVP_PKEY2PKCS8(key));
   if (!info) ossl::fail_ssl(ExitCode::BadInput, "The backup's key cannot be encoded as PKCS#8");
   int n = i2d_PKCS8_PRIV_KEY_INFO(info.get(), nullptr);
   p11::Bytes pkcs8(static_cast<std::size_t>(n));
   unsigned char* p = pkcs8.data();
   i2d_PKCS8_PRIV_KEY_INFO(info.get(), &p);
-  SessionAesKey kek(s, false);
-  p11::Bytes wrapped = aes_kwp(kek.value(), pkcs8, true);
-  OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
   p11::Attributes t;
-  t.add_class(CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, kt);
-  t.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true);
-  t.add_bool(CKA_EXTRACTABLE, exportable).add_bool(CKA_MODIFIABLE, true);
-  t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id);
-  t.add_bool(CKA_SIGN, true);
-  if (kt == CKK_RSA) t.add_bool(CKA_DECRYPT, true).add_bool(CKA_UNWRAP, false);
-  CK_MECHANISM mech{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  return s.unwrap_key(mech, kek.handle(), wrapped, t, "putting the key '" + label + "' on the token");
+  add_private_template(t, pa, label, id);
+  const std::string what = "putting the key '" + label + "' on the token";
+  try {
+    auto h = unwrap_in_pkcs8(s, pkcs8, t, what);
+    OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+    return h;
+  } catch (const p11::P11Error& e) {
+    OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+    if (is_template_refusal(e.rv()) && e.function() == "C_UnwrapKey") policy_refused(e, pa, what);
+    throw;
+  } catch (...) {
+    OPENSSL_cleanse(pkcs8.data(), pkcs8.size());
+    throw;
+  }
+}
+
+p11::Bytes der_oid(int nid) {
+  ASN1_OBJECT* oid = OBJ_nid2obj(nid);
+  int n = oid ? i2d_ASN1_OBJECT(oid, nullptr) : 0;
+  if (n <= 0) ossl::fail_ssl(ExitCode::BadInput, "The backup's key is on a curve tokenprov does not know");
+  p11::Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_ASN1_OBJECT(oid, &p);
+  return out;
+}
+
+// CKA_EC_POINT: the point (or Ed25519 key) in a DER OCTET STRING.
+p11::Bytes der_octet_string(const p11::Bytes& v) {
+  ASN1_OCTET_STRING* os = ASN1_OCTET_STRING_new();
+  ASN1_OCTET_STRING_set(os, v.data(), static_cast<int>(v.size()));
+  int n = i2d_ASN1_OCTET_STRING(os, nullptr);
+  p11::Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_ASN1_OCTET_STRING(os, &p);
+  ASN1_OCTET_STRING_free(os);
+  return out;
+}
+
+p11::Bytes bn_param(EVP_PKEY* key, const char* name) {
+  BIGNUM* bn = nullptr;
+  if (!EVP_PKEY_get_bn_param(key, name, &bn)) ossl::fail_ssl(ExitCode::BadInput, "The backup's RSA key is incomplete");
+  p11::Bytes out(static_cast<std::size_t>(BN_num_bytes(bn)));
+  BN_bn2bin(bn, out.data());
+  BN_free(bn);
+  return out;
+}
+
+// The public key's own attributes: modulus and exponent, or curve and point.
+void add_public_value(p11::Attributes& t, EVP_PKEY* key, CK_KEY_TYPE kt) {
+  if (kt == CKK_RSA) {
+    t.add_bytes(CKA_MODULUS, bn_param(key, OSSL_PKEY_PARAM_RSA_N));
+    t.add_bytes(CKA_PUBLIC_EXPONENT, bn_param(key, OSSL_PKEY_PARAM_RSA_E));
+    return;
+  }
+  std::size_t len = 0;
+  p11::Bytes pt;
+  if (kt == CKK_EC_EDWARDS) {
+    EVP_PKEY_get_raw_public_key(key, nullptr, &len);
+    pt.resize(len);
+    EVP_PKEY_get_raw_public_key(key, pt.data(), &len);
+    t.add_bytes(CKA_EC_PARAMS, der_oid(NID_ED25519)).add_bytes(CKA_EC_POINT, der_octet_string(pt));
+    return;
+  }
+  char group[64] = {0};
+  EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len);
+  int nid = OBJ_sn2nid(group);
+  if (nid == NID_undef) nid = EC_curve_nist2nid(group);
+  EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &len);
+  pt.resize(len);
+  EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt.data(), pt.size(), &len);
+  pt.resize(len);
+  t.add_bytes(CKA_EC_PARAMS, der_oid(nid)).add_bytes(CKA_EC_POINT, der_octet_string(pt));
 }
 
 CK_OBJECT_HANDLE import_public_key(p11::Session& s, EVP_PKEY* key, const std::string& label, const p11::Bytes& id,
-                                   CK_KEY_TYPE kt) {
+                                   const KeyPolicyAttrs& pa) {
   p11::Attributes t;
-  t.add_class(CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, kt);
-  t.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, false).add_bool(CKA_MODIFIABLE, true);
-  t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id).add_bool(CKA_VERIFY, true);
-  if (kt == CKK_RSA) {
-    BIGNUM *n = nullptr, *e = nullptr;
-    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n);
-    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e);
-    p11::Bytes nb(static_cast<std::size_t>(BN_num_bytes(n))), eb(static_cast<std::size_t>(BN_num_bytes(e)));
-    BN_bn2bin(n, nb.data());
-    BN_bn2bin(e, eb.data());
-    BN_free(n);
-    BN_free(e);
-    t.add_bytes(CKA_MODULUS, nb).add_bytes(CKA_PUBLIC_EXPONENT, eb).add_bool(CKA_ENCRYPT, true);
-  } else {
-    // CKA_EC_PARAMS (the curve's OID) and CKA_EC_POINT (DER OCTET STRING).
-    char group[64] = {0};
-    std::size_t glen = 0;
-    EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen);
-    int nid = OBJ_sn2nid(group);
-    if (nid == NID_undef) nid = EC_curve_nist2nid(group);
-    ASN1_OBJECT* oid = OBJ_nid2obj(nid);
-    int olen = i2d_ASN1_OBJECT(oid, nullptr);
-    p11::Bytes params(static_cast<std::size_t>(olen));
-    unsigned char* pp = params.data();
-    i2d_ASN1_OBJECT(oid, &pp);
-    std::size_t len = 0;
-    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &len);
-    p11::Bytes pt(len);
-    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt.data(), pt.size(), &len);
-    ASN1_OCTET_STRING* os = ASN1_OCTET_STRING_new();
-    ASN1_OCTET_STRING_set(os, pt.data(), static_cast<int>(len));
-    int dlen = i2d_ASN1_OCTET_STRING(os, nullptr);
-    p11::Bytes point(static_cast<std::size_t>(dlen));
-    unsigned char* dp = point.data();
-    i2d_ASN1_OCTET_STRING(os, &dp);
-    ASN1_OCTET_STRING_free(os);
-    t.add_bytes(CKA_EC_PARAMS, params).add_bytes(CKA_EC_POINT, point);
+  add_public_template(t, pa, label, id);
+  add_public_value(t, key, pa.type);
+  const std::string what = "putting the public key '" + label + "' on the token";
+  try {
+    return s.create(t, what);
+  } catch (const p11::P11Error& e) {
+    if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
+    throw;
   }
-  return s.create(t, "putting the public key '" + label + "' on the token");
 }
 // The private key an interrupted restore of this key left: the label and id
 // this restore writes, the same key type, and the same key. Else
@@ -241,9 +275,15 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
   auto c = pkcs12::parse(data, password, req.in, true);
   OPENSSL_cleanse(data.data(), data.size());
   int base = EVP_PKEY_get_base_id(c.key.get());
-  CK_KEY_TYPE kt = base == EVP_PKEY_RSA ? CKK_RSA : base == EVP_PKEY_EC ? CKK_EC : CK_UNAVAILABLE_INFORMATION;
+  CK_KEY_TYPE kt = base == EVP_PKEY_RSA         ? CKK_RSA
+                   : base == EVP_PKEY_EC        ? CKK_EC
+                   : base == EVP_PKEY_ED25519   ? CKK_EC_EDWARDS
+                                                : CK_UNAVAILABLE_INFORMATION;
   if (kt == CK_UNAVAILABLE_INFORMATION)
-    fail(ExitCode::BadInput, "The key in '" + req.in + "' is of a type tokenprov cannot restore (RSA and EC only).");
+    fail(ExitCode::BadInput,
+         "The key in '" + req.in + "' is of a type tokenprov cannot restore (RSA, EC P-256/P-384 and Ed25519 only).");
+  KeyPolicyAttrs pa{kt, req.usage ? req.usage : default_usage(kt), req.exportable};
+  check_usage(pa.usage, kt, key_type_name(kt));
   std::string label = req.label;
   if (label.empty()) label = c.friendly_name;
   if (label.empty() && c.leaf) label = cert_label(c.leaf.get());
@@ -282,17 +322,20 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
 
   RestoreResult r;
   r.resumed = resumed_priv != CK_INVALID_HANDLE;
+  r.usage = pa.usage;
   std::vector<CK_OBJECT_HANDLE> created; // rolled back on failure; a resumed key is kept
   try {
     auto priv = resumed_priv;
     if (priv == CK_INVALID_HANDLE) {
-      priv = import_private_key(s, c.key.get(), label, id, req.exportable, kt);
+      priv = import_private_key(s, c.key.get(), label, id, pa);
       created.push_back(priv);
+      check_policy_kept(s, priv, private_policy(pa), "putting the key '" + label + "' on the token");
     }
     auto pub = resumed_pub;
     if (pub == CK_INVALID_HANDLE) {
-      pub = import_public_key(s, c.key.get(), label, id, kt);
+      pub = import_public_key(s, c.key.get(), label, id, pa);
       created.push_back(pub);
+      check_policy_kept(s, pub, public_policy(pa), "putting the public key '" + label + "' on the token");
     }
     r.key = KeyRef{priv, pub, label, id, kt};
     // The chain before the leaf, as pickup does: a leaf on the token has its chain.

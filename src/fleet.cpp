@@ -3,6 +3,7 @@
 #include "tokenprov/audit.hpp"
 #include "tokenprov/csr.hpp"
 #include "tokenprov/p11/error.hpp"
+#include "tokenprov/token.hpp"
 #include "tokenprov/token_admin.hpp"
 #include "tokenprov/utf8.hpp"
 
@@ -28,6 +29,11 @@
 namespace tokenprov {
 
 namespace {
+// True when more than one of TOKENS carries SERIAL (so it names none of them).
+bool shared_serial(const std::vector<p11::TokenInfo>& tokens, const std::string& serial) {
+  return std::count_if(tokens.begin(), tokens.end(), [&](auto& t) { return t.serial == serial; }) > 1;
+}
+
 
 std::string cn_of(const std::string& subject) {
   return ossl::dn_common_name(subject);
@@ -255,8 +261,11 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
 
   // ---- Which token each row gets --------------------------------------------
   // Tokens named by label or serial first; two rows naming one token is a bad manifest.
-  std::map<std::string, std::size_t> serial_row;
-  std::set<std::string> used_serials; // tokens some row has (blank rows must not take them)
+  // A token is known by its slot in this run, never by its serial alone:
+  // tpm2-pkcs11 and NSS give every token the same serial.
+  std::map<CK_SLOT_ID, std::size_t> slot_row;
+  std::set<CK_SLOT_ID> taken_slots;   // tokens some row of this run has (blank rows must not take them)
+  std::set<std::string> used_serials; // tokens earlier runs finished or initialized
   for (auto& [k, s] : recorded.done)
     if (!s.empty()) used_serials.insert(s);
   for (auto& [k, c] : recorded.claims)
@@ -273,15 +282,14 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       continue;
     }
     job.serial = named[i].serial;
-    job.selector = job.serial.empty() ? job.row->token : "serial:" + job.serial;
-    if (!job.serial.empty()) {
-      if (auto [it, fresh] = serial_row.emplace(job.serial, job.row->row); !fresh)
-        fail(ExitCode::BadInput,
-             "The manifest '" + req.manifest + "', row " + std::to_string(job.row->row) +
-                 ", names the token with serial " + job.serial + ", as row " + std::to_string(it->second) + " does.",
-             "Each token may appear once in a manifest.");
-      used_serials.insert(job.serial);
-    }
+    job.selector = exact_token_uri(named[i]);
+    if (auto [it, fresh] = slot_row.emplace(named[i].slot_id, job.row->row); !fresh)
+      fail(ExitCode::BadInput,
+           "The manifest '" + req.manifest + "', row " + std::to_string(job.row->row) + ", names the token '" +
+               named[i].label + "' (serial " + job.serial + ", slot " + std::to_string(named[i].slot_id) +
+               "), as row " + std::to_string(it->second) + " does.",
+           "Each token may appear once in a manifest.");
+    taken_slots.insert(named[i].slot_id);
   }
   for (auto& [i, err] : not_found)
     fail_row(jobs[i], err);
@@ -387,16 +395,15 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       p11::TokenInfo t;
       try {
         t = module->token_info(id);
-      } catch (const p11::P11Error& e) {
-        if (e.rv() == CKR_TOKEN_NOT_PRESENT || e.rv() == CKR_TOKEN_NOT_RECOGNIZED) continue;
-        throw;
+      } catch (const p11::P11Error&) {
+        continue; // pulled, or a token the module cannot read: never a row's blank token
       }
       if (t.initialized()) {
         seen_initialized.insert(id);
         continue;
       }
       seen_initialized.erase(id);
-      if (t.serial.empty() || !used_serials.count(t.serial)) return t;
+      if (!taken_slots.count(id)) return t;
     }
     return std::nullopt;
   };
@@ -422,10 +429,10 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       c.serial = now.serial;
       if (!c.serial.empty()) claim(job, c);
       audit_init(job, now, c.label);
-      if (!now.serial.empty()) used_serials.insert(now.serial);
+      taken_slots.insert(found.slot_id);
       seen_initialized.insert(found.slot_id);
       job.serial = now.serial.empty() ? job.serial : now.serial;
-      job.selector = now.serial.empty() ? job.selector : "serial:" + now.serial;
+      job.selector = exact_token_uri(now);
       job.initialized_now = true;
       u.initialized = found;
       u.label = c.label;
@@ -446,7 +453,10 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     if (!prev.serial.empty() || !prev.label.empty()) {
       auto tokens = module->tokens();
       if (!prev.serial.empty()) {
-        auto it = std::find_if(tokens.begin(), tokens.end(), [&](auto& t) { return t.serial == prev.serial; });
+        auto it = std::find_if(tokens.begin(), tokens.end(), [&](auto& t) {
+          return t.serial == prev.serial && (prev.label.empty() || t.label == prev.label) &&
+                 !taken_slots.count(t.slot_id);
+        });
         if (it == tokens.end())
           fail(ExitCode::Token,
                "The token an earlier run initialized for this row (serial " + prev.serial + ", label '" + prev.label +
@@ -454,14 +464,17 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
                "Insert it again and rerun with the same state file; a new blank token is not taken for this row.");
         u.user_pin = *it;
         job.serial = it->serial;
-        job.selector = "serial:" + it->serial;
+        job.selector = exact_token_uri(*it);
+        taken_slots.insert(it->slot_id);
         return u;
       }
       // Killed after claiming, maybe inside C_InitToken: the token is
       // initialized with the claimed label, or still blank.
       std::vector<p11::TokenInfo> cands;
       for (auto& t : tokens)
-        if (t.initialized() && t.label == prev.label && !used_serials.count(t.serial)) cands.push_back(t);
+        if (t.initialized() && t.label == prev.label && !taken_slots.count(t.slot_id) &&
+            (shared_serial(tokens, t.serial) || !used_serials.count(t.serial)))
+          cands.push_back(t);
       if (cands.size() > 1)
         fail(ExitCode::Token,
              "An earlier run was initializing a token for this row as '" + prev.label + "', and " +
@@ -471,9 +484,9 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         Claim c{prev.label, cands[0].serial};
         claim(job, c);
         u.user_pin = cands[0];
-        used_serials.insert(c.serial);
+        taken_slots.insert(cands[0].slot_id);
         job.serial = c.serial;
-        job.selector = "serial:" + c.serial;
+        job.selector = exact_token_uri(cands[0]);
         return u;
       }
     }

@@ -2,6 +2,8 @@
 
 #include "tokenprov/keys.hpp"
 #include "tokenprov/ossl.hpp"
+#include "tokenprov/p11/error.hpp"
+#include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <algorithm>
@@ -115,6 +117,47 @@ std::vector<ObjectEntry> list_objects(const p11::Session& s, const p11::TokenInf
   return out;
 }
 
+Inventory take_inventory(const std::shared_ptr<p11::Module>& module, const std::string& selector, const Secret* pin) {
+  Inventory inv;
+  std::vector<p11::TokenInfo> infos;
+  if (selector.empty()) {
+    auto scan = module->scan();
+    infos = std::move(scan.tokens);
+    inv.unreadable = std::move(scan.unreadable);
+  } else {
+    infos.push_back(find_token(*module, selector));
+  }
+  auto needs_login = [](const p11::TokenInfo& t) { return t.initialized() && t.login_required(); };
+  if (pin && selector.empty()) {
+    std::vector<p11::TokenInfo> want;
+    for (auto& t : infos)
+      if (needs_login(t)) want.push_back(t);
+    if (want.size() > 1) {
+      std::string list;
+      for (auto& t : want)
+        list += "\n  '" + t.label + "' serial " + t.serial + " in slot " + std::to_string(t.slot_id) + ": " +
+                exact_token_uri(t);
+      fail(ExitCode::Usage,
+           std::to_string(want.size()) + " tokens need a login; a PIN goes only to the token you select:" + list,
+           "Add --token with one of these, or run 'tokenprov list' without a PIN source to see every token.");
+    }
+  }
+  for (auto& t : infos) {
+    TokenEntry e{t, token_uri(t), {}};
+    if (t.initialized()) {
+      p11::Session s(module, t.slot_id, false);
+      bool login = pin && needs_login(t);
+      if (login) {
+        s.login(CKU_USER, *pin);
+        inv.logged_in = true;
+      }
+      if (login || !t.login_required()) e.objects = list_objects(s, t);
+    }
+    inv.tokens.push_back(std::move(e));
+  }
+  return inv;
+}
+
 nlohmann::json to_json(const ObjectEntry& o) {
   nlohmann::json j;
   j["class"] = o.cls;
@@ -158,6 +201,16 @@ nlohmann::json to_json(const TokenEntry& t) {
                 {"so_pin_locked", (t.info.flags & CKF_SO_PIN_LOCKED) != 0}};
   j["objects"] = nlohmann::json::array();
   for (auto& o : t.objects) j["objects"].push_back(to_json(o));
+  return j;
+}
+
+nlohmann::json to_json(const Inventory& inv) {
+  nlohmann::json j = {{"tokens", nlohmann::json::array()}};
+  for (auto& e : inv.tokens) j["tokens"].push_back(to_json(e));
+  if (!inv.unreadable.empty()) {
+    j["unreadable_slots"] = nlohmann::json::array();
+    for (auto& u : inv.unreadable) j["unreadable_slots"].push_back({{"slot_id", u.slot_id}, {"error", p11::rv_name(u.rv)}});
+  }
   return j;
 }
 

@@ -1,5 +1,7 @@
 #include "tokenprov/keys.hpp"
 
+#include "tokenprov/capabilities.hpp"
+
 #include "tokenprov/uri.hpp"
 #include "tokenprov/utf8.hpp"
 
@@ -13,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 namespace tokenprov {
 
@@ -62,18 +65,6 @@ Bytes sha1(std::span<const std::uint8_t> d) {
   return out;
 }
 
-std::string key_type_name(CK_KEY_TYPE t) {
-  switch (t) {
-  case CKK_RSA:
-    return "RSA";
-  case CKK_EC:
-    return "EC";
-  case CKK_EC_EDWARDS:
-    return "Ed25519";
-  default:
-    return "unknown";
-  }
-}
 } // namespace
 
 const std::vector<std::string>& algorithm_names() {
@@ -101,40 +92,18 @@ std::string algorithm_name(Algorithm a) {
   return "unknown";
 }
 
+CK_KEY_TYPE key_type_of(Algorithm a) {
+  return is_rsa(a) ? CKK_RSA : a == Algorithm::Ed25519 ? CKK_EC_EDWARDS : CKK_EC;
+}
+
 unsigned default_usage(Algorithm a) {
-  return is_rsa(a) ? (UsageSign | UsageDecrypt) : UsageSign;
+  return default_usage(key_type_of(a));
 }
 
 unsigned parse_usage(const std::vector<std::string>& words, Algorithm a) {
-  unsigned u = 0;
-  for (auto w : words) {
-    std::transform(w.begin(), w.end(), w.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (w == "sign")
-      u |= UsageSign;
-    else if (w == "decrypt")
-      u |= UsageDecrypt;
-    else if (w == "unwrap")
-      u |= UsageUnwrap;
-    else if (w == "derive")
-      u |= UsageDerive;
-    else
-      fail(ExitCode::Usage, "'" + w + "' is not a key usage.", "Use sign, decrypt, unwrap or derive.");
-  }
-  if (!is_rsa(a) && (u & (UsageDecrypt | UsageUnwrap)))
-    fail(ExitCode::Usage, algorithm_name(a) + " keys cannot decrypt or unwrap.", "Use sign (and derive for EC).");
-  if (a == Algorithm::Ed25519 && (u & UsageDerive)) fail(ExitCode::Usage, "ed25519 keys cannot derive.");
-  if (is_rsa(a) && (u & UsageDerive)) fail(ExitCode::Usage, "RSA keys cannot derive.");
-  if (u == 0) fail(ExitCode::Usage, "A key needs at least one usage.");
+  unsigned u = usage_from_words(words);
+  check_usage(u, key_type_of(a), algorithm_name(a));
   return u;
-}
-
-std::vector<std::string> usage_words(unsigned usage) {
-  std::vector<std::string> v;
-  if (usage & UsageSign) v.emplace_back("sign");
-  if (usage & UsageDecrypt) v.emplace_back("decrypt");
-  if (usage & UsageUnwrap) v.emplace_back("unwrap");
-  if (usage & UsageDerive) v.emplace_back("derive");
-  return v;
 }
 
 bool label_in_use(const p11::Session& s, const std::string& label) {
@@ -254,7 +223,25 @@ void destroy_key_noexcept(const p11::Session& s, const KeyRef& k) noexcept {
   if (k.pub != CK_INVALID_HANDLE) s.destroy_noexcept(k.pub);
 }
 
-KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
+namespace {
+// The mechanism and the public template's algorithm attributes.
+CK_MECHANISM_TYPE add_algorithm(Attributes& pub, Algorithm a) {
+  if (is_rsa(a)) {
+    CK_ULONG bits = a == Algorithm::Rsa2048 ? 2048 : a == Algorithm::Rsa3072 ? 3072 : 4096;
+    pub.add_ulong(CKA_MODULUS_BITS, bits);
+    const std::uint8_t e[] = {0x01, 0x00, 0x01};
+    pub.add_bytes(CKA_PUBLIC_EXPONENT, e);
+    return CKM_RSA_PKCS_KEY_PAIR_GEN;
+  }
+  if (a == Algorithm::Ed25519) {
+    pub.add_bytes(CKA_EC_PARAMS, kOidEd25519);
+    return CKM_EC_EDWARDS_KEY_PAIR_GEN;
+  }
+  pub.add_bytes(CKA_EC_PARAMS, a == Algorithm::EcP256 ? kOidP256 : kOidP384);
+  return CKM_EC_KEY_PAIR_GEN;
+}
+
+void check_free(const p11::Session& s, const KeyPolicy& policy) {
   if (policy.label.empty()) fail(ExitCode::Usage, "A key needs a label (--label).");
   require_utf8(policy.label, "key label");
   if (label_in_use(s, policy.label))
@@ -263,67 +250,49 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   if (!policy.id.empty() && id_in_use(s, policy.id))
     fail(ExitCode::Exists, "The id " + to_hex(policy.id) + " is in use on the token already; nothing was generated.",
          "Choose another --id, or leave it out to derive one from the public key.");
-  unsigned usage = policy.usage ? policy.usage : default_usage(a);
+}
 
-  Attributes pub, priv;
-  CK_MECHANISM mech{};
-  CK_KEY_TYPE kt = CKK_RSA;
-  // A temporary random id while generating; the real one is set below.
-  Bytes temp_id = s.random(16);
+// Gives both halves the id derived from the public key.
+void set_derived_id(p11::Session& s, KeyRef& k) {
+  auto pk = public_key(s, k);
+  Bytes id = derive_key_id(pk.get());
+  if (id_in_use(s, id)) fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
+  Attributes set1, set2;
+  set1.add_bytes(CKA_ID, id);
+  set2.add_bytes(CKA_ID, id);
+  s.set_attributes(k.priv, set1, "setting the key's CKA_ID");
+  s.set_attributes(k.pub, set2, "setting the key's CKA_ID");
+  k.id = id;
+}
+} // namespace
+
+KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
+  check_free(s, policy);
+  KeyPolicyAttrs pa{key_type_of(a), policy.usage ? policy.usage : default_usage(a), policy.exportable};
+  require_keygen(s.module(), s.slot(), a, pa.usage & UsageSign);
+  // A temporary random id while generating; the real one is set below. From
+  // OpenSSL, not C_GenerateRandom: some modules have no RNG (CKR_RANDOM_NO_RNG).
+  Bytes temp_id(16);
+  if (RAND_bytes(temp_id.data(), static_cast<int>(temp_id.size())) != 1)
+    ossl::fail_ssl(ExitCode::Internal, "Cannot make random bytes for a temporary key id");
   const Bytes& gen_id = policy.id.empty() ? temp_id : policy.id;
-  if (is_rsa(a)) {
-    mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
-    CK_ULONG bits = a == Algorithm::Rsa2048 ? 2048 : a == Algorithm::Rsa3072 ? 3072 : 4096;
-    pub.add_ulong(CKA_MODULUS_BITS, bits);
-    const std::uint8_t e[] = {0x01, 0x00, 0x01};
-    pub.add_bytes(CKA_PUBLIC_EXPONENT, e);
-    kt = CKK_RSA;
-  } else if (a == Algorithm::Ed25519) {
-    mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
-    pub.add_bytes(CKA_EC_PARAMS, kOidEd25519);
-    kt = CKK_EC_EDWARDS;
-  } else {
-    mech.mechanism = CKM_EC_KEY_PAIR_GEN;
-    pub.add_bytes(CKA_EC_PARAMS, a == Algorithm::EcP256 ? kOidP256 : kOidP384);
-    kt = CKK_EC;
-  }
-  // Public half: on the token, public, verify/encrypt/wrap matching the usage.
-  pub.add_class(CKO_PUBLIC_KEY).add_ulong(CKA_KEY_TYPE, kt);
-  pub.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, false).add_bool(CKA_MODIFIABLE, true);
-  pub.add_string(CKA_LABEL, policy.label).add_bytes(CKA_ID, gen_id);
-  pub.add_bool(CKA_VERIFY, usage & UsageSign);
-  if (kt == CKK_RSA) {
-    pub.add_bool(CKA_ENCRYPT, usage & UsageDecrypt);
-    pub.add_bool(CKA_WRAP, usage & UsageUnwrap);
-  }
-  if (kt == CKK_EC) pub.add_bool(CKA_DERIVE, usage & UsageDerive);
-  // Private half: every policy attribute explicit, never left to the token's defaults.
-  priv.add_class(CKO_PRIVATE_KEY).add_ulong(CKA_KEY_TYPE, kt);
-  priv.add_bool(CKA_TOKEN, true).add_bool(CKA_PRIVATE, true).add_bool(CKA_SENSITIVE, true);
-  priv.add_bool(CKA_EXTRACTABLE, policy.exportable).add_bool(CKA_MODIFIABLE, true);
-  priv.add_string(CKA_LABEL, policy.label).add_bytes(CKA_ID, gen_id);
-  priv.add_bool(CKA_SIGN, usage & UsageSign);
-  if (kt == CKK_RSA) {
-    priv.add_bool(CKA_DECRYPT, usage & UsageDecrypt);
-    priv.add_bool(CKA_UNWRAP, usage & UsageUnwrap);
-  }
-  if (kt == CKK_EC) priv.add_bool(CKA_DERIVE, usage & UsageDerive);
-
-  auto [hpub, hpriv] =
-      s.generate_key_pair(mech, pub, priv, "generating the " + algorithm_name(a) + " key '" + policy.label + "'");
-  KeyRef k{hpriv, hpub, policy.label, gen_id, kt};
+  Attributes pub, priv;
+  CK_MECHANISM mech{add_algorithm(pub, a), nullptr, 0};
+  add_public_template(pub, pa, policy.label, gen_id);
+  add_private_template(priv, pa, policy.label, gen_id);
+  const std::string what = "generating the " + algorithm_name(a) + " key '" + policy.label + "'";
+  CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
   try {
-    if (policy.id.empty()) {
-      auto pk = public_key(s, k);
-      Bytes id = derive_key_id(pk.get());
-      if (id_in_use(s, id)) fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
-      Attributes set1, set2;
-      set1.add_bytes(CKA_ID, id);
-      set2.add_bytes(CKA_ID, id);
-      s.set_attributes(hpriv, set1, "setting the key's CKA_ID");
-      s.set_attributes(hpub, set2, "setting the key's CKA_ID");
-      k.id = id;
-    }
+    std::tie(hpub, hpriv) = s.generate_key_pair(mech, pub, priv, what);
+  } catch (const p11::P11Error& e) {
+    if (is_template_refusal(e.rv())) policy_refused(e, pa, what);
+    throw;
+  }
+  KeyRef k{hpriv, hpub, policy.label, gen_id, pa.type};
+  try {
+    check_policy_kept(s, hpriv, private_policy(pa), what + " (private key)");
+    check_policy_kept(s, hpub, public_policy(pa), what + " (public key)");
+    if (policy.id.empty()) set_derived_id(s, k);
   } catch (...) {
     destroy_key_noexcept(s, k);
     throw;

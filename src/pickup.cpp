@@ -168,7 +168,7 @@ CK_OBJECT_HANDLE write_certificate(p11::Session& s, X509* cert, const std::strin
   t.add_string(CKA_LABEL, label).add_bytes(CKA_ID, id);
   t.add_bytes(CKA_SUBJECT, subject).add_bytes(CKA_ISSUER, issuer).add_bytes(CKA_SERIAL_NUMBER, serial);
   t.add_bytes(CKA_VALUE, der);
-  t.add_ulong(CKA_CERTIFICATE_CATEGORY, authority ? 2 : 1);
+  t.add_ulong(CKA_CERTIFICATE_CATEGORY, authority ? 2 : 1).optional(); // opencryptoki 3.8 refuses it
   return s.create(t, std::string("writing the ") + (authority ? "CA " : "") + "certificate '" + label + "'");
 }
 

@@ -1,6 +1,7 @@
 #include "tokenprov/provision.hpp"
 
 #include "tokenprov/backup.hpp"
+#include "tokenprov/capabilities.hpp"
 #include "tokenprov/fileio.hpp"
 #include "tokenprov/utf8.hpp"
 #include "tokenprov/sigcheck.hpp"
@@ -32,6 +33,14 @@ std::string safe_file_part(std::string s) {
   for (auto& c : s)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   return s;
+}
+
+// The start of the names of a token's request and backup files: its serial,
+// or its label where the module gives no serial that tells tokens apart
+// (tpm2-pkcs11 and NSS answer 0000000000000000 for every token).
+std::string file_stem(const p11::TokenInfo& token, const std::string& key_label) {
+  bool real_serial = token.serial.find_first_not_of('0') != std::string::npos;
+  return safe_file_part((real_serial ? token.serial : token.label) + "-" + key_label);
 }
 
 std::vector<std::string> list_dir(const std::string& dir) {
@@ -224,6 +233,10 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   // Step 1: initialize a blank token.
   if (!token.initialized()) {
     if (!sec.so_pin) fail(ExitCode::Pin, "The token is blank: initializing it needs the SO PIN (--so-pin-source).");
+    // Every key the profile makes will be generated here: a module that
+    // cannot is refused before the token is initialized.
+    for (auto& spec : prof.keys)
+      require_keygen(*module, token.slot_id, parse_algorithm(spec.algorithm), true);
     std::string label = req.token_label.empty() ? expand_template(prof.token_label_template, vars) : req.token_label;
     label = utf8_prefix(label, 32); // a token label is 32 bytes: cut at a character boundary
     say("Initializing the blank token " +
@@ -250,7 +263,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   res.token = token;
 
   p11::Session s(module, token.slot_id, true);
-  s.login(CKU_USER, *sec.user_pin);
+  if (token.login_required()) s.login(CKU_USER, *sec.user_pin);
 
   bool complete = true;
   for (auto& spec : prof.keys) {
@@ -362,7 +375,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
         }
         if (!got && !req.csr_dir.empty()) {
           auto csr = make_csr(s, *key, {req.subject, req.sans, SigScheme::Default, nullptr, true});
-          out.csr_file = req.csr_dir + "/" + safe_file_part(token.serial + "-" + out.label) + ".csr.pem";
+          out.csr_file = req.csr_dir + "/" + file_stem(token, out.label) + ".csr.pem";
           write_file_atomic(out.csr_file, ossl::to_pem(csr.get()), 0644, true);
           say("Wrote the request for '" + out.label + "' to " + out.csr_file +
               "; run again with --cert-dir once the CA has answered.");
@@ -397,7 +410,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     } else if (out.cert_state == "awaiting-certificate") {
       out.backup_state = "awaiting-certificate";
     } else {
-      out.backup_file = req.backup_dir + "/" + safe_file_part(token.serial + "-" + out.label) + ".p12";
+      out.backup_file = req.backup_dir + "/" + file_stem(token, out.label) + ".p12";
       if (file_exists(out.backup_file)) {
         out.backup_state = "present";
       } else {

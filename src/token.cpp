@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 
 namespace tokenprov {
@@ -34,30 +35,81 @@ std::string describe(TokenState s) {
 }
 } // namespace
 
+namespace {
+// "slot 3: CKR_GENERAL_ERROR" for each slot whose token the module could not read.
+std::string unreadable_note(const std::vector<p11::UnreadableSlot>& bad) {
+  if (bad.empty()) return "";
+  std::string s = " The module could not read the token in ";
+  for (std::size_t i = 0; i < bad.size(); ++i)
+    s += (i ? ", " : "") + std::string("slot ") + std::to_string(bad[i].slot_id) + " (" + p11::rv_name(bad[i].rv) + ")";
+  return s + "; 'tokenprov list' shows it.";
+}
+
+// One line per token, to pick from: label, serial, slot and a URI that names it alone.
+std::string candidates(const std::vector<p11::TokenInfo>& hits) {
+  std::string s;
+  for (auto& t : hits)
+    s += "\n  '" + t.label + "' serial " + t.serial + " in slot " + std::to_string(t.slot_id) + ": " + exact_token_uri(t);
+  return s;
+}
+} // namespace
+
+std::string exact_token_uri(const p11::TokenInfo& token) {
+  Pkcs11Uri uri = Pkcs11Uri::parse(token_uri(token));
+  uri.path["slot-id"] = std::to_string(token.slot_id);
+  return uri.format();
+}
+
 p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state) {
   // A serial an earlier scan in this process saw is read back from its slot
   // alone: a fleet names its tokens by serial, and scanning every slot (one
-  // C_GetTokenInfo each) for every row made the run quadratic in tokens.
+  // C_GetTokenInfo each) for every row made the run quadratic in tokens. A
+  // serial seen in two slots gives no hint (tpm2-pkcs11 and NSS give every
+  // token the same one).
   std::optional<p11::TokenInfo> hint;
   if (selector.rfind("serial:", 0) == 0) hint = module.token_by_serial_hint(selector.substr(7));
-  auto tokens = hint ? std::vector<p11::TokenInfo>{} : module.tokens();
+  // A URI with a slot-id names one slot: read that slot alone (fleet rows name
+  // their tokens so, and a scan per row made a run quadratic in tokens).
+  std::optional<Pkcs11Uri> uri;
+  if (Pkcs11Uri::looks_like_uri(selector)) uri = parse_selector_uri(selector); // pin-value refused
+  p11::SlotScan scan;
+  bool one_slot = false;
+  if (auto slot = uri ? uri->get("slot-id") : std::nullopt; slot && !hint) {
+    char* end = nullptr;
+    errno = 0;
+    unsigned long id = std::strtoul(slot->c_str(), &end, 10);
+    if (errno == 0 && end && *end == '\0' && !slot->empty() && std::isdigit(static_cast<unsigned char>((*slot)[0]))) {
+      one_slot = true;
+      try {
+        scan.tokens.push_back(module.token_info(static_cast<CK_SLOT_ID>(id)));
+      } catch (const p11::P11Error& e) {
+        if (e.rv() != CKR_SLOT_ID_INVALID && e.rv() != CKR_TOKEN_NOT_PRESENT)
+          scan.unreadable.push_back({static_cast<CK_SLOT_ID>(id), e.rv()});
+      }
+    }
+  }
+  if (!hint && !one_slot) scan = module.scan();
+  auto& tokens = scan.tokens;
   std::vector<p11::TokenInfo> hits;
   if (selector.empty()) {
     for (auto& t : tokens)
       if (state_ok(t, state)) hits.push_back(t);
     if (hits.empty())
-      fail(ExitCode::Token, "No " + describe(state) + "token was found through the module '" + module.path() + "'.",
+      fail(ExitCode::Token,
+           "No " + describe(state) + "token was found through the module '" + module.path() + "'." +
+               unreadable_note(scan.unreadable),
            "Insert the token, check --module, or list what is there with 'tokenprov list'.");
     if (state == TokenState::Blank) return hits.front(); // the first uninitialized token
     if (hits.size() > 1)
-      fail(ExitCode::Usage, std::to_string(hits.size()) + " " + describe(state) + "tokens are present; say which one with --token.",
+      fail(ExitCode::Usage,
+           std::to_string(hits.size()) + " " + describe(state) + "tokens are present; say which one with --token:" +
+               candidates(hits),
            "See 'tokenprov list' for their labels and serials.");
     return hits.front();
   }
-  if (Pkcs11Uri::looks_like_uri(selector)) {
-    auto uri = parse_selector_uri(selector);
+  if (uri) {
     for (auto& t : tokens)
-      if (uri.matches_token(t)) hits.push_back(t);
+      if (uri->matches_token(t)) hits.push_back(t);
   } else if (selector.rfind("serial:", 0) == 0) {
     std::string serial = selector.substr(7);
     if (!hint) {
@@ -78,11 +130,14 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
       if (t.label == selector) hits.push_back(t);
   }
   if (hits.empty())
-    fail(ExitCode::Token, "No token matches '" + selector + "' through the module '" + module.path() + "'.",
+    fail(ExitCode::Token,
+         "No token matches '" + selector + "' through the module '" + module.path() + "'." +
+             unreadable_note(scan.unreadable),
          "Check the label or serial with 'tokenprov list', and that the token is inserted.");
   if (hits.size() > 1)
-    fail(ExitCode::Usage, std::to_string(hits.size()) + " tokens match '" + selector + "'.",
-         "Select one by serial (serial:HEX or pkcs11:serial=...).");
+    fail(ExitCode::Usage, std::to_string(hits.size()) + " tokens match '" + selector + "':" + candidates(hits),
+         "Select one with a URI from this list; a serial alone does not name a token on modules that give "
+         "several tokens the same serial.");
   if (!state_ok(hits.front(), state)) {
     if (state == TokenState::Initialized)
       fail(ExitCode::Token, "The token '" + selector + "' is not initialized.", "Initialize it with 'tokenprov init'.");
@@ -97,7 +152,9 @@ TokenContext open_token(const OpenOptions& opts) {
   ctx.module = p11::Module::load(opts.module_path);
   ctx.token = find_token(*ctx.module, opts.selector, opts.state);
   ctx.session = std::make_unique<p11::Session>(ctx.module, ctx.token.slot_id, opts.read_write);
-  if (opts.user_pin) ctx.session->login(CKU_USER, *opts.user_pin);
+  // A token that needs no login (CKF_LOGIN_REQUIRED unset, e.g. NSS's
+  // "Generic Crypto Services") is never logged into.
+  if (opts.user_pin && ctx.token.login_required()) ctx.session->login(CKU_USER, *opts.user_pin);
   return ctx;
 }
 

@@ -55,7 +55,17 @@ p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, con
          "Initializing erases every key and certificate on it: add --force only if that is what you want.");
   check_pin_length(t, so_pin, "SO PIN", 0);
   check_pin_length(t, user_pin, "user PIN", req.min_pin);
-  module->init_token(t.slot_id, so_pin, req.label);
+  try {
+    module->init_token(t.slot_id, so_pin, req.label);
+  } catch (const p11::P11Error& e) {
+    // tpm2-pkcs11 answers CKR_ARGUMENTS_BAD to C_InitToken on an initialized token.
+    if (t.initialized() && e.rv() == CKR_ARGUMENTS_BAD)
+      fail(ExitCode::Token,
+           "The module '" + module->path() + "' refused to re-initialize the token '" + t.label +
+               "' (C_InitToken: CKR_ARGUMENTS_BAD); the token was left as it is.",
+           "This module cannot re-initialize a token: use a new (empty) slot, or its own tools to remove the token.");
+    throw;
+  }
   return t;
 }
 

@@ -29,7 +29,7 @@ struct BackupResult {
 
 // Refuses (Error(Policy), no file) a key whose CKA_EXTRACTABLE is false or
 // whose profile forbids export. Takes the key out by wrapping it under a
-// session-only AES-256 key (CKM_AES_KEY_WRAP_PAD), builds the PKCS#12, reads
+// session-only AES-256 key (the mechanism negotiated in key_wrap.hpp), builds the PKCS#12, reads
 // it back, and writes it atomically with mode 0600.
 BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const Secret& password);
 
@@ -46,10 +46,12 @@ struct RestoreRequest {
   std::string in;
   std::string label;      // default: the file's friendlyName, else the leaf's CN
   bool exportable = false;
+  unsigned usage = 0; // Usage bits (key_policy.hpp); 0: default_usage() of the backup's key type
 };
 
 struct RestoreResult {
   KeyRef key;
+  unsigned usage = 0; // the usage the key was given
   std::size_t certs_written = 0;
   std::string leaf_subject;
   bool resumed = false; // completed what an interrupted restore of the same key left

@@ -2,9 +2,11 @@
 #pragma once
 
 #include "tokenprov/p11/module.hpp"
+#include "tokenprov/secret.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +36,22 @@ struct TokenEntry {
 
 std::vector<ObjectEntry> list_objects(const p11::Session& s, const p11::TokenInfo& token);
 
+struct Inventory {
+  std::vector<TokenEntry> tokens;
+  std::vector<p11::UnreadableSlot> unreadable; // slots whose token the module cannot read
+  bool logged_in = false;
+};
+
+// What `list` shows: the token SELECTOR names (every token when empty), with
+// their objects. A PIN goes only to a token the user selected: with no
+// selector it is presented only when exactly one token needs a login (more:
+// Error(Usage) listing them to pick from); a token that needs no login
+// (CKF_LOGIN_REQUIRED unset) is never logged into, its public objects are
+// listed without one.
+Inventory take_inventory(const std::shared_ptr<p11::Module>& module, const std::string& selector, const Secret* pin);
+
 nlohmann::json to_json(const ObjectEntry& o);
 nlohmann::json to_json(const TokenEntry& t);
+nlohmann::json to_json(const Inventory& inv);
 
 } // namespace tokenprov

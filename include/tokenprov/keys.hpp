@@ -2,6 +2,7 @@
 // selector, the public half as an OpenSSL key, and signing on the token.
 #pragma once
 
+#include "tokenprov/key_policy.hpp"
 #include "tokenprov/ossl.hpp"
 #include "tokenprov/p11/module.hpp"
 
@@ -16,11 +17,11 @@ Algorithm parse_algorithm(const std::string& name); // Error(Usage) listing the 
 std::string algorithm_name(Algorithm a);
 const std::vector<std::string>& algorithm_names();
 
-enum Usage : unsigned { UsageSign = 1, UsageDecrypt = 2, UsageUnwrap = 4, UsageDerive = 8 };
-// "sign,decrypt" -> bits; Error(Usage) for an unknown word or one the algorithm cannot do.
+// The key type (CKK_RSA, CKK_EC, CKK_EC_EDWARDS) of an algorithm.
+CK_KEY_TYPE key_type_of(Algorithm a);
+// "sign,decrypt" -> bits (Usage, key_policy.hpp); Error(Usage) for an unknown word or one the algorithm cannot do.
 unsigned parse_usage(const std::vector<std::string>& words, Algorithm a);
 unsigned default_usage(Algorithm a);
-std::vector<std::string> usage_words(unsigned usage);
 
 struct KeyPolicy {
   std::string label;
@@ -43,8 +44,10 @@ struct KeyRef {
 };
 
 // Generates a key pair with every policy attribute set explicitly on both
-// halves. Refuses a label or id already on the token (Error(Exists)). On any
-// failure after generation the pair is destroyed again.
+// halves (key_policy.hpp) and read back. Refuses a label or id already on
+// the token (Error(Exists)); a module that refuses or does not keep the
+// policy makes no key (Error(Policy)). On any failure after generation the
+// pair is destroyed again.
 KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy);
 
 // The CKA_ID tokenprov derives from a public key: SHA-1 of the RSA modulus,

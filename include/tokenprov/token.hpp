@@ -23,6 +23,11 @@ enum class TokenState { Any, Initialized, Blank };
 // asking for --token). Not found: Error(Token) naming the selector.
 p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state = TokenState::Any);
 
+// A URI that names this token alone on its module while the module stays
+// loaded: the token's attributes plus its slot-id (for modules whose tokens
+// share a serial).
+std::string exact_token_uri(const p11::TokenInfo& token);
+
 // A module, a token and a session on it, logged in when a PIN was given.
 struct TokenContext {
   std::shared_ptr<p11::Module> module;

@@ -23,20 +23,6 @@ struct CsrOpts {
   bool pss = false, force = false;
 };
 
-std::vector<std::string> split_commas(const std::vector<std::string>& in) {
-  std::vector<std::string> out;
-  for (auto& s : in) {
-    std::size_t start = 0;
-    while (start <= s.size()) {
-      auto c = s.find(',', start);
-      std::string w = s.substr(start, c == std::string::npos ? std::string::npos : c - start);
-      if (!w.empty()) out.push_back(w);
-      if (c == std::string::npos) break;
-      start = c + 1;
-    }
-  }
-  return out;
-}
 } // namespace
 
 void register_keys(CLI::App& app, Global& g, Registry& r) {

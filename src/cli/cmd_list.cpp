@@ -12,15 +12,19 @@
 namespace tokenprov::cli {
 
 namespace {
-std::string human(const std::vector<TokenEntry>& tokens, bool logged_in) {
+std::string human(const Inventory& inv) {
   std::ostringstream o;
-  if (tokens.empty()) o << "No token found.\n";
-  for (auto& t : tokens) {
+  bool logged_in = inv.logged_in;
+  if (inv.tokens.empty()) o << "No token found.\n";
+  for (auto& u : inv.unreadable)
+    o << "Slot " << u.slot_id << ": the module cannot read its token (" << p11::rv_name(u.rv)
+      << "); it may be damaged. Other tokens are listed.\n";
+  for (auto& t : inv.tokens) {
     o << "Token '" << t.info.label << "'  serial " << t.info.serial << "  (" << t.info.manufacturer << " "
       << t.info.model << ")" << (t.info.initialized() ? "" : "  [not initialized]") << "\n";
     o << "  " << t.uri << "\n";
     if (t.objects.empty()) {
-      if (!logged_in) o << "  (objects are listed with --pin-source)\n";
+      if (!logged_in && t.info.login_required()) o << "  (objects are listed with --pin-source)\n";
       continue;
     }
     std::size_t lw = 5, iw = 2;
@@ -54,29 +58,14 @@ void register_list(CLI::App& app, Global& g, Registry& r) {
   auto* cmd = app.add_subcommand("list", "list tokens, and with a PIN source every object on them");
   r.push_back({cmd, [&g]() {
                  auto module = p11::Module::load(module_path(g));
-                 std::vector<p11::TokenInfo> infos;
-                 if (g.token.empty()) infos = module->tokens();
-                 else infos.push_back(find_token(*module, g.token));
                  Secret pin;
-                 bool login = !g.pin_source.empty();
-                 if (login) pin = user_pin(g);
-                 std::vector<TokenEntry> entries;
-                 for (auto& t : infos) {
-                   TokenEntry e{t, token_uri(t), {}};
-                   if (t.initialized()) {
-                     p11::Session s(module, t.slot_id, false);
-                     if (login) s.login(CKU_USER, pin);
-                     if (login || !t.login_required()) e.objects = list_objects(s, t);
-                   }
-                   entries.push_back(std::move(e));
-                 }
+                 if (!g.pin_source.empty()) pin = user_pin(g);
+                 auto inv = take_inventory(module, g.token, g.pin_source.empty() ? nullptr : &pin);
                  if (g.json) {
-                   nlohmann::json j = {{"tokens", nlohmann::json::array()}};
-                   for (auto& e : entries) j["tokens"].push_back(to_json(e));
-                   print_json(j);
+                   print_json(to_json(inv));
                    return 0;
                  }
-                 std::cout << escape_invalid_utf8(human(entries, login)); // foreign labels: \xNN
+                 std::cout << escape_invalid_utf8(human(inv)); // foreign labels: \xNN
                  return 0;
                }});
 }

@@ -54,4 +54,19 @@ std::string module_path(const Global& g) {
   return resolve_module_path(g.module, profile_module);
 }
 
+std::vector<std::string> split_commas(const std::vector<std::string>& in) {
+  std::vector<std::string> out;
+  for (auto& s : in) {
+    std::size_t start = 0;
+    while (start <= s.size()) {
+      auto c = s.find(',', start);
+      std::string w = s.substr(start, c == std::string::npos ? std::string::npos : c - start);
+      if (!w.empty()) out.push_back(w);
+      if (c == std::string::npos) break;
+      start = c + 1;
+    }
+  }
+  return out;
+}
+
 } // namespace tokenprov::cli

@@ -58,6 +58,8 @@ Secret secret_from(const std::string& source, const std::string& what, ExitCode 
 
 // The --profile a command runs with, read once per process (g.profile must be set).
 const Profile& profile(const Global& g);
+// "sign,decrypt" given once or repeated -> {"sign", "decrypt"}.
+std::vector<std::string> split_commas(const std::vector<std::string>& in);
 
 // The module path a command uses: --module, the profile's, $TOKENPROV_MODULE, p11-kit.
 std::string module_path(const Global& g);

@@ -62,6 +62,23 @@ const char* hint_for(CK_RV rv) {
   case CKR_SESSION_HANDLE_INVALID:
   case CKR_SESSION_CLOSED: return "The session with the token was lost (was it removed?); run the command again.";
   case CKR_USER_NOT_LOGGED_IN: return "Give a PIN source (--pin-source) so tokenprov can log in.";
+  case CKR_KEY_FUNCTION_NOT_PERMITTED: return "The key's policy on the token does not allow this use.";
+  case CKR_KEY_SIZE_RANGE: return "The module does not support this key size; choose a size within the range its mechanism information gives.";
+  case CKR_CURVE_NOT_SUPPORTED:
+  case CKR_DOMAIN_PARAMS_INVALID: return "The module does not support this curve; choose another algorithm.";
+  case CKR_FUNCTION_NOT_SUPPORTED: return "The module does not implement this function: it is a limit of the module.";
+  case CKR_ATTRIBUTE_TYPE_INVALID:
+  case CKR_ATTRIBUTE_VALUE_INVALID:
+  case CKR_TEMPLATE_INCONSISTENT:
+  case CKR_TEMPLATE_INCOMPLETE:
+    return "The module refused an attribute of the object; see docs/modules.md for what each module accepts.";
+  case CKR_ARGUMENTS_BAD:
+    return "The module refused the call's arguments; some modules (tpm2-pkcs11) answer this when an operation is "
+           "not supported on this token, e.g. re-initializing an initialized token.";
+  case CKR_RANDOM_NO_RNG: return "The token has no random number generator.";
+  case CKR_TOKEN_NOT_RECOGNIZED: return "The module cannot read this token; it may be damaged or of a kind the module does not know.";
+  case CKR_GENERAL_ERROR:
+  case CKR_FUNCTION_FAILED: return "The module reported an internal failure; the token may be damaged (see 'tokenprov list').";
   default: return "";
   }
 }
@@ -76,6 +93,10 @@ std::string rv_name(CK_RV rv) {
 }
 
 ExitCode rv_exit_code(CK_RV rv) {
+  // Every answer of a module maps to a contract code: a PIN problem (3), a key
+  // the module will not let out (4), anything else the token or module did or
+  // refused (6). Even CKR_ARGUMENTS_BAD is the module's word here (tpm2-pkcs11
+  // answers it to a re-initialization), never exit 1.
   switch (rv) {
   case CKR_PIN_INCORRECT:
   case CKR_PIN_INVALID:
@@ -86,13 +107,8 @@ ExitCode rv_exit_code(CK_RV rv) {
   case CKR_USER_NOT_LOGGED_IN:
     return ExitCode::Pin;
   case CKR_KEY_UNEXTRACTABLE:
+  case CKR_KEY_FUNCTION_NOT_PERMITTED:
     return ExitCode::Policy;
-  case CKR_ARGUMENTS_BAD:
-  case CKR_CRYPTOKI_NOT_INITIALIZED:
-  case CKR_OPERATION_ACTIVE:
-  case CKR_OPERATION_NOT_INITIALIZED:
-  case CKR_BUFFER_TOO_SMALL:
-    return ExitCode::Internal;
   default:
     return ExitCode::Token;
   }

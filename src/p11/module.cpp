@@ -146,20 +146,30 @@ TokenInfo Module::token_info(CK_SLOT_ID slot) const {
   out.flags = ti.flags;
   out.min_pin = ti.ulMinPinLen;
   out.max_pin = ti.ulMaxPinLen;
-  if (!out.serial.empty()) {
-    std::lock_guard<std::mutex> lock(hint_mutex_);
-    slot_by_serial_[out.serial] = slot;
-  }
+  note_serial(out.serial, slot);
   return out;
 }
 
-std::vector<TokenInfo> Module::tokens() const {
-  std::vector<TokenInfo> out;
+void Module::note_serial(const std::string& serial, CK_SLOT_ID slot) const {
+  if (serial.empty()) return;
+  std::lock_guard<std::mutex> lock(hint_mutex_);
+  if (shared_serials_.count(serial)) return;
+  auto [it, fresh] = slot_by_serial_.emplace(serial, slot);
+  if (!fresh && it->second != slot) {
+    // Two slots, one serial: the serial names no token on its own here.
+    shared_serials_.insert(serial);
+    slot_by_serial_.erase(it);
+  }
+}
+
+SlotScan Module::scan() const {
+  SlotScan out;
   for (auto id : slots(true)) {
     try {
-      out.push_back(token_info(id));
+      out.tokens.push_back(token_info(id));
     } catch (const P11Error& e) {
-      if (e.rv() != CKR_TOKEN_NOT_PRESENT && e.rv() != CKR_TOKEN_NOT_RECOGNIZED) throw;
+      if (e.rv() == CKR_TOKEN_NOT_PRESENT) continue; // pulled between the two calls
+      out.unreadable.push_back({id, e.rv()});
     }
   }
   return out; // token_info() noted each serial's slot
@@ -193,6 +203,15 @@ std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
   if (n) check(fn_->C_GetMechanismList(slot, m.data(), &n), "C_GetMechanismList");
   m.resize(n);
   return m;
+}
+
+std::optional<CK_MECHANISM_INFO> Module::mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const {
+  std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
+  CK_MECHANISM_INFO info{};
+  CK_RV rv = fn_->C_GetMechanismInfo(slot, type, &info);
+  if (rv == CKR_MECHANISM_INVALID) return std::nullopt;
+  check(rv, "C_GetMechanismInfo");
+  return info;
 }
 
 void Module::init_token(CK_SLOT_ID slot, const Secret& so_pin, const std::string& label) {
@@ -322,7 +341,21 @@ std::vector<CK_OBJECT_HANDLE> Session::find(Attributes& templ, std::size_t max) 
 
 CK_OBJECT_HANDLE Session::create(Attributes& templ, const std::string& what) {
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  check(fn()->C_CreateObject(h_, templ.data(), templ.size(), &h), "C_CreateObject", what);
+  // A module known to refuse the optional attributes gets the object without
+  // them at once; one that refuses them for the first time gets it again
+  // without them (nothing was created by the refused call).
+  if (templ.has_optional() && module_->refuses_optional_.load()) {
+    Attributes required = templ.required_only();
+    check(fn()->C_CreateObject(h_, required.data(), required.size(), &h), "C_CreateObject", what);
+    return h;
+  }
+  CK_RV rv = fn()->C_CreateObject(h_, templ.data(), templ.size(), &h);
+  if (rv == CKR_ATTRIBUTE_TYPE_INVALID && templ.has_optional()) {
+    Attributes required = templ.required_only();
+    rv = fn()->C_CreateObject(h_, required.data(), required.size(), &h);
+    if (rv == CKR_OK) module_->refuses_optional_.store(true);
+  }
+  check(rv, "C_CreateObject", what);
   return h;
 }
 
@@ -388,6 +421,22 @@ std::string Session::attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) c
   return v ? std::string(v->begin(), v->end()) : std::string();
 }
 
+std::vector<std::optional<bool>> Session::attr_bools(CK_OBJECT_HANDLE obj,
+                                                    const std::vector<CK_ATTRIBUTE_TYPE>& types) const {
+  std::vector<CK_BBOOL> vals(types.size(), CK_FALSE);
+  std::vector<CK_ATTRIBUTE> t(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    t[i] = CK_ATTRIBUTE{types[i], &vals[i], sizeof(CK_BBOOL)};
+  CK_RV rv = fn()->C_GetAttributeValue(h_, obj, t.data(), static_cast<CK_ULONG>(t.size()));
+  // These three still fill every attribute they can (PKCS#11 v2.40, 5.7).
+  if (rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL)
+    check(rv, "C_GetAttributeValue", "reading attributes");
+  std::vector<std::optional<bool>> out(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    if (t[i].ulValueLen == sizeof(CK_BBOOL)) out[i] = vals[i] != CK_FALSE;
+  return out;
+}
+
 std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> Session::generate_key_pair(CK_MECHANISM& mech, Attributes& pub,
                                                                          Attributes& priv, const std::string& what) {
   CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
@@ -428,8 +477,20 @@ Bytes Session::decrypt(CK_MECHANISM& mech, CK_OBJECT_HANDLE key, std::span<const
 Bytes Session::wrap_key(CK_MECHANISM& mech, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key) const {
   CK_ULONG n = 0;
   check(fn()->C_WrapKey(h_, &mech, wrapping, key, nullptr, &n), "C_WrapKey", "wrapping the key for export");
+  // NSS's length answer for a private key can fall short of what it then
+  // writes (it guesses the PKCS#8 size): grow and ask again, a few times.
   Bytes out(n);
-  check(fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &n), "C_WrapKey", "wrapping the key for export");
+  CK_RV rv = CKR_OK;
+  for (int i = 0; i < 4; ++i) {
+    CK_ULONG got = out.size();
+    rv = fn()->C_WrapKey(h_, &mech, wrapping, key, out.data(), &got);
+    if (rv != CKR_BUFFER_TOO_SMALL) {
+      n = got;
+      break;
+    }
+    out.resize(std::max<std::size_t>(got, out.size() * 2 + 64));
+  }
+  check(rv, "C_WrapKey", "wrapping the key for export");
   out.resize(n);
   return out;
 }

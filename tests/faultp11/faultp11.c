@@ -24,6 +24,15 @@
  *   FAULTP11_NULL=NAME[,NAME] C_GetFunctionList hands out a function list
  *                            whose NAME entries are NULL (a module that
  *                            leaves functions out); read at C_GetFunctionList
+ *   FAULTP11_SERIAL=TEXT     every token reports TEXT as its serial number
+ *                            (as tpm2-pkcs11 and NSS do with 0000000000000000);
+ *                            the real module's slots stay apart
+ *   FAULTP11_HIDE_MECHANISMS=0x210A,0x1085
+ *                            the token seems not to have these mechanisms:
+ *                            left out of C_GetMechanismList, and
+ *                            C_GetMechanismInfo answers CKR_MECHANISM_INVALID
+ *                            (so a test can make a module offer less; with
+ *                            it set, one C_GetMechanismList counts as two)
  *   FAULTP11_SCOPE=process   count across C_Initialize/C_Finalize cycles (for
  *                            a process that loads the module more than once);
  *                            by default ("init") every C_Initialize restarts
@@ -607,12 +616,69 @@ static CK_RV fp_C_Finalize(CK_VOID_PTR reserved) {
 FP_FORWARDED(FP_DEFINE)
 #undef FP_DEFINE
 
+/* C_GetTokenInfo, then FAULTP11_SERIAL (read at each call) over the serial. */
+static CK_RV fp_serial_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+  CK_RV rv = fp_C_GetTokenInfo(slot, info);
+  const char* serial = fp_env("FAULTP11_SERIAL");
+  if (rv == CKR_OK && info && serial) {
+    size_t n = strlen(serial);
+    if (n > sizeof info->serialNumber) n = sizeof info->serialNumber;
+    memset(info->serialNumber, ' ', sizeof info->serialNumber);
+    memcpy(info->serialNumber, serial, n);
+  }
+  return rv;
+}
+
+/* ---- FAULTP11_HIDE_MECHANISMS -------------------------------------------------- */
+
+static int fp_hidden(CK_MECHANISM_TYPE m) {
+  const char* v = fp_env("FAULTP11_HIDE_MECHANISMS");
+  while (v && *v) {
+    char* end = NULL;
+    unsigned long x = strtoul(v, &end, 0);
+    if (end == v) break;
+    if (x == m) return 1;
+    if (*end != ',') break;
+    v = end + 1;
+  }
+  return 0;
+}
+
+static CK_RV fp_hide_C_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count) {
+  if (!fp_env("FAULTP11_HIDE_MECHANISMS")) return fp_C_GetMechanismList(slot, list, count);
+  if (!count) return CKR_ARGUMENTS_BAD;
+  CK_ULONG n = 0;
+  CK_RV rv = fp_C_GetMechanismList(slot, NULL, &n);
+  if (rv != CKR_OK) return rv;
+  CK_MECHANISM_TYPE* all = calloc(n ? n : 1, sizeof *all);
+  if (!all) return CKR_HOST_MEMORY;
+  rv = fp_C_GetMechanismList(slot, all, &n);
+  CK_ULONG k = 0;
+  if (rv == CKR_OK) {
+    for (CK_ULONG i = 0; i < n; ++i)
+      if (!fp_hidden(all[i])) all[k++] = all[i];
+    if (list && *count < k) rv = CKR_BUFFER_TOO_SMALL;
+    else if (list) memcpy(list, all, k * sizeof *all);
+    *count = k;
+  }
+  free(all);
+  return rv;
+}
+
+static CK_RV fp_hide_C_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info) {
+  if (fp_hidden(type)) return CKR_MECHANISM_INVALID;
+  return fp_C_GetMechanismInfo(slot, type, info);
+}
+
 FP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
   if (!list) return CKR_ARGUMENTS_BAD;
   pthread_mutex_lock(&fp_lock);
   CK_RV rv = fp_load_real_locked();
   pthread_mutex_unlock(&fp_lock);
   if (rv != CKR_OK) return rv;
+  fp_list.C_GetTokenInfo = fp_serial_GetTokenInfo;
+  fp_list.C_GetMechanismList = fp_hide_C_GetMechanismList;
+  fp_list.C_GetMechanismInfo = fp_hide_C_GetMechanismInfo;
   *list = &fp_list;
   const char* nulls = getenv("FAULTP11_NULL");
   if (nulls && *nulls) {

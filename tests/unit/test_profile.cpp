@@ -126,7 +126,8 @@ TEST_CASE("every shipped profile in tokens/ loads", "[unit][profile]") {
     }
     names.insert(by_path.name);
   }
-  for (const char* required : {"softhsm", "softhsm-demo", "opensc", "yubikey-piv", "safenet-etoken"}) {
+  for (const char* required : {"softhsm", "softhsm-demo", "opensc", "yubikey-piv", "safenet-etoken",
+                               "tpm2-pkcs11", "opencryptoki"}) {
     INFO(required);
     CHECK(names.count(required) == 1);
   }

@@ -29,6 +29,15 @@ public:
   Attributes& add_string(CK_ATTRIBUTE_TYPE type, std::string_view value);
   Attributes& add_class(CK_OBJECT_CLASS cls) { return add_ulong(CKA_CLASS, cls); }
 
+  // Marks the attribute added last as a convenience a module may refuse
+  // (CKA_CERTIFICATE_CATEGORY on opencryptoki): Session::create writes the
+  // object without the optional ones when the module answers
+  // CKR_ATTRIBUTE_TYPE_INVALID. Never for an attribute that carries key policy.
+  Attributes& optional();
+  bool has_optional() const;
+  // A copy without the optional attributes.
+  Attributes required_only() const;
+
   CK_ATTRIBUTE* data() { return attrs_.empty() ? nullptr : attrs_.data(); }
   CK_ULONG size() const { return static_cast<CK_ULONG>(attrs_.size()); }
   bool empty() const { return attrs_.empty(); }
@@ -36,6 +45,7 @@ public:
 private:
   CK_ATTRIBUTE* push(CK_ATTRIBUTE_TYPE type, const void* p, std::size_t n);
   std::vector<CK_ATTRIBUTE> attrs_;
+  std::vector<bool> optional_; // one per attribute
   std::deque<Bytes> storage_; // deque: growing it never moves existing buffers
 };
 

@@ -14,10 +14,12 @@
 #include "tokenprov/p11/error.hpp"
 #include "tokenprov/secret.hpp"
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <utility>
@@ -34,6 +36,18 @@ struct TokenInfo {
   bool user_pin_initialized() const { return flags & CKF_USER_PIN_INITIALIZED; }
   bool login_required() const { return flags & CKF_LOGIN_REQUIRED; }
   bool write_protected() const { return flags & CKF_WRITE_PROTECTED; }
+};
+
+// A slot whose token the module cannot read (C_GetTokenInfo fails, e.g. a
+// damaged SoftHSM2 token folder). Reported by list, skipped by token choice.
+struct UnreadableSlot {
+  CK_SLOT_ID slot_id = 0;
+  CK_RV rv = CKR_OK;
+};
+
+struct SlotScan {
+  std::vector<TokenInfo> tokens;
+  std::vector<UnreadableSlot> unreadable;
 };
 
 struct SlotInfo {
@@ -64,12 +78,18 @@ public:
   std::vector<CK_SLOT_ID> slots(bool token_present = true) const;
   SlotInfo slot_info(CK_SLOT_ID slot) const;
   TokenInfo token_info(CK_SLOT_ID slot) const;
-  std::vector<TokenInfo> tokens() const;
+  // Every slot with a token: the readable ones, and those whose token the
+  // module cannot read (one damaged token never hides the others).
+  SlotScan scan() const;
+  std::vector<TokenInfo> tokens() const { return scan().tokens; }
   std::vector<CK_MECHANISM_TYPE> mechanisms(CK_SLOT_ID slot) const;
+  // C_GetMechanismInfo; std::nullopt when the token answers CKR_MECHANISM_INVALID.
+  std::optional<CK_MECHANISM_INFO> mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type) const;
 
   // The token with SERIAL by the slot where an earlier read saw it,
   // read again with one C_GetTokenInfo (no scan of every slot); std::nullopt
-  // when no scan saw it yet, or it is not there any more (then scan).
+  // when no scan saw it yet, it is not there any more, or two slots were seen
+  // with that serial (tpm2-pkcs11 and NSS give every token the same one): then scan.
   std::optional<TokenInfo> token_by_serial_hint(const std::string& serial) const;
 
   // C_InitToken: erases the token. Callers must have checked --force.
@@ -95,6 +115,11 @@ private:
   // serial -> slot of every token read (token_info(), tokens()), for token_by_serial_hint().
   mutable std::mutex hint_mutex_;
   mutable std::map<std::string, CK_SLOT_ID> slot_by_serial_;
+  mutable std::set<std::string> shared_serials_; // seen in more than one slot: never a hint
+  // The module answered CKR_ATTRIBUTE_TYPE_INVALID to a template and took it
+  // without its optional attributes (Attributes::optional()).
+  std::atomic<bool> refuses_optional_{false};
+  void note_serial(const std::string& serial, CK_SLOT_ID slot) const;
 };
 
 class Session {
@@ -133,6 +158,9 @@ public:
   std::optional<bool> attr_bool(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
   std::optional<CK_ULONG> attr_ulong(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
   std::string attr_string(CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type) const;
+  // Several CK_BBOOL attributes in one C_GetAttributeValue; std::nullopt for
+  // each one the object does not have (or will not show).
+  std::vector<std::optional<bool>> attr_bools(CK_OBJECT_HANDLE obj, const std::vector<CK_ATTRIBUTE_TYPE>& types) const;
 
   std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> generate_key_pair(CK_MECHANISM& mech, Attributes& pub, Attributes& priv,
                                                                   const std::string& what);
