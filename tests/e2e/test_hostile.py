@@ -83,13 +83,17 @@ def test_token_label_cut_at_a_character_and_foreign_labels_escaped():
         subprocess.run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "t\udce9st", "--login",
                         "--pin", USER_PIN, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "caf\udce9"],
                        env=sb.env, check=True, capture_output=True)
-        for args in (["list", "--json"], ["list", "--json", "--pin-source", "env:TP_PIN"], ["list"]):
+        doc = json.loads(utf8(run_bytes(sb, ["list", "--json"]).stdout, "stdout"))
+        foreign = [t["serial"] for t in doc["tokens"] if t["label"] == "t\\xe9st"]
+        expect(len(foreign) == 1, "the foreign token label is not shown escaped: %s" % doc)
+        login = ["--token", "serial:" + foreign[0], "--pin-source", "env:TP_PIN"]
+        for args in (["list", "--json"], ["list", "--json"] + login, ["list"]):
             r = run_bytes(sb, args)
             out = utf8(r.stdout, "stdout")
             expect(r.returncode == 0, "%s: exit %d: %s" % (args, r.returncode, r.stderr))
             shown = [t["label"] for t in json.loads(out)["tokens"]] if "--json" in args else out
             expect("t\\xe9st" in shown, "%s: the foreign token label is not shown escaped: %s" % (args, out))
-        doc = json.loads(utf8(run_bytes(sb, ["list", "--json", "--pin-source", "env:TP_PIN"]).stdout, "stdout"))
+        doc = json.loads(utf8(run_bytes(sb, ["list", "--json"] + login).stdout, "stdout"))
         objs = [o for t in doc["tokens"] for o in t.get("objects", [])]
         expect(any(o.get("label") == "caf\\xe9" for o in objs), objs)
 
