@@ -271,7 +271,7 @@ CK_OBJECT_HANDLE interrupted_restore(const p11::Session& s, EVP_PKEY* key, const
 } // namespace
 
 RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const Secret& password) {
-  auto data = ossl::read_file(req.in);
+  auto data = read_input_file(req.in, input::pkcs12);
   auto c = pkcs12::parse(data, password, req.in, true);
   OPENSSL_cleanse(data.data(), data.size());
   int base = EVP_PKEY_get_base_id(c.key.get());

@@ -1,7 +1,11 @@
 #include "tokenprov/csr.hpp"
 
+#include "tokenprov/utf8.hpp"
+
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+
+#include <algorithm>
 
 namespace tokenprov {
 
@@ -12,6 +16,23 @@ GENERAL_NAME* make_general_name(const std::string& san) {
   if (colon == std::string::npos || colon + 1 == san.size())
     fail(ExitCode::Usage, "The SAN '" + san + "' is not TYPE:VALUE.", "Use email:, dns:, uri: or upn:.");
   std::string type = san.substr(0, colon), value = san.substr(colon + 1);
+  // dns:, email: and uri: are IA5Strings: ASCII only. No IDNA library is linked, so an
+  // internationalized name is refused with the form to use instead, never written as raw bytes.
+  bool ascii = std::all_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (!ascii && (type == "dns" || type == "email" || type == "uri")) {
+    std::string shown = escape_invalid_utf8(san);
+    if (type == "dns")
+      fail(ExitCode::BadInput, "The SAN '" + shown + "' is not ASCII: a DNS name in a certificate is an IA5String.",
+           "Give the name in its A-label (punycode) form, e.g. dns:xn--bcher-kva.example for bücher.example "
+           "(the idn2 tool converts it).");
+    if (type == "email")
+      fail(ExitCode::BadInput, "The SAN '" + shown + "' is not ASCII: an e-mail address in a certificate is an IA5String.",
+           "Give the domain in its A-label (punycode) form, e.g. email:anna@xn--bcher-kva.example; a non-ASCII "
+           "local part cannot be written as an rfc822Name.");
+    fail(ExitCode::BadInput, "The SAN '" + shown + "' is not ASCII: a URI in a certificate is an IA5String.",
+         "Percent-encode the non-ASCII characters (and give the host in its A-label form).");
+  }
+  if (type == "upn") require_utf8(value, "UPN SAN");
   GENERAL_NAME* gn = GENERAL_NAME_new();
   auto ia5 = [&](int gtype) {
     ASN1_IA5STRING* s = ASN1_IA5STRING_new();

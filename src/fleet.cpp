@@ -2,8 +2,10 @@
 
 #include "tokenprov/audit.hpp"
 #include "tokenprov/csr.hpp"
+#include "tokenprov/p11/error.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/token_admin.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <openssl/x509.h>
 
@@ -20,6 +22,7 @@
 #include <sstream>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <string_view>
 #include <thread>
 #include <unistd.h>
 
@@ -97,7 +100,7 @@ public:
   StateFile& operator=(const StateFile&) = delete;
 
   void append(const nlohmann::json& j) {
-    if (fd_ >= 0) write_line(j.dump());
+    if (fd_ >= 0) write_line(json_text(j));
   }
 
 private:
@@ -175,6 +178,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
 
   std::optional<StateFile> state;
   if (!dry) state.emplace(req.state_file); // locks it before reading it
+  if (!dry) audit_check(req.audit_log);    // an unwritable log is found before a token is touched
   auto recorded = load_state(req.state_file);
 
   std::vector<Job> jobs;
@@ -244,6 +248,17 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     emit(job, line, false, false);
   };
 
+  // Text a row gives the token and its keys must be UTF-8: such a row fails on its own,
+  // before any token is touched (the others go on).
+  for (auto& job : jobs) {
+    try {
+      require_utf8(job.row->user, "user (manifest row " + std::to_string(job.row->row) + ", column 'user')");
+      require_utf8(job.row->label, "label (manifest row " + std::to_string(job.row->row) + ", column 'label')");
+    } catch (const Error& e) {
+      fail_row(job, error_json(e));
+    }
+  }
+
   // ---- Which token each row gets --------------------------------------------
   // Tokens named by label or serial first; two rows naming one token is a bad manifest.
   // A token is known by its slot in this run, never by its serial alone:
@@ -259,7 +274,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   std::map<std::size_t, nlohmann::json> not_found; // reported once the manifest is known to be good
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     Job& job = jobs[i];
-    if (job.row->token == "blank") continue;
+    if (job.finished || job.row->token == "blank") continue;
     try {
       named[i] = find_token(*module, job.row->token, TokenState::Any);
     } catch (const Error& e) {
@@ -283,9 +298,8 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     if (!r.label.empty()) return r.label;
     std::map<std::string, std::string> vars{
         {"user", r.user.empty() ? user_from_subject(r.subject) : r.user}, {"cn", cn_of(r.subject)}, {"serial", serial}};
-    std::string label = expand_template(base.profile.token_label_template, vars);
-    if (label.size() > 32) label.resize(32);
-    return label;
+    // A token label is 32 bytes: cut at a character boundary.
+    return utf8_prefix(expand_template(base.profile.token_label_template, vars), 32);
   };
   auto claim = [&](const Job& job, const Claim& c) {
     nlohmann::json j = {{"row_key", job.key},
@@ -498,12 +512,22 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   for (std::size_t i = 0; i < jobs.size(); ++i)
     if (!jobs[i].finished) todo.emplace_back(&jobs[i], i);
   std::atomic<std::size_t> next{0};
-  // A PIN refused by one token is not tried on the others: every token would
-  // lose a try to the same wrong PIN. (Rows already logging in at that moment,
-  // at most --jobs - 1 of them, still make their one attempt.)
+  // A PIN refused by one token (CKR_PIN_INCORRECT) is not tried on the others:
+  // every row shares it, and every token would lose a try to the same wrong
+  // PIN. (Rows already logging in at that moment, at most --jobs - 1 of them,
+  // still make their one attempt.) Anything else about one token's PIN (not
+  // set, locked, expired) fails that row only.
   std::atomic<bool> pin_refused{false};
   std::mutex pin_mutex;
-  std::string pin_refused_by;
+  std::string pin_refused_by, pin_refused_which;
+  auto note_refused = [&](const Error& e, const Job& job) {
+    auto* pe = dynamic_cast<const p11::P11Error*>(&e);
+    if (!pe || pe->rv() != CKR_PIN_INCORRECT || pin_refused.exchange(true)) return;
+    std::lock_guard<std::mutex> lock(pin_mutex);
+    pin_refused_by = job.serial.empty() ? "'" + job.row->token + "'" : job.serial;
+    bool so = pe->function() == "C_InitToken" || std::string_view(e.what()).rfind("The SO PIN", 0) == 0;
+    pin_refused_which = so ? "SO PIN" : "user PIN";
+  };
   auto work = [&]() {
     for (;;) {
       if (stop) return;
@@ -515,8 +539,8 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         nlohmann::json line = {{"token", job.serial}, {"subject", r.subject}};
         std::lock_guard<std::mutex> lock(pin_mutex);
         line["error"] = {{"code", static_cast<int>(ExitCode::Pin)},
-                         {"message", "Not attempted: the user PIN was refused by token " + pin_refused_by +
-                                         "; fix the PIN source and run again with the same state file."}};
+                         {"message", "Not attempted: the " + pin_refused_which + " was refused by token " +
+                                         pin_refused_by + "; fix the PIN source and run again with the same state file."}};
         emit(job, line, false, false);
         continue;
       }
@@ -528,6 +552,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         stop = true;
         return;
       } catch (const Error& e) {
+        note_refused(e, job);
         fail_row(job, error_json(e));
         continue;
       } catch (const std::exception& e) {
@@ -552,10 +577,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         line["keys"] = j["keys"];
         emit(job, line, true, res.complete);
       } catch (const Error& e) {
-        if (e.code() == ExitCode::Pin && !pin_refused.exchange(true)) {
-          std::lock_guard<std::mutex> lock(pin_mutex);
-          pin_refused_by = job.serial.empty() ? "'" + r.token + "'" : job.serial;
-        }
+        note_refused(e, job);
         line["error"] = error_json(e);
         emit(job, line, false, false);
       } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 #include "tokenprov/capabilities.hpp"
 #include "tokenprov/uri.hpp"
 #include "tokenprov/uri_resolve.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -242,6 +243,7 @@ CK_MECHANISM_TYPE add_algorithm(Attributes& pub, Algorithm a) {
 
 void check_free(const p11::Session& s, const KeyPolicy& policy) {
   if (policy.label.empty()) fail(ExitCode::Usage, "A key needs a label (--label).");
+  require_utf8(policy.label, "key label");
   if (label_in_use(s, policy.label))
     fail(ExitCode::Exists, "The label '" + policy.label + "' is in use on the token already; nothing was generated.",
          "Choose another label; tokenprov never replaces keys.");
@@ -341,7 +343,7 @@ KeyRef find_key(const p11::Session& s, const std::string& selector) {
   Attributes t;
   t.add_class(CKO_PRIVATE_KEY);
   if (Pkcs11Uri::looks_like_uri(selector)) {
-    auto uri = Pkcs11Uri::parse(selector);
+    auto uri = parse_selector_uri(selector); // pin-value refused, masked
     uri.require_evaluable("the key");
     if (!uri_selects_token(uri, s.module(), s.token_info())) // its token, slot and library attributes too
       fail(ExitCode::Token, "The key URI '" + selector + "' names another token than the one open ('" +

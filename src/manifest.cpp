@@ -2,6 +2,8 @@
 #include "tokenprov/fleet.hpp"
 
 #include "tokenprov/csr.hpp"
+#include "tokenprov/fileio.hpp"
+#include "tokenprov/uri.hpp"
 
 #include <csv.h>
 
@@ -56,7 +58,7 @@ std::string manifest_row_key(const ManifestRow& r) {
 }
 
 std::vector<ManifestRow> read_manifest(const std::string& path) {
-  auto data = ossl::read_file(path);
+  auto data = read_input_file(path, input::manifest);
   std::size_t start = 0;
   if (data.size() >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF) start = 3; // UTF-8 BOM (spreadsheets)
   struct csv_parser parser;
@@ -133,6 +135,15 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
     if (r.token.rfind("serial:", 0) == 0 && r.token.size() == 7)
       fail(ExitCode::BadInput, where + ", has an empty serial in 'serial:'.");
     if (r.subject.empty()) fail(ExitCode::BadInput, where + ", has no subject.");
+    std::string scheme = r.token.substr(0, 7);
+    std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (scheme == "pkcs11:") {
+      try {
+        (void)parse_selector_uri(r.token); // a pin-value is refused here, before the token reaches any record
+      } catch (const Error& e) {
+        fail(ExitCode::BadInput, where + ", column 'token': " + e.what(), e.hint());
+      }
+    }
     try {
       ossl::parse_dn(r.subject);
     } catch (const Error& e) {

@@ -1,5 +1,7 @@
 #include "tokenprov/ossl.hpp"
 
+#include "tokenprov/utf8.hpp"
+
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -214,6 +216,7 @@ std::string name_oneline(const X509_NAME* n) {
 
 X509NamePtr parse_dn(const std::string& dn) {
   if (dn.empty()) fail(ExitCode::Usage, "The subject DN is empty.", "Write it as /CN=Alice/O=Example.");
+  require_utf8(dn, "subject DN");
   std::vector<std::pair<std::string, std::string>> parts;
   std::string cur;
   auto push = [&](const std::string& rdn) {
@@ -314,14 +317,6 @@ std::string sha256_hex(std::span<const std::uint8_t> data) {
 
 std::string cert_fingerprint_sha256(X509* cert) {
   return sha256_hex(to_der(cert));
-}
-
-Bytes read_file(const std::string& path, ExitCode code) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(code, "Cannot read '" + path + "': " + std::strerror(errno) + ".");
-  Bytes out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail(code, "Cannot read '" + path + "'.");
-  return out;
 }
 
 } // namespace tokenprov::ossl

@@ -98,8 +98,8 @@ std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data,
   return out;
 }
 
-std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path) {
-  auto data = ossl::read_file(path);
+std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path, const InputKind& kind) {
+  auto data = read_input_file(path, kind);
   return load_certificates(data, path);
 }
 
@@ -188,7 +188,7 @@ void check_validity(X509* c, const std::string& source, bool leaf) {
 
 void verify_chain(X509* leaf, const std::vector<ossl::X509Ptr>& chain, const std::string& bundle_path,
                   bool allow_expired, const std::string& source) {
-  auto anchors = load_certificate_file(bundle_path);
+  auto anchors = load_certificate_file(bundle_path, input::ca_bundle);
   ossl::X509StorePtr store(X509_STORE_new());
   for (auto& a : anchors)
     X509_STORE_add_cert(store.get(), a.get());

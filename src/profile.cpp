@@ -3,6 +3,7 @@
 #include "tokenprov/profile.hpp"
 
 #include "tokenprov/error.hpp"
+#include "tokenprov/fileio.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <toml++/toml.h>
@@ -430,18 +431,8 @@ Profile load_profile(const std::string& name_or_path) {
     }
   }
 
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail(ExitCode::BadInput, "The profile " + path + " is a directory, not a file.");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    fail(ExitCode::BadInput, "The profile file " + path + " cannot be read: " + std::strerror(err) + ".",
-         "Check the file's permissions.");
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail(ExitCode::BadInput, "The profile file " + path + " cannot be read.");
-  return parse_profile(text.str(), path);
+  auto data = read_input_file(path, input::profile);
+  return parse_profile(std::string(data.begin(), data.end()), path);
 }
 
 } // namespace tokenprov

@@ -3,6 +3,7 @@
 #include "tokenprov/backup.hpp"
 #include "tokenprov/capabilities.hpp"
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/utf8.hpp"
 #include "tokenprov/sigcheck.hpp"
 #include "tokenprov/token_admin.hpp"
 #include "tokenprov/uri.hpp"
@@ -92,7 +93,7 @@ std::shared_ptr<const FileBlobs> file_blobs(const std::string& path) {
   f->size = st.st_size;
   f->mtime = st.st_mtim;
   try {
-    f->blobs.push_back(ossl::read_file(path));
+    f->blobs.push_back(read_input_file(path, input::certificate));
   } catch (const Error&) {
     return nullptr;
   }
@@ -186,6 +187,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   const Profile& prof = req.profile;
   if (prof.keys.empty()) fail(ExitCode::BadInput, "The profile '" + prof.name + "' lists no keys.");
   ossl::parse_dn(req.subject);
+  require_utf8(req.user, "user");
+  require_utf8(req.token_label, "token label");
   for (auto& s : req.sans)
     check_san(s);
   bool have_source = !req.scep.url.empty() || !req.csr_dir.empty() || !req.cert_dir.empty();
@@ -217,7 +220,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     std::string want = expand_template(prof.token_label_template, vars);
     bool found = false;
     for (auto& t : module->tokens())
-      if (t.initialized() && t.label == want.substr(0, 32)) {
+      if (t.initialized() && t.label == utf8_prefix(want, 32)) {
         token = t;
         found = true;
         break;
@@ -235,7 +238,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     for (auto& spec : prof.keys)
       require_keygen(*module, token.slot_id, parse_algorithm(spec.algorithm), true);
     std::string label = req.token_label.empty() ? expand_template(prof.token_label_template, vars) : req.token_label;
-    if (label.size() > 32) label.resize(32);
+    label = utf8_prefix(label, 32); // a token label is 32 bytes: cut at a character boundary
     say("Initializing the blank token " +
         (token.serial.empty() ? "in slot " + std::to_string(token.slot_id) : "(serial " + token.serial + ")") +
         " as '" + label + "'...");

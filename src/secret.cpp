@@ -1,11 +1,15 @@
 #include "tokenprov/secret.hpp"
 
+#include "tokenprov/fileio.hpp"
+
 #include <openssl/crypto.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <csignal>
 #include <fcntl.h>
+#include <iterator>
 #include <termios.h>
 #include <unistd.h>
 
@@ -40,29 +44,70 @@ Secret read_line_fd(int fd, const std::string& where, const SecretRequest& req) 
   return Secret(std::move(buf));
 }
 
+// While a prompt has echo off: the terminal and its settings, for the signal
+// handler that puts them back when Ctrl-C (or SIGTERM, SIGHUP) ends the run.
+volatile sig_atomic_t g_tty_fd = -1;
+struct termios g_tty_saved {};
+const int kPromptSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+extern "C" void restore_tty_and_die(int sig) {
+  if (g_tty_fd >= 0) {
+    ::tcsetattr(g_tty_fd, TCSAFLUSH, &g_tty_saved); // async-signal-safe
+    (void)!::write(g_tty_fd, "\n", 1);
+  }
+  ::signal(sig, SIG_DFL);
+  ::raise(sig); // the default action: the exit status says which signal
+}
+
+// Echo off on FD until destruction, with the signal handlers above meanwhile.
+class EchoOff {
+public:
+  explicit EchoOff(int fd) : fd_(fd) {
+    if (::tcgetattr(fd, &old_) != 0) return;
+    g_tty_saved = old_;
+    struct sigaction sa {};
+    sa.sa_handler = restore_tty_and_die;
+    sigemptyset(&sa.sa_mask);
+    for (std::size_t i = 0; i < std::size(kPromptSignals); ++i)
+      ::sigaction(kPromptSignals[i], &sa, &prev_[i]);
+    g_tty_fd = fd;
+    struct termios quiet = old_;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    quiet.c_lflag |= ECHONL;
+    ::tcsetattr(fd, TCSAFLUSH, &quiet);
+    active_ = true;
+  }
+  ~EchoOff() {
+    if (!active_) return;
+    ::tcsetattr(fd_, TCSAFLUSH, &old_);
+    g_tty_fd = -1;
+    for (std::size_t i = 0; i < std::size(kPromptSignals); ++i)
+      ::sigaction(kPromptSignals[i], &prev_[i], nullptr);
+  }
+  EchoOff(const EchoOff&) = delete;
+  EchoOff& operator=(const EchoOff&) = delete;
+
+private:
+  int fd_;
+  struct termios old_ {};
+  struct sigaction prev_[std::size(kPromptSignals)] {};
+  bool active_ = false;
+};
+
 Secret prompt_once(const std::string& text, const SecretRequest& req) {
   int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC);
   if (fd < 0)
     fail(req.code, "No " + req.what + " source was given and there is no terminal to ask on.",
          "Give one as env:VAR, file:PATH or fd:N.");
-  struct termios old {};
-  bool have_term = ::tcgetattr(fd, &old) == 0;
-  if (have_term) {
-    struct termios quiet = old;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    quiet.c_lflag |= ECHONL;
-    ::tcsetattr(fd, TCSAFLUSH, &quiet);
-  }
-  (void)!::write(fd, text.data(), text.size());
   Secret s;
   try {
+    EchoOff quiet(fd);
+    (void)!::write(fd, text.data(), text.size());
     s = read_line_fd(fd, "the terminal", req);
   } catch (...) {
-    if (have_term) ::tcsetattr(fd, TCSAFLUSH, &old);
     ::close(fd);
     throw;
   }
-  if (have_term) ::tcsetattr(fd, TCSAFLUSH, &old);
   ::close(fd);
   return s;
 }
@@ -83,9 +128,11 @@ Secret read_secret(const std::string& source, const SecretRequest& req) {
     s = Secret(std::string(v));
   } else if (source.rfind("file:", 0) == 0) {
     std::string path = source.substr(5);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      fail(req.code, "Cannot open the " + req.what + " file '" + path + "': " + std::strerror(errno) + ".");
+    // A regular file only (a FIFO would hang, a device never end): fd:N is for pipes.
+    InputKind kind = input::secret;
+    std::string what = req.what + " file";
+    kind.what = what.c_str();
+    int fd = open_input_file(path, kind, req.code);
     try {
       s = read_line_fd(fd, "'" + path + "'", req);
     } catch (...) {
@@ -107,7 +154,8 @@ Secret read_secret(const std::string& source, const SecretRequest& req) {
       if (again.str() != s.str()) fail(req.code, "The two " + req.what + " entries differ.");
     }
   } else {
-    fail(ExitCode::Usage, "'" + source + "' is not a secret source.",
+    // The value is not shown: it may be the secret itself (--pin-source 1234).
+    fail(ExitCode::Usage, "The " + req.what + " source is not a secret source (its value is not shown).",
          "Use env:VAR, file:PATH, fd:N or prompt; secrets are never given as option values.");
   }
   if (s.empty()) fail(req.code, "The " + req.what + " from " + (source.empty() ? "prompt" : source.substr(0, source.find(':'))) + " is empty.");

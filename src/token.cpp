@@ -3,6 +3,7 @@
 #include "tokenprov/uri.hpp"
 #include "tokenprov/uri_resolve.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -72,8 +73,8 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
   // their tokens so, and a scan per row made a run quadratic in tokens).
   std::optional<Pkcs11Uri> uri;
   if (Pkcs11Uri::looks_like_uri(selector)) {
-    uri = Pkcs11Uri::parse(selector);
-    uri->require_evaluable("the token"); // vendor path attributes, pin-value: refused by name
+    uri = parse_selector_uri(selector); // pin-value refused, masked
+    uri->require_evaluable("the token"); // vendor path attributes: refused by name
   }
   p11::SlotScan scan;
   bool one_slot = false;
@@ -116,8 +117,15 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
   } else if (selector.rfind("serial:", 0) == 0) {
     std::string serial = selector.substr(7);
     if (!hint) {
+      // Serials compare without regard to case: serial:ABC12 finds the token whose serial
+      // is abc12 (most are hexadecimal, and a person copies them in either case).
+      auto ci_equal = [](const std::string& a, const std::string& b) {
+        return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                 return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+               });
+      };
       for (auto& t : tokens)
-        if (t.serial == serial) hits.push_back(t);
+        if (ci_equal(t.serial, serial)) hits.push_back(t);
     } else {
       hits.push_back(*hint);
     }

@@ -1,5 +1,7 @@
 #include "tokenprov/token_admin.hpp"
 
+#include "tokenprov/utf8.hpp"
+
 #include <algorithm>
 
 namespace tokenprov {
@@ -54,6 +56,7 @@ void verify_security_officer(const std::shared_ptr<p11::Module>& module, const p
 
 p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
+  require_utf8(req.label, "token label");
   auto module = p11::Module::load(req.module_path);
   std::optional<p11::TokenInfo> in_slot;
   if (req.slot) {

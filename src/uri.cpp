@@ -494,4 +494,15 @@ std::string from_hex(std::string_view hex) {
   return out;
 }
 
+Pkcs11Uri parse_selector_uri(std::string_view text) {
+  auto uri = Pkcs11Uri::parse(text);
+  if (uri.query.count("pin-value"))
+    // Deliberate (docs/key-policy.md): a PIN in a URI lands in shell history, ps, manifests, state
+    // files and logs. Refused; the message shows the URI with the value masked.
+    fail(ExitCode::Usage,
+         "The PKCS#11 URI '" + redacted(text) + "' carries a PIN (pin-value); tokenprov never takes a PIN from a URI.",
+         "Remove '?pin-value=...' and give the PIN with --pin-source (env:VAR, file:PATH, fd:N or prompt).");
+  return uri;
+}
+
 } // namespace tokenprov

@@ -13,6 +13,12 @@ namespace tokenprov {
 // when the log cannot be written.
 void audit_append(const std::string& path, nlohmann::json event);
 
+// Checks, before any token is touched, that PATH can be appended to: opens it
+// (creating it empty, mode 0600) as audit_append() does and checks it is a
+// regular file. Error(BadInput) naming the log otherwise; nothing when PATH is
+// empty. A log that cannot be written is found before a key is made.
+void audit_check(const std::string& path);
+
 std::string now_rfc3339();
 std::string operator_name();
 

@@ -70,6 +70,5 @@ std::string asn1_time_rfc3339(const ASN1_TIME* t);
 std::string sha256_hex(std::span<const std::uint8_t> data);
 std::string cert_fingerprint_sha256(X509* cert);
 
-Bytes read_file(const std::string& path, ExitCode code = ExitCode::BadInput);
 
 } // namespace tokenprov::ossl

@@ -3,6 +3,7 @@
 // the token, all or nothing.
 #pragma once
 
+#include "tokenprov/fileio.hpp"
 #include "tokenprov/keys.hpp"
 
 #include <optional>
@@ -15,7 +16,7 @@ namespace tokenprov {
 // DER certificate, or PKCS#7 (PEM or DER). Nothing readable: Error(BadInput)
 // naming SOURCE.
 std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data, const std::string& source);
-std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path);
+std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path, const InputKind& kind = input::certificate);
 
 struct PickupOptions {
   std::string ca_bundle;      // PEM/DER/PKCS#7 file of trusted CAs: the chain must verify

@@ -67,6 +67,11 @@ struct Pkcs11Uri {
 };
 
 // Builds the URI of a token, and of an object on it.
+// A URI given to select a token or key (--token, --key, a manifest's token):
+// Pkcs11Uri::parse, and Error(Usage) for a pin-value, which tokenprov never
+// takes (the message masks the value; docs/key-policy.md).
+Pkcs11Uri parse_selector_uri(std::string_view text);
+
 std::string token_uri(const p11::TokenInfo& token);
 std::string object_uri(const p11::TokenInfo& token, const std::string& type, const std::string& label,
                        const std::string& id_bytes);

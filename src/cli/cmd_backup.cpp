@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include "tokenprov/fileio.hpp"
+
 #include <algorithm>
 
 #include "tokenprov/backup.hpp"
@@ -98,7 +100,7 @@ void register_backup(CLI::App& app, Global& g, Registry& r) {
                  req.in = ro.in;
                  req.label = ro.label;
                  restore_policy(g, ro, req);
-                 auto data = ossl::read_file(ro.in); // a missing file fails before any prompt
+                 auto data = read_input_file(ro.in, input::pkcs12); // a missing file fails before any prompt
                  (void)data;
                  Secret pin = user_pin(g);
                  Secret pw = secret_from(ro.password_source, "backup password", ExitCode::BadInput);

@@ -3,6 +3,7 @@
 #include "tokenprov/inventory.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -65,7 +66,7 @@ void register_list(CLI::App& app, Global& g, Registry& r) {
                    print_json(to_json(inv));
                    return 0;
                  }
-                 std::cout << human(inv);
+                 std::cout << escape_invalid_utf8(human(inv)); // foreign labels: \xNN
                  return 0;
                }});
 }

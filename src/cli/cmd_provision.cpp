@@ -94,6 +94,7 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                  p.req.user = po.user;
                  p.req.token_label = po.label;
                  p.req.progress = [&g](const std::string& line) { status(g, line); };
+                 audit_check(po.audit_log); // an unwritable log is found before the token is touched
                  try {
                    auto res = provision(p.req, secrets_of(p));
                    auto j = res.to_json();

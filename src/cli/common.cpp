@@ -3,6 +3,7 @@
 #include "tokenprov/profile.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri_resolve.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <iostream>
 #include <unistd.h>
@@ -10,10 +11,10 @@
 namespace tokenprov::cli {
 
 void status(const Global& g, const std::string& line) {
-  if (!g.quiet) std::cerr << line << std::endl;
+  if (!g.quiet) std::cerr << escape_invalid_utf8(line) << std::endl; // a foreign label's bytes shown as \xNN
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
+void print_json(const nlohmann::json& j) { std::cout << json_text(j) << std::endl; }
 
 int finish(const Global& g, nlohmann::json result, const std::string& human) {
   if (g.json) {
@@ -21,7 +22,7 @@ int finish(const Global& g, nlohmann::json result, const std::string& human) {
     if (result.is_object()) out.update(result); // `{}` from a command with nothing to add is null
     print_json(out);
   } else if (!human.empty()) {
-    std::cout << human;
+    std::cout << escape_invalid_utf8(human);
     if (human.back() != '\n') std::cout << '\n';
   }
   return 0;

@@ -4,6 +4,7 @@
 
 #include "tokenprov/p11/error.hpp"
 #include "tokenprov/p11/timing.hpp"
+#include "tokenprov/utf8.hpp"
 
 #include <openssl/crypto.h>
 
@@ -15,8 +16,9 @@ using namespace tokenprov::cli;
 namespace {
 
 int report(const Global& g, ExitCode code, const std::string& message, const std::string& hint) {
-  std::cerr << "tokenprov: " << message << "\n";
-  if (!hint.empty()) std::cerr << "  " << hint << "\n";
+  // A label or path in the message may hold bytes that are not UTF-8: shown as \xNN.
+  std::cerr << "tokenprov: " << escape_invalid_utf8(message) << "\n";
+  if (!hint.empty()) std::cerr << "  " << escape_invalid_utf8(hint) << "\n";
   if (g.json) {
     nlohmann::json err = {{"code", static_cast<int>(code)}, {"message", message}};
     if (!hint.empty()) err["hint"] = hint;

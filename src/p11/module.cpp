@@ -1,5 +1,6 @@
 #include "tokenprov/p11/module.hpp"
 
+#include "tokenprov/p11/function_list.hpp"
 #include "tokenprov/p11/timing.hpp"
 
 #include <dlfcn.h>
@@ -54,6 +55,12 @@ std::shared_ptr<Module> Module::load(const std::string& path) {
   if (rv != CKR_OK || !fn) {
     ::dlclose(handle);
     fail(ExitCode::Token, "The PKCS#11 module '" + path + "' refused C_GetFunctionList (" + rv_name(rv) + ").");
+  }
+  try {
+    check_function_list(fn, path); // a NULL entry would crash the process when called
+  } catch (...) {
+    ::dlclose(handle);
+    throw;
   }
   fn = timing::wrap(fn); // the module's own list unless --timings asked for a timing wrapper
   CK_C_INITIALIZE_ARGS args{};

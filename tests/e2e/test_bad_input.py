@@ -128,6 +128,55 @@ CASES = [
     case("cert-dir-missing", "provision --cert-dir naming a missing folder", ["provision", "--profile", "softhsm-demo",
          "--token", "bad", "--subject", "/CN=x", "--pin-source", "env:TP_PIN", "--cert-dir", "{no_dir}"], 5,
          "Cannot read the folder"),
+    # --- special files (read only as regular files, never hanging, with a size limit) ---
+    case("cert-folder", "a folder given as the certificate", PICKUP + ["{cert_dir}"], 5, "it is a folder"),
+    case("cert-fifo", "a FIFO given as the certificate (nobody writes to it)", PICKUP + ["{fifo}"], 5, "FIFO"),
+    case("cert-dev-zero", "/dev/zero given as the certificate", PICKUP + ["/dev/zero"], 5, "character device",
+         names="/dev/zero"),
+    case("cert-too-large", "a 5 MiB (sparse) file given as the certificate", PICKUP + ["{big_file}"], 5,
+         "larger than the 4 MiB"),
+    case("ca-bundle-fifo", "a FIFO given as the CA bundle", PICKUP + ["{bob_pem}", "--ca-bundle", "{fifo}"], 5,
+         "FIFO", names="{fifo}"),
+    case("p12-fifo", "a FIFO given as the backup to restore", RESTORE + ["{fifo}"], 5, "FIFO", env=PW),
+    case("manifest-folder", "a folder given as the manifest", FLEET + ["{cert_dir}"], 5, "it is a folder"),
+    case("manifest-fifo", "a FIFO given as the manifest", FLEET + ["{fifo}"], 5, "FIFO"),
+    case("profile-fifo", "a FIFO given as the profile", ["provision", "--profile", "{fifo}", "--subject", "/CN=x",
+         "--pin-source", "env:TP_PIN", "--cert-dir", "{cert_dir}"], 5, "FIFO"),
+    case("pin-file-fifo", "a PIN source file: naming a FIFO", ["list", "--token", "bad", "--pin-source",
+         "file:{fifo}"], 3, "FIFO"),
+    # --- text that must be UTF-8, and names a certificate cannot hold ---
+    case("subject-latin1", "a subject DN in Latin-1 (/CN=J\\xfcrgen)", ["csr"] + T + ["--key", "alice", "--subject",
+         "{latin1_dn}", "--out", "{new_csr}"], 5, "is not valid UTF-8", names="J\\xfcrgen"),
+    case("key-label-latin1", "a key label in Latin-1 (caf\\xe9)", ["keygen"] + T + ["--algorithm", "ec-p256",
+         "--label", "{latin1_label}"], 5, "is not valid UTF-8", names="caf\\xe9"),
+    case("token-label-latin1", "a token label in Latin-1 (caf\\xe9)", ["init", "--label", "{latin1_label}",
+         "--so-pin-source", "env:TP_SO_PIN", "--pin-source", "env:TP_PIN"], 5, "is not valid UTF-8",
+         names="caf\\xe9"),
+    case("manifest-latin1-subject", "a manifest whose subject is Latin-1", FLEET + ["{m_latin1}"], 5,
+         "is not valid UTF-8"),
+    case("san-dns-idn", "a DNS name SAN that is not ASCII", ["csr"] + T + ["--key", "alice", "--subject", "/CN=x",
+         "--san", "dns:bücher.example", "--out", "{new_csr}"], 5, "A-label", names="dns:bücher.example"),
+    case("san-email-idn", "an e-mail SAN that is not ASCII", ["csr"] + T + ["--key", "alice", "--subject", "/CN=x",
+         "--san", "email:anna@bücher.example", "--out", "{new_csr}"], 5, "A-label",
+         names="email:anna@bücher.example"),
+    # --- secrets where they do not belong ---
+    case("uri-pin-value", "a token URI carrying pin-value", ["list", "--token",
+         "pkcs11:token=nosuch?pin-value=uri-secret"], 2, "carries a PIN", names="pin-value=***"),
+    case("manifest-pin-value", "a manifest token URI carrying pin-value", FLEET + ["{m_pinvalue}"], 5,
+         "carries a PIN", names="pin-value=***"),
+    case("pin-source-no-scheme", "a PIN source without a scheme (the PIN itself)", ["list", "--token", "bad",
+         "--pin-source", "9999"], 2, "is not a secret source", names="its value is not shown"),
+    # --- modules ---
+    case("module-null-entry", "a module whose function list has a NULL entry (the faultp11 shim with "
+         "FAULTP11_NULL)", ["--module", "{shim}", "list"], 6, "has no C_GetTokenInfo", names="{shim}",
+         env={"FAULTP11_NULL": "C_GetTokenInfo"}),
+    # --- the audit log, checked before a token is touched ---
+    case("audit-log-unwritable", "provision --audit-log in a folder that does not exist", ["provision", "--profile",
+         "softhsm-demo", "--token", "bad", "--subject", "/CN=x", "--pin-source", "env:TP_PIN", "--cert-dir",
+         "{cert_dir}", "--audit-log", "{no_dir}/audit.log"], 5, "Cannot open the audit log", names="{no_dir}"),
+    case("fleet-audit-log-unwritable", "fleet --audit-log in a folder that does not exist", ["fleet", "--profile",
+         "softhsm-demo", "--manifest", "{m_good}", "--pin-source", "env:TP_PIN", "--cert-dir", "{cert_dir}",
+         "--audit-log", "{no_dir}/audit.log"], 5, "Cannot open the audit log", names="{no_dir}"),
     case("backup-dir-missing", "provision --backup-dir naming a missing folder", ["provision", "--profile",
          "softhsm-demo", "--token", "bad", "--subject", "/CN=x", "--pin-source", "env:TP_PIN", "--cert-dir",
          "{cert_dir}", "--backup-dir", "{no_dir}", "--password-source", "env:PW"], 5, "does not exist",
@@ -198,6 +247,19 @@ def make_fixtures(sb):
     put("m_duptoken", "m-duptoken.csv", "token,subject\nbad,/CN=Alice\nbad,/CN=Bob\n")
     put("m_baddn", "m-baddn.csv", "token,subject\nbad,/NOSUCHATTR=Alice\n")
     put("m_short", "m-short.csv", "token,subject,user\nbad\n")
+    put("m_latin1", "m-latin1.csv", b"token,subject\nbad,/CN=J\xfcrgen\n")
+    put("m_pinvalue", "m-pinvalue.csv", "token,subject\npkcs11:token=bad?pin-value=manifest-secret,/CN=Alice\n")
+    put("m_good", "m-good.csv", "token,subject\nbad,/CN=Fleet\n")
+    # special files
+    f["fifo"] = sb.path("fifo.toml")  # .toml: --profile takes it as a path
+    os.mkfifo(f["fifo"])
+    f["big_file"] = sb.path("big.pem")
+    with open(f["big_file"], "wb") as fh:
+        fh.truncate(5 << 20)
+    # text in Latin-1 (bytes that are not UTF-8: os.fsencode turns the surrogates back into them)
+    f["latin1_dn"] = "/CN=J\udcfcrgen"
+    f["latin1_label"] = "caf\udce9"
+    f["new_csr"] = sb.path("new.csr")
     # profiles
     demo = open(os.path.join(SRC, "tokens", "softhsm-demo.toml")).read()
     put("p_alg", "p_alg.toml", demo.replace('algorithm = "rsa2048"', 'algorithm = "rsa1024"'))
@@ -292,8 +354,9 @@ def test_catalogue():
                 if open(f[k], "rb").read() != data:
                     problems.append("%s: %s was changed" % (where, f[k]))
             leftovers = [n for n in os.listdir(sb.dir) if n.startswith(".") and ".tmp-" in n]
-            if leftovers or os.path.exists(f["new_p12"]):
-                problems.append("%s: files left: %s" % (where, leftovers or [f["new_p12"]]))
+            made = [p for p in (f["new_p12"], f["new_csr"]) if os.path.exists(p)]
+            if leftovers or made:
+                problems.append("%s: files left: %s" % (where, leftovers + made))
         expect(not problems, "%d problem(s):\n  %s" % (len(problems), "\n  ".join(problems)))
 
 

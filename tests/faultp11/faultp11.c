@@ -21,6 +21,9 @@
  *                            C_Finalize and when the library is unloaded
  *   FAULTP11_LOG=PATH        one line per call appended: "N NAME RV", with a
  *                            fourth word "injected" on injected failures
+ *   FAULTP11_NULL=NAME[,NAME] C_GetFunctionList hands out a function list
+ *                            whose NAME entries are NULL (a module that
+ *                            leaves functions out); read at C_GetFunctionList
  *   FAULTP11_SERIAL=TEXT     every token reports TEXT as its serial number
  *                            (as tpm2-pkcs11 and NSS do with 0000000000000000);
  *                            the real module's slots stay apart
@@ -677,6 +680,26 @@ FP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
   fp_list.C_GetMechanismList = fp_hide_C_GetMechanismList;
   fp_list.C_GetMechanismInfo = fp_hide_C_GetMechanismInfo;
   *list = &fp_list;
+  const char* nulls = getenv("FAULTP11_NULL");
+  if (nulls && *nulls) {
+    /* A copy with the named entries NULL. The entries follow the version in
+     * FP_ALL_FUNCTIONS order, all of one pointer size. */
+    static CK_FUNCTION_LIST holed;
+    holed = fp_list;
+    CK_VOID_PTR* entries = (CK_VOID_PTR*)(void*)&holed.C_Initialize;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", nulls);
+    char* save = NULL;
+    for (char* name = strtok_r(buf, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+      int idx = fp_function_index(name);
+      if (idx < 0) {
+        fp_warn("FAULTP11_NULL names an unknown function '%s'", name);
+        return CKR_GENERAL_ERROR;
+      }
+      entries[idx] = NULL;
+    }
+    *list = &holed;
+  }
   return CKR_OK;
 }
 

@@ -2,6 +2,7 @@
 #define OPENSSL_SUPPRESS_DEPRECATED // RSA_METHOD: the token-backed key stand-in
 #include "support/scep_server.hpp"
 #include "tokenprov/error.hpp"
+#include "tokenprov/fileio.hpp"
 #include "tokenprov/ossl.hpp"
 #include "tokenprov/scep.hpp"
 
@@ -69,7 +70,7 @@ scep::Options options_for(const ScepServer& srv, std::vector<std::string>* log =
 }
 
 ossl::X509Ptr load_pem_cert(const std::string& path) {
-  auto der = ossl::read_file(path);
+  auto der = tokenprov::read_input_file(path, tokenprov::input::certificate);
   ossl::BioPtr b(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
   ossl::X509Ptr c(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
   REQUIRE(c);
