@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/key_wrap.hpp"
 
 #include "tokenprov/ossl.hpp"
@@ -200,6 +201,29 @@ std::optional<WrapWay> probe_pad_reading(const p11::Session& s) {
   return std::nullopt;
 }
 
+// An answer that says the module will not do this, as opposed to a failure of the token.
+bool module_declined(CK_RV rv) {
+  switch (rv) {
+  case CKR_MECHANISM_INVALID:
+  case CKR_MECHANISM_PARAM_INVALID:
+  case CKR_FUNCTION_NOT_SUPPORTED:
+  case CKR_KEY_FUNCTION_NOT_PERMITTED:
+  case CKR_KEY_NOT_WRAPPABLE:
+  case CKR_KEY_UNEXTRACTABLE:
+  case CKR_KEY_TYPE_INCONSISTENT:
+  case CKR_WRAPPING_KEY_TYPE_INCONSISTENT:
+  case CKR_WRAPPING_KEY_SIZE_RANGE:
+  case CKR_ATTRIBUTE_TYPE_INVALID:
+  case CKR_ATTRIBUTE_VALUE_INVALID:
+  case CKR_ATTRIBUTE_READ_ONLY:
+  case CKR_TEMPLATE_INCONSISTENT:
+  case CKR_TEMPLATE_INCOMPLETE:
+    return true;
+  default:
+    return false;
+  }
+}
+
 std::optional<WrapWay> pad_reading(const p11::Session& s) {
   const std::string key = module_key(s);
   {
@@ -209,9 +233,11 @@ std::optional<WrapWay> pad_reading(const p11::Session& s) {
   std::optional<WrapWay> r;
   try {
     r = probe_pad_reading(s);
-  } catch (const p11::P11Error&) {
+  } catch (const p11::P11Error& e) {
     // The module would not make or wrap the probe's secret: its reading stays unknown, and
-    // CKM_AES_KEY_WRAP_PAD is not used.
+    // CKM_AES_KEY_WRAP_PAD is not used. Anything else (a device error, a token pulled out)
+    // is the command's failure, told as it is, and nothing is remembered.
+    if (!module_declined(e.rv())) throw;
   }
   std::lock_guard<std::mutex> lock(g_readings_mutex);
   g_readings[key] = r;

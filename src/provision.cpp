@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/provision.hpp"
 
 #include "tokenprov/backup.hpp"
@@ -219,12 +220,21 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     vars["serial"] = "";
     std::string want = expand_template(prof.token_label_template, vars);
     bool found = false;
-    for (auto& t : module->tokens())
+    auto scan = module->scan();
+    for (auto& t : scan.tokens)
       if (t.initialized() && t.label == utf8_prefix(want, 32)) {
         token = t;
         found = true;
         break;
       }
+    // The token this profile names may be the one the module cannot read: never
+    // take a blank token in its place.
+    if (!found && !scan.unreadable.empty())
+      fail(ExitCode::Token,
+           "No readable token is labelled '" + utf8_prefix(want, 32) + "', and the module cannot read the token in slot " +
+               std::to_string(scan.unreadable.front().slot_id) + " (" + p11::rv_name(scan.unreadable.front().rv) +
+               "); no blank token was taken in its place.",
+           "Re-insert or repair that token, or name the token to use with --token (--token blank for a new one).");
     if (!found) token = find_token(*module, "", TokenState::Blank);
   }
   vars["serial"] = token.serial;

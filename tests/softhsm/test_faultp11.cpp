@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The fault-injecting PKCS#11 shim (tests/faultp11) loaded through tokenprov's
 // own module layer, in front of SoftHSM2: it forwards faithfully, fails the
 // call it is told to fail without forwarding it, and counts the calls.
@@ -123,7 +124,7 @@ TEST_CASE("faultp11 without FAULTP11_* variables forwards every call faithfully"
 
 TEST_CASE("an injected C_GenerateKeyPair failure is reported with its rv and leaves no object", "[softhsm][fault]") {
   auto [rv_env, rv_name] = GENERATE(values<std::pair<std::string, std::string>>(
-      {{"", "CKR_DEVICE_ERROR"}, {"CKR_DEVICE_REMOVED", "CKR_DEVICE_REMOVED"}, {"0x5", "CKR_GENERAL_ERROR"}}));
+      {{"", "CKR_DEVICE_ERROR"}, {"CKR_DEVICE_REMOVED", "CKR_DEVICE_REMOVED"}, {"0x6", "CKR_FUNCTION_FAILED"}}));
   SoftHsm hsm;
   hsm.create_token("faulty");
   std::string count_file = hsm.dir() + "/count", log_file = hsm.dir() + "/log";
@@ -167,6 +168,36 @@ TEST_CASE("an injected C_GenerateKeyPair failure is reported with its rv and lea
   CHECK(injected == 1);
   // Read through the real module: the failed call never reached the token.
   CHECK(objects_on_token("faulty") == 0);
+}
+
+// tpm2-pkcs11 answers CKR_GENERAL_ERROR to a template that denies a usage its TPM key has anyway;
+// keygen then asks for the granted usages only and sets the denied ones false afterwards.
+TEST_CASE("a key generation answered CKR_GENERAL_ERROR is made with the granted usages, then the full policy",
+          "[softhsm][fault]") {
+  SoftHsm hsm;
+  hsm.create_token("tpmlike");
+  std::string log_file = hsm.dir() + "/log";
+  {
+    FaultEnv env({{"FAULTP11_FAIL_FUNC", "C_GenerateKeyPair"}, {"FAULTP11_RV", "CKR_GENERAL_ERROR"},
+                  {"FAULTP11_LOG", log_file}});
+    Secret pin{std::string(kUserPin)};
+    auto ctx = open_token({kShim, "tpmlike", TokenState::Initialized, true, &pin});
+    auto k = generate_key(*ctx.session, Algorithm::EcP256, {"granted", {}, false, 0});
+    auto& s = *ctx.session;
+    CHECK(s.attr_bool(k.priv, CKA_SIGN) == true);
+    // SoftHSM2 gives an EC key decrypt and unwrap unless told otherwise: set false after generation.
+    CHECK(s.attr_bool(k.priv, CKA_DECRYPT) == false);
+    CHECK(s.attr_bool(k.priv, CKA_UNWRAP) == false);
+    CHECK(s.attr_bool(k.priv, CKA_DERIVE) == false);
+    CHECK(s.attr_bool(k.pub, CKA_ENCRYPT) == false);
+    CHECK(s.attr_bool(k.priv, CKA_EXTRACTABLE) == false);
+    CHECK(s.attr_bool(k.priv, CKA_NEVER_EXTRACTABLE) == true);
+  }
+  int generations = 0;
+  for (auto& l : read_log(log_file))
+    if (l.fn == "C_GenerateKeyPair") ++generations;
+  CHECK(generations == 2);
+  CHECK(objects_on_token("tpmlike") == 2);
 }
 
 TEST_CASE("a sticky fault fails every later call but lets the cleanup through", "[softhsm][fault]") {
