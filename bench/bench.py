@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """tokenprov benchmark: tokenprov against the IT-desk pipeline on SoftHSM2.
 
 Run by hand (not by the tests), usually through bench/run.sh. One run measures:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The benchmark, by hand (the tests never run it): builds a Release tokenprov in
 # its own folder, then runs bench/bench.py with any options given here, e.g.
 #   bash bench/run.sh                       # everything: (a) to (e), ~5 minutes on 2 cores

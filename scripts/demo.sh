@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # README command (1), the main job on the embedded default: install what is
 # missing, build, then on a SoftHSM2 token in a folder under build/demo and a
 # local SCEP CA on 127.0.0.1: provision the token (key on the token, CSR,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Regenerates the man page docs/man/tokenprov.1 from the built binary's
 # `tokenprov --help` and `tokenprov COMMAND --help`, plus the fixed sections
 # below (SECRET SOURCES, SELECTORS, EXIT STATUS, ENVIRONMENT, FILES, SEE ALSO).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what tokenprov needs to build and test, from Debian 12's packages.
 # As root it runs apt-get; otherwise it prints the exact command and stops.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # README command (2): install what is missing, build, and run every test:
 # a -Werror build with all tests (unit, softhsm, e2e), then an
 # AddressSanitizer + UBSan build running them again.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libcurl, loaded when tokenprov first speaks HTTP (SCEP), not at process start.
 //
 // Linked the usual way, libcurl brings some 25 more shared libraries into every

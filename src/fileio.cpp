@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/fileio.hpp"
 
 #include "tokenprov/error.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/inventory.hpp"
 
 #include "tokenprov/keys.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reading and checking fleet manifests (CSV, libcsv).
 #include "tokenprov/fleet.hpp"
 

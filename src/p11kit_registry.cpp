@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // module-name (RFC 7512 section 2.4) through p11-kit's own configuration
 // reading: p11_kit_modules_load() reads the registry exactly as p11-kit-proxy
 // and every p11-kit consumer do, p11_kit_module_for_name() picks the module,

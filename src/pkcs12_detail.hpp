@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the two halves of the PKCS#12 code share: pkcs12.cpp writes files
 // (build, and the read-back check), pkcs12_read.cpp reads them (parse).
 // Private to those two files.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "pkcs12_detail.hpp"
 
 #include <openssl/crypto.h>

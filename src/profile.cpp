@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Token profiles from TOML (toml++). Every problem is reported as
 // Error(BadInput) with the file, the line and the field at fault.
 #include "tokenprov/profile.hpp"

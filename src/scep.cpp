@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SCEP client, RFC 8894: GetCACaps, GetCACert, PKCSReq, CertPoll.
 #include "tokenprov/scep.hpp"
 

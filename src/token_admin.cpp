@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/token_admin.hpp"
 
 #include "tokenprov/utf8.hpp"

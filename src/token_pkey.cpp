@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/token_pkey.hpp"
 
 #include <openssl/rsa.h>

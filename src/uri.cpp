@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PKCS#11 URIs (RFC 7512): parse, format, match.
 //
 // Character classes follow the RFC's ABNF (section 2.3): a path value may

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PKCS#11 URIs put to work: module, PIN source and token selection from a URI.
 #include "tokenprov/uri_resolve.hpp"
 

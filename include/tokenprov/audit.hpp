@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The audit log: append-only JSON Lines. Never a PIN, challenge or password:
 // callers pass only identifiers (token serial, key ids, certificate serials).
 #pragma once

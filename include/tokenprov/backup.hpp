@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The backup exporter (PKCS#12) where the key policy permits, and restore.
 #pragma once
 

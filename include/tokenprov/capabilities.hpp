@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a token's module can do, read from it (C_GetMechanismList,
 // C_GetMechanismInfo) before anything is written, so that a module limit
 // becomes a clear refusal instead of a half-done command.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PKCS#10 certificate requests signed by the token key.
 #pragma once
 

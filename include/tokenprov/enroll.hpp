@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // enroll = keygen + CSR + SCEP + pickup. A failed enrollment removes the key
 // this run made, so the token is left as it was.
 #pragma once

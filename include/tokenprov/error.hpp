@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Typed errors and the contract's exit codes. Every failure the library
 // reports is a tokenprov::Error carrying the exit code it maps to; the CLI
 // turns it into a message and a status in one place (src/cli/main.cpp).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Files written atomically: temp file in the target folder, fsync, rename.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Fleet enrollment: many tokens from a CSV manifest, N workers (one session
 // per token), one JSON line per finished row, a durable state file so that a
 // killed run started again completes the rest with nothing lost or doubled.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What is on a token, as the contract's `list --json` shows it.
 #pragma once
 

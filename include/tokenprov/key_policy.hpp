@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The key policy as PKCS#11 attributes. One template builder for both halves
 // of a key pair, used by generation (keys.cpp) and by restore (backup.cpp),
 // so a key gets the same policy whichever way it reaches the token. Every

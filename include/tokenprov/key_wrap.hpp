@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How a private key crosses the PKCS#11 interface: wrapped under a one-off
 // AES key that exists on the token as a session object for one operation,
 // by a mechanism negotiated from what the module offers. Used by backup

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Key pairs on the token: generation with an explicit key policy, lookup by
 // selector, the public half as an OpenSSL key, and signing on the token.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // OpenSSL glue: owning pointers, error text, certificate loading helpers.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // p11-kit's module registry, for RFC 7512's module-name query attribute.
 #pragma once
 

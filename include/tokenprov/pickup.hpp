@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Picking up the certificate the CA issued: read it (PEM, DER, PKCS#7 with
 // its chain), find the token key it belongs to, and write leaf and chain to
 // the token, all or nothing.

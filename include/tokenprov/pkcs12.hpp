@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PKCS#12 files in software: the file half of `backup` and `restore`.
 //
 // build() writes a file in one of two profiles:

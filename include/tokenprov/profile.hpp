@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Token profiles: what a token of a given model gets (module, PIN policy, the
 // keys to make, backup and enrollment defaults), read from TOML files in
 // tokens/. The file format is described in docs/profiles.md.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one-shot flow a token profile describes: initialize a blank token,
 // make each key with its policy, get each certificate (SCEP, or CSR files
 // now and certificate files later), and back up what the profile marks for

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SCEP client (RFC 8894) over libcurl and OpenSSL's PKCS#7.
 //
 // get_ca() asks the server for its capabilities and CA certificate(s) and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Secrets (PINs, SO PINs, challenges, passwords): never on the command line,
 // never logged, wiped after use.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The final check of a provisioned key: the token signs fresh random bytes
 // with the private key and the certificate's public key verifies them.
 #pragma once

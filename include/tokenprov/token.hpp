@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Finding the module and the token a command works on, and opening a
 // logged-in session on it.
 #pragma once

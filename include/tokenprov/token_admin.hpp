@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Token initialization and PIN management.
 #pragma once
 

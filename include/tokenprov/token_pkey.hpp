@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The OpenSSL bridge to token keys: an EVP_PKEY whose private operations
 // (RSA PKCS#1 v1.5 sign and decrypt) run on the token through our own
 // PKCS#11 session. Used where OpenSSL must drive the key itself (SCEP's

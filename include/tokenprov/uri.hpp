@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PKCS#11 URIs (RFC 7512): parse, format, match against tokens and objects.
 #pragma once
 

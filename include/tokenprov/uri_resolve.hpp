@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a PKCS#11 URI selects beyond its own attributes: the module its query
 // names (module-path, module-name), the PIN source (pin-source), the token
 // by library, slot and token attributes (RFC 7512 sections 2.3 to 2.5).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // UTF-8: checking input that must be text, cutting labels at a character
 // boundary, showing foreign bytes escaped, and JSON text that never throws.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The CLI's shared options and output helpers. Commands only parse, call
 // the library and print.
 #pragma once

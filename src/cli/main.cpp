@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // tokenprov: provisions PKCS#11 smart cards and USB tokens.
 // main only wires the commands up and maps failures to exit codes.
 #include "common.hpp"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for end-to-end fault sweeps with the faultp11 shim (tests/faultp11).
 
 The shim is a PKCS#11 module that forwards to SoftHSM2 and fails the call the

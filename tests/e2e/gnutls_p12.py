@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reads a PKCS#12 through GnuTLS's import API (gnutls_pkcs12_simple_parse,
 what GnuTLS-based programs call to load a PKCS#12), with ctypes."""
 import ctypes

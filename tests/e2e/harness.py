@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end test harness: the built tokenprov binary against real SoftHSM2
 tokens, with independent readers (pkcs11-tool, openssl, NSS, keytool).
 

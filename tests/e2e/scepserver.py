@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real SCEP CA for the end-to-end tests: Debian's scepserver (micromdm/scep
 2.1.0) on 127.0.0.1 with a fresh depot in a temporary folder. Standard library
 only.

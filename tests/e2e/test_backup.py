@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """backup (PKCS#12) where the key policy permits, and restore; read by
 openssl, NSS pk12util and Java keytool; a restored key signs through the
 libp11 engine on a second token."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every backup the suite makes (RSA, EC P-256, EC P-384; modern and legacy) read by the five consumers a backup is carried to: OpenSSL
 (openssl pkcs12), NSS (pk12util import), Java (keytool -list and
 -importkeystore), GnuTLS (certtool --p12-info and gnutls_pkcs12_simple_parse,

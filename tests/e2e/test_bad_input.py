@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bad-input catalogue: files, manifests, profiles, modules, tokens, PIN
 sources and output paths tokenprov must refuse with the right exit code and a
 message that names the file or object involved, leaving every token as it was.

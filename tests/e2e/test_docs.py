@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The documentation stays in step with the binary: the committed man page is
 what scripts/gen-man.sh makes from this build's --help, the bash completion
 knows every command and option, and the user guide mentions each of them."""

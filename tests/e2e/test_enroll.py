@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """enroll and provision against a real scepserver on 127.0.0.1."""
 import json
 import os

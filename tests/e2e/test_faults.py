@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fault-injection sweep: every PKCS#11 call that provision, pickup and restore
 make is failed in turn through the faultp11 shim (tests/faultp11), and what the
 command leaves behind is read back through the real SoftHSM2 module.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """fleet: many SoftHSM tokens from a CSV manifest against a real scepserver.
 
 Covers the issue's acceptance: 20 tokens with --jobs 2 (subjects, distinct keys,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hostile input and interruptions (issue 20): bytes that are not UTF-8 in
 labels and manifests, a PIN inside a token URI, one token's PIN trouble in a
 fleet, Ctrl-C at a PIN prompt, temporary files a killed run left, serials in

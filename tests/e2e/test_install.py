@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`cmake --install` into a temporary prefix, then the installed binary: its
 --version, a profile found in PREFIX/share/tokenprov/tokens (not the source
 tree), the man page and the bash completion where man and bash-completion

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The key policy is explicit for every key type: keygen and restore set every
 policy attribute true or false from the usage (--usage, a profile key's
 usage, or the default), never leaving one to the module's defaults (SoftHSM2's

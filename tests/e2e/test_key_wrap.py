@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Key-wrap negotiation for backup and restore, on real modules: SoftHSM2
 (CKM_AES_KEY_WRAP_PAD, its RFC 5649 reading) and NSS softoken through
 p11-kit-proxy (CKM_AES_KEY_WRAP_KWP; with KWP hidden, its PKCS#7 reading of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """init, pin change/unblock, keygen and csr through the CLI, read back by
 pkcs11-tool and openssl."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`tokenprov list` against tokens made by softhsm2-util and objects made by pkcs11-tool."""
 from harness import Sandbox, main, expect, sh, SOFTHSM_MODULE
 import json

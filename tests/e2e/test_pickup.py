@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """pickup from PEM, DER and PKCS#7 files; the write checked by pkcs11-tool,
 OpenSSL's pkcs11 engine (libp11) and NSS."""
 import json

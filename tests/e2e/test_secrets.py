@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """No secret leaks: PINs, the SCEP challenge and backup passwords reach
 tokenprov only through env:/file: sources, and never come out again: not in
 the argv of tokenprov or of any process while it runs (tokenprov starts none),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """--timings: the wall time and the time in PKCS#11 calls, on stderr, at exit; stdout untouched."""
 import json
 import re

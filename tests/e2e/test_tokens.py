@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Token choice on modules that are not kind: a damaged token among good ones,
 several tokens that need a login, tokens that share a serial (tpm2-pkcs11 and
 NSS give every token the same one). PKCS#11 calls are counted with OpenSC's

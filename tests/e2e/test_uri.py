@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """RFC 7512 URIs end to end (issue 21): every path attribute filters, the query names the module
 (module-path, module-name through p11-kit's registry) and the PIN source, a key URI alone selects
 module, token and key; the URIs tokenprov prints read the same in p11-kit's parser, p11tool and the

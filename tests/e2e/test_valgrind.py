@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """valgrind --error-exitcode=1 on an end-to-end provision (SCEP enrollment and
 backup) is clean. Runs on the regular build; the sanitizer build, whose binary
 valgrind cannot run, says so and checks nothing else."""

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /*
  * faultp11: a PKCS#11 v2.40 module that forwards every call to a real module
  * and injects one failure (or a "pulled-out token") where the environment

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the certificate bundle loader of `pickup`
 // (tokenprov::load_certificates in src/pickup.cpp): PEM with any number of
 // CERTIFICATE / PKCS7 blocks, DER certificates, DER PKCS#7.

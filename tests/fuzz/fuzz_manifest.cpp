@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the fleet manifest reader (tokenprov::read_manifest in
 // src/fleet.cpp: libcsv, then the checks of every row).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the PKCS#12 reader of `restore` (tokenprov::pkcs12::parse
 // in src/pkcs12.cpp).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the token profile parser (tokenprov::parse_profile in
 // src/profile.cpp: toml++, then the checks of every field).
 //

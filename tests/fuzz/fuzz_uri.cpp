@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the PKCS#11 URI parser (src/uri.cpp).
 //
 // Bad input must end in tokenprov::Error. A URI that parses must also

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # One short libFuzzer run for CTest:
 #   cmake -DFUZZER=... -DSEEDS=... -DWORK=... -DRUNS=N -DSECONDS=S [-DDICT=file] -P smoke.cmake
 # WORK is made afresh from the seeds in SEEDS and is the only corpus

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The operations of the module matrix, one function per row of docs/modules.md.
 
 Each cell states what it expects from the module's facts (env.limits) before it runs, then checks

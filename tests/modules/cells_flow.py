@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The matrix's multi-step rows: provision, fleet, PIN isolation, backup, restore, re-init."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Private instances of the PKCS#11 modules of the module matrix (issue 14).
 
 Each context manager starts one module in a temporary folder, yields an Env and,

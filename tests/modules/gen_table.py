@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Turns the module matrix's results (<module>.json files written by the test_matrix_*.py
 scripts into $TOKENPROV_MATRIX_OUT) into the table of docs/modules.md.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The module matrix: the built tokenprov binary through every operation on one PKCS#11 module.
 
 A test script per module (test_matrix_<module>.py) calls run_module(NAME). Each operation is a

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """A few raw PKCS#11 calls through ctypes, for evidence the module matrix needs and pkcs11-tool
 can't give: C_GenerateKeyPair with an explicit usage template (every policy attribute set true or
 false). Talks to the real module; it is a client, not a mock.

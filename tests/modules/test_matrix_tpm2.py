@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Module matrix row set against tpm2 (tests/modules/matrix.py; docs/modules.md)."""
 import os
 import sys

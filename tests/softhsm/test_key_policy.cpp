@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every policy attribute of a generated key, read back one by one from
 // SoftHSM2 (whose defaults, left alone, give EC private keys decrypt,
 // unwrap, sign-recover and derive): the expected values are written out

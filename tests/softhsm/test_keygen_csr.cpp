@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Key generation with an explicit policy, and CSRs signed on the token.
 #include "support/softhsm_fixture.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PKCS#11 layer against real SoftHSM2 tokens.
 #include "support/softhsm_fixture.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SCEP client against a real CA (scepserver on 127.0.0.1).
 #define OPENSSL_SUPPRESS_DEPRECATED // RSA_METHOD: the token-backed key stand-in
 #include "support/scep_server.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A real SCEP CA for tests: Debian's scepserver (micromdm/scep) on
 // 127.0.0.1, with a fresh depot in a temporary folder. The constructor
 // creates the CA (scepserver ca -init), starts the server on a free port and

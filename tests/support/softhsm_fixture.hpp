@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A SoftHSM2 sandbox per test: a temporary folder holding softhsm2.conf
 // (from softhsm-config/softhsm2.conf.in) and its token folder; tokens are
 // created with softhsm2-util, the independent writer. Everything is removed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // General helpers for tests: temporary folders, software keys and a small
 // certificate hierarchy made with OpenSSL, and running a program with its
 // output captured (fork/exec, no shell).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Inputs that crashed or hung a parser, found while fuzzing it (tests/fuzz/,
 // docs/fuzzing.md), fed to it again after the fix. Each file is also a seed in
 // tests/fuzz/corpus/<target>/ (named regress-*), so the fuzzers keep

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ossl::spki_der(EVP_PKEY*) builds RSA, EC and Ed25519 SubjectPublicKeyInfo
 // itself (no OpenSSL encoder, see docs/performance.md): the bytes must be
 // exactly i2d_PUBKEY's, because they are compared with certificates' keys.

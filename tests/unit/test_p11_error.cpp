@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/p11/error.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PKCS#12 backup files: build/parse round trips for both profiles ("[unit]"),
 // and files checked by and taken from the real tools ("[interop]": openssl,
 // NSS pk12util/certutil, Java keytool; these start processes and FAIL when a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Token profiles: the shipped ones load, bad ones are refused with a message
 // naming the file and the field.
 #include "tokenprov/error.hpp"

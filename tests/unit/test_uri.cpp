@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RFC 7512 PKCS#11 URIs: parsing, canonical formatting, matching, hex.
 #include "tokenprov/error.hpp"
 #include "tokenprov/uri.hpp"

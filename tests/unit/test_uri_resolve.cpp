@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a PKCS#11 URI names beyond its attributes: PIN source, module, and
 // the token selector a key URI makes (src/uri_resolve.cpp). No token needed.
 #include "tokenprov/error.hpp"

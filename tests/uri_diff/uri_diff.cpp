@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Differential test: tokenprov's RFC 7512 parser against p11-kit's
 // (p11_kit_uri_parse / p11_kit_uri_format from libp11-kit), the reference.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An attribute template that owns the bytes behind every pValue.
 #pragma once
 

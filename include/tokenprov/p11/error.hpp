@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // CK_RV -> typed exception, with the constant's name and a hint a person can act on.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RAII over a PKCS#11 module: Module (dlopen, C_GetFunctionList,
 // C_Initialize/C_Finalize), slot and token info, Session.
 //

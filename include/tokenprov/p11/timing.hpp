@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Optional timing of every PKCS#11 call (tokenprov --timings).
 //
 // When enabled before a module is loaded, Module::load() hands the module's
