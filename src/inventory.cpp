@@ -134,12 +134,9 @@ Inventory take_inventory(const std::shared_ptr<p11::Module>& module, const std::
     for (auto& t : infos)
       if (needs_login(t)) want.push_back(t);
     if (want.size() > 1) {
-      std::string list;
-      for (auto& t : want)
-        list += "\n  '" + t.label + "' serial " + t.serial + " in slot " + std::to_string(t.slot_id) + ": " +
-                exact_token_uri(t);
       fail(ExitCode::Usage,
-           std::to_string(want.size()) + " tokens need a login; a PIN goes only to the token you select:" + list,
+           std::to_string(want.size()) + " tokens need a login; a PIN goes only to the token you select:" +
+               candidates(want),
            "Add --token with one of these, or run 'tokenprov list' without a PIN source to see every token.");
     }
   }

@@ -47,14 +47,14 @@ std::string unreadable_note(const std::vector<p11::UnreadableSlot>& bad) {
   return s + "; 'tokenprov list' shows it.";
 }
 
-// One line per token, to pick from: label, serial, slot and a URI that names it alone.
+} // namespace
+
 std::string candidates(const std::vector<p11::TokenInfo>& hits) {
   std::string s;
   for (auto& t : hits)
     s += "\n  '" + t.label + "' serial " + t.serial + " in slot " + std::to_string(t.slot_id) + ": " + exact_token_uri(t);
   return s;
 }
-} // namespace
 
 std::string exact_token_uri(const p11::TokenInfo& token) {
   Pkcs11Uri uri = Pkcs11Uri::parse(token_uri(token));

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace tokenprov {
 
@@ -28,6 +29,10 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
 // loaded: the token's attributes plus its slot-id (for modules whose tokens
 // share a serial).
 std::string exact_token_uri(const p11::TokenInfo& token);
+
+// One line per token, each starting on a new line, for a person to pick from:
+// label, serial, slot and the token's exact_token_uri().
+std::string candidates(const std::vector<p11::TokenInfo>& tokens);
 
 // A module, a token and a session on it, logged in when a PIN was given.
 struct TokenContext {
