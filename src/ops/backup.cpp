@@ -346,37 +346,33 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
   RestoreResult r;
   r.resumed = resumed_priv != CK_INVALID_HANDLE;
   r.usage = pa.usage;
-  std::vector<CK_OBJECT_HANDLE> created; // rolled back on failure; a resumed key is kept
-  try {
-    auto priv = resumed_priv;
-    if (priv == CK_INVALID_HANDLE) {
-      priv = import_private_key(s, c.key.get(), label, id, pa);
-      created.push_back(priv);
-      check_policy_kept(s, priv, private_policy(pa), "putting the key '" + label + "' on the token");
-    }
-    auto pub = resumed_pub;
-    if (pub == CK_INVALID_HANDLE) {
-      pub = import_public_key(s, c.key.get(), label, id, pa);
-      created.push_back(pub);
-      check_policy_kept(s, pub, public_policy(pa), "putting the public key '" + label + "' on the token");
-    }
-    r.key = KeyRef{priv, pub, label, id, kt};
-    // The chain before the leaf, as pickup does: a leaf on the token has its chain.
-    for (auto it = c.chain.rbegin(); it != c.chain.rend(); ++it) {
-      X509* ca = it->get();
-      if (!find_certificate(s, ca).empty()) continue;
-      ossl::EvpPkeyPtr pk(X509_get_pubkey(ca));
-      created.push_back(write_certificate(s, ca, cert_label(ca), pk ? derive_key_id(pk.get()) : p11::Bytes{}, true));
-      ++r.certs_written;
-    }
-    if (c.leaf && find_certificate(s, c.leaf.get()).empty()) {
-      created.push_back(write_certificate(s, c.leaf.get(), label, id, false));
-      ++r.certs_written;
-    }
-  } catch (...) {
-    for (auto it = created.rbegin(); it != created.rend(); ++it) s.destroy_noexcept(*it);
-    throw;
+  p11::ObjectGuard created(s); // rolled back on failure; a resumed key is kept
+  auto priv = resumed_priv;
+  if (priv == CK_INVALID_HANDLE) {
+    priv = import_private_key(s, c.key.get(), label, id, pa);
+    created.add(priv);
+    check_policy_kept(s, priv, private_policy(pa), "putting the key '" + label + "' on the token");
   }
+  auto pub = resumed_pub;
+  if (pub == CK_INVALID_HANDLE) {
+    pub = import_public_key(s, c.key.get(), label, id, pa);
+    created.add(pub);
+    check_policy_kept(s, pub, public_policy(pa), "putting the public key '" + label + "' on the token");
+  }
+  r.key = KeyRef{priv, pub, label, id, kt};
+  // The chain before the leaf, as pickup does: a leaf on the token has its chain.
+  for (auto it = c.chain.rbegin(); it != c.chain.rend(); ++it) {
+    X509* ca = it->get();
+    if (!find_certificate(s, ca).empty()) continue;
+    ossl::EvpPkeyPtr pk(X509_get_pubkey(ca));
+    created.add(write_certificate(s, ca, cert_label(ca), pk ? derive_key_id(pk.get()) : p11::Bytes{}, true));
+    ++r.certs_written;
+  }
+  if (c.leaf && find_certificate(s, c.leaf.get()).empty()) {
+    created.add(write_certificate(s, c.leaf.get(), label, id, false));
+    ++r.certs_written;
+  }
+  created.commit();
   if (c.leaf) r.leaf_subject = ossl::name_oneline(X509_get_subject_name(c.leaf.get()));
   return r;
 }

@@ -184,16 +184,11 @@ std::optional<WrapWay> probe_pad_reading(const p11::Session& s) {
   t.add_class(CKO_SECRET_KEY).add_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
   t.add_bool(CKA_TOKEN, false).add_bool(CKA_SENSITIVE, false).add_bool(CKA_EXTRACTABLE, true);
   t.add_bytes(CKA_VALUE, known).add_string(CKA_LABEL, "tokenprov wrap probe");
-  CK_OBJECT_HANDLE h = const_cast<p11::Session&>(s).create(t, "creating the secret that tells how the module wraps");
-  p11::Bytes wrapped;
-  try {
-    CK_MECHANISM m{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-    wrapped = s.wrap_key(m, kek.handle(), h);
-  } catch (...) {
-    s.destroy_noexcept(h);
-    throw;
-  }
-  s.destroy_noexcept(h);
+  p11::ObjectGuard probe(s); // a session object, destroyed whatever happens
+  CK_OBJECT_HANDLE h = probe.add(const_cast<p11::Session&>(s).create(t, "creating the secret that tells how the module wraps"));
+  CK_MECHANISM m{CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  p11::Bytes wrapped = s.wrap_key(m, kek.handle(), h);
+  probe.rollback();
   for (WrapWay w : {WrapWay::Pad5649, WrapWay::PadPkcs7}) {
     auto v = soft_unwrap(w, kek.value(), nullptr, wrapped);
     if (v && starts_with_known(*v, known)) return w;

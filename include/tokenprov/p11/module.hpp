@@ -188,6 +188,37 @@ private:
   bool logged_in_ = false;
 };
 
+// The objects a step creates, destroyed again (newest first) unless the step
+// commits: a step that fails, by an exception or an early return, leaves the
+// token as it was. Destruction is best effort (a token pulled out cannot be
+// cleaned); what a caller must then say is its own business.
+class ObjectGuard {
+public:
+  explicit ObjectGuard(const Session& s) : s_(&s) {}
+  ~ObjectGuard() { rollback(); }
+  ObjectGuard(const ObjectGuard&) = delete;
+  ObjectGuard& operator=(const ObjectGuard&) = delete;
+
+  // Takes H into the guard; returns it for chaining with the call that made it.
+  CK_OBJECT_HANDLE add(CK_OBJECT_HANDLE h) {
+    if (h != CK_INVALID_HANDLE) created_.push_back(h);
+    return h;
+  }
+  // The step succeeded: the objects stay.
+  void commit() noexcept { created_.clear(); }
+  // Destroys what was added, newest first.
+  void rollback() noexcept {
+    for (auto it = created_.rbegin(); it != created_.rend(); ++it)
+      s_->destroy_noexcept(*it);
+    created_.clear();
+  }
+  const std::vector<CK_OBJECT_HANDLE>& created() const { return created_; }
+
+private:
+  const Session* s_;
+  std::vector<CK_OBJECT_HANDLE> created_;
+};
+
 // Reads the tries-left flags of a token as a sentence ("the token reports
 // that the next wrong PIN locks it"); empty when nothing is flagged.
 std::string pin_flags_sentence(CK_FLAGS flags, bool so);
