@@ -74,32 +74,37 @@ std::string say_status(OSSL_CMP_CTX* ctx) {
   return buf;
 }
 
-// The extraCerts of a PKIMessage, from its DER (OpenSSL 3.0 has no getter):
-// PKIMessage ::= SEQUENCE { header, body, protection [0] OPTIONAL, extraCerts [1] OPTIONAL }.
-std::vector<ossl::X509Ptr> extra_certs(const ossl::Bytes& der) {
-  std::vector<ossl::X509Ptr> out;
-  const unsigned char* p = der.data();
-  long len = 0;
-  int tag = 0, cls = 0;
-  if (ASN1_get_object(&p, &len, &tag, &cls, static_cast<long>(der.size())) & 0x80) return out;
+// Every certificate inside a PKIMessage's DER (extraCerts, caPubs, the issued
+// one): OpenSSL 3.0 has no getters for them before the message is validated,
+// and the pinned CA certificate may sit in either place. Each SEQUENCE that
+// parses as a certificate is taken; others are searched inside.
+void collect_certs(const unsigned char* p, long len, std::vector<ossl::X509Ptr>& out, int depth) {
   const unsigned char* end = p + len;
-  while (p < end) {
-    long ilen = 0;
-    if (ASN1_get_object(&p, &ilen, &tag, &cls, end - p) & 0x80) return out;
-    if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 1) {
-      const unsigned char* q = p;
-      long slen = 0;
-      if (ASN1_get_object(&q, &slen, &tag, &cls, ilen) & 0x80) return out;
-      const unsigned char* send = q + slen;
-      while (q < send) {
-        X509* c = d2i_X509(nullptr, &q, send - q);
-        if (!c) break;
-        out.emplace_back(c);
+  while (p < end && depth < 12) {
+    const unsigned char* start = p;
+    long il = 0;
+    int tag = 0, cls = 0;
+    int r = ASN1_get_object(&p, &il, &tag, &cls, end - p);
+    if (r & 0x80) return;
+    if (r & V_ASN1_CONSTRUCTED) {
+      if (cls == V_ASN1_UNIVERSAL && tag == V_ASN1_SEQUENCE) {
+        const unsigned char* q = start;
+        if (X509* c = d2i_X509(nullptr, &q, (p - start) + il)) {
+          out.emplace_back(c);
+          p += il;
+          continue;
+        }
       }
-      return out;
+      collect_certs(p, il, out, depth + 1);
     }
-    p += ilen;
+    p += il;
   }
+}
+
+std::vector<ossl::X509Ptr> message_certs(const ossl::Bytes& der) {
+  std::vector<ossl::X509Ptr> out;
+  collect_certs(der.data(), static_cast<long>(der.size()), out, 0);
+  ERR_clear_error(); // the failed d2i_X509 attempts
   return out;
 }
 
@@ -134,7 +139,7 @@ OSSL_CMP_MSG* transfer(OSSL_CMP_CTX* ctx, const OSSL_CMP_MSG* req) {
            "The server at " + ses->opts->url + " did not answer with a CMP message (HTTP status " + std::to_string(a.status) +
                (a.content_type.empty() ? "" : ", " + a.content_type) + ").",
            "Check that --cmp-url is the CA's CMP endpoint.");
-    auto certs = extra_certs(a.body);
+    auto certs = message_certs(a.body);
     if (mac_protected(a.body)) ses->mac_answer = true;
     else ses->signed_answer = true;
     // --ca-fingerprint: the pinned certificate, found among the answer's
@@ -295,6 +300,13 @@ CtxPtr new_ctx(const Options& o, Session& ses, const Secret* secret) {
   std::string hint = "Check the reference and the secret from the CA's mail, or ask the CA's operator.";
   if (!status.empty()) {
     msg += ": " + status;
+  } else if (ses.signed_answer && !ses.mac_answer && !ses.opts->ca_fingerprint.empty() && !ses.pinned) {
+    msg += ": its signed answer carries no certificate with the SHA-256 fingerprint " + ses.opts->ca_fingerprint +
+           " (--ca-fingerprint), so its signer cannot be tied to the CA you trust";
+    hint = "Pin the issuing CA's fingerprint (CMP servers send the chain without the root), or give the root with --ca-bundle.";
+  } else if (ses.signed_answer && !ses.mac_answer) {
+    msg += ": its signed answer cannot be trusted (" + ossl_reason + ")";
+    hint = "Check --ca-bundle / --ca-fingerprint against what your CA published.";
   } else if (ossl_reason.find("wrong PBM value") != std::string::npos ||
              ossl_reason.find("missing protection") != std::string::npos ||
              ossl_reason.find("error validating protection") != std::string::npos) {
@@ -321,6 +333,7 @@ void sleep_interruptible(int seconds) {
 Issued enroll(const Options& opts, p11::Session& s, const KeyRef& key, const std::string& subject,
               const std::vector<std::string>& sans, const Secret& secret, const StoreFn& store) {
   InterruptGuard guard;
+  ERR_clear_error(); // only this exchange's errors are reported
   Session ses;
   ses.opts = &opts;
   ses.store = &store;

@@ -21,6 +21,7 @@ What the mock does (the tests rely on it):
     transaction to one connection).
 """
 
+import os
 import subprocess
 import time
 
@@ -83,3 +84,69 @@ class CmpMock:
             self.proc.kill()
             self.proc.wait()
         self.logf.close()
+
+
+class CmpTestCa:
+    """tests/cmp/cmp_test_ca (OSSL_CMP_SRV_CTX with callbacks that issue for
+    the requested key) on 127.0.0.1: issues with CA.int/CA.int_key, sends
+    the issuing CA as extraCerts and the root as caPubs.
+
+    mode        ok | reject | wrong-cert (a certificate for another key)
+    polls       pollReq answered "waiting" before the certificate comes
+    protect     mac (answers MAC-protected) | signature (signed with a CMP
+                server certificate the issuing CA made)
+    """
+
+    BIN = os.environ.get("CMP_TEST_CA", "cmp_test_ca")
+
+    def __init__(self, sb, ca, ref="REF-4711", secret="s3cret", mode="ok", polls=0, check_after=1, protect="mac"):
+        self.sb = sb
+        n = len([f for f in os.listdir(sb.dir) if f.startswith("cmpca-")])
+        self.dir = sb.path("cmpca-%d" % n)
+        os.makedirs(self.dir)
+        self.portfile = os.path.join(self.dir, "port")
+        self.log = os.path.join(self.dir, "log")
+        sec = os.path.join(self.dir, "secret")
+        with open(sec, "w") as f:
+            f.write(secret + "\n")
+        self.args = [self.BIN, "--port-file", self.portfile, "--ca-cert", ca.int, "--ca-key", ca.int_key,
+                     "--chain", ca.int, "--capubs", ca.root, "--ref", ref, "--secret-file", sec, "--mode", mode,
+                     "--polls", str(polls), "--check-after", str(check_after), "--log", self.log,
+                     "--protect", protect]
+        if protect == "signature":
+            key, csr, cert = (os.path.join(self.dir, x) for x in ("srv.key", "srv.csr", "srv.pem"))
+            subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                            "-subj", "/CN=CMP server/O=tokenprov tests"], check=True, capture_output=True)
+            ext = os.path.join(self.dir, "srv.ext")
+            with open(ext, "w") as f:
+                f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n")
+            subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca.int, "-CAkey", ca.int_key,
+                            "-CAcreateserial", "-out", cert, "-days", "30", "-extfile", ext],
+                           check=True, capture_output=True)
+            self.args += ["--srv-cert", cert, "--srv-key", key]
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.args, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        for _ in range(400):
+            if os.path.exists(self.portfile):
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError("cmp_test_ca exited: " + self.proc.stderr.read().decode())
+            time.sleep(0.05)
+        else:
+            raise AssertionError("cmp_test_ca did not start")
+        self.port = int(open(self.portfile).read())
+        self.url = "http://127.0.0.1:%d/pkix/" % self.port
+        return self
+
+    def events(self):
+        return open(self.log).read().splitlines() if os.path.exists(self.log) else []
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stderr.close()
