@@ -11,6 +11,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <strings.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -328,6 +330,52 @@ void sleep_interruptible(int seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
+// Sends the request of TYPE and polls while the CA answers "waiting", within
+// opts.wait_seconds; the certConf callback stores the certificate.
+void run_certreq(OSSL_CMP_CTX* ctx_raw, Session& ses, int type) {
+  const Options& opts = *ses.opts;
+  Issued& issued = *ses.issued;
+  struct {
+    OSSL_CMP_CTX* get() const { return p; }
+    OSSL_CMP_CTX* p;
+  } ctx{ctx_raw};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, opts.wait_seconds));
+  int check_after = 0;
+  auto give_up = [&](bool interrupted) {
+    ERR_clear_error();
+    OSSL_CMP_try_certreq(ctx.get(), -1, nullptr, &check_after); // withdraw the request (error message to the CA)
+    ERR_clear_error();
+    if (interrupted)
+      fail(ExitCode::Ca,
+           "Interrupted while the CA at " + opts.url + " was considering the request (after " +
+               std::to_string(issued.polls) + " poll(s)); the request was withdrawn.",
+           "Run the same command again with the same reference and secret to ask again; add --wait SECONDS to wait for the approval.");
+    fail(ExitCode::Ca,
+         "The CA at " + opts.url + " has not approved the request yet (it asks to check again after " +
+             std::to_string(check_after) + " s" +
+             (opts.wait_seconds > 0 ? ", beyond --wait " + std::to_string(opts.wait_seconds) + " s" : "") +
+             "); the request was withdrawn.",
+         "Run the same command again later, or with --wait SECONDS long enough for the CA's approval.");
+  };
+  for (;;) {
+    int res = OSSL_CMP_try_certreq(ctx.get(), type, nullptr, &check_after);
+    if (res == 1) break;
+    if (res == 0) {
+      if (auto e = take_token_error()) std::rethrow_exception(e);
+      fail_exchange(ctx.get(), ses, type == OSSL_CMP_KUR ? "renew the certificate" : "issue the certificate");
+    }
+    // waiting: the CA has the request and has not decided yet
+    int wait_for = std::max(1, check_after);
+    if (g_interrupted || std::chrono::steady_clock::now() + std::chrono::seconds(wait_for) > deadline)
+      give_up(g_interrupted);
+    if (opts.progress)
+      opts.progress("The CA has not decided yet; asking again in " + std::to_string(wait_for) + " s (poll " +
+                    std::to_string(issued.polls + 1) + ")...");
+    sleep_interruptible(wait_for);
+    if (g_interrupted) give_up(true);
+  }
+}
+
 } // namespace
 
 Issued enroll(const Options& opts, p11::Session& s, const KeyRef& key, const std::string& subject,
@@ -366,43 +414,82 @@ Issued enroll(const Options& opts, p11::Session& s, const KeyRef& key, const std
   if (opts.progress)
     opts.progress("Sending the " + std::string(ir ? "ir" : "p10cr") + " for '" + key.label + "' to " + opts.url +
                   " (reference " + opts.reference + ")...");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::max(0, opts.wait_seconds));
-  int check_after = 0;
-  auto give_up = [&](bool interrupted) {
-    ERR_clear_error();
-    OSSL_CMP_try_certreq(ctx.get(), -1, nullptr, &check_after); // withdraw the request (error message to the CA)
-    ERR_clear_error();
-    if (interrupted)
-      fail(ExitCode::Ca,
-           "Interrupted while the CA at " + opts.url + " was considering the request (after " +
-               std::to_string(issued.polls) + " poll(s)); the request was withdrawn.",
-           "Run the same command again with the same reference and secret to ask again; add --wait SECONDS to wait for the approval.");
-    fail(ExitCode::Ca,
-         "The CA at " + opts.url + " has not approved the request yet (it asks to check again after " +
-             std::to_string(check_after) + " s" +
-             (opts.wait_seconds > 0 ? ", beyond --wait " + std::to_string(opts.wait_seconds) + " s" : "") +
-             "); the request was withdrawn.",
-         "Run the same command again later, or with --wait SECONDS long enough for the CA's approval.");
-  };
-  for (;;) {
-    int res = OSSL_CMP_try_certreq(ctx.get(), type, nullptr, &check_after);
-    if (res == 1) break;
-    if (res == 0) {
-      if (auto e = take_token_error()) std::rethrow_exception(e);
-      fail_exchange(ctx.get(), ses, "issue the certificate");
-    }
-    // waiting: the CA has the request and has not decided yet
-    int wait_for = std::max(1, check_after);
-    if (g_interrupted || std::chrono::steady_clock::now() + std::chrono::seconds(wait_for) > deadline)
-      give_up(g_interrupted);
-    if (opts.progress)
-      opts.progress("The CA has not decided yet; asking again in " + std::to_string(wait_for) + " s (poll " +
-                    std::to_string(issued.polls + 1) + ")...");
-    sleep_interruptible(wait_for);
-    if (g_interrupted) give_up(true);
-  }
+  run_certreq(ctx.get(), ses, type);
   if (!issued.cert) fail(ExitCode::Ca, "The CA at " + opts.url + " answered without a certificate.");
   return issued;
+}
+
+namespace {
+// Signature protection with KEY (through the RSA bridge) and CERT.
+ossl::EvpPkeyPtr sign_with(OSSL_CMP_CTX* ctx, p11::Session& s, const KeyRef& key, X509* cert, const char* what) {
+  if (key.type != CKK_RSA)
+    fail(ExitCode::Usage,
+         std::string("CMP ") + what + " signed by the key needs an RSA key here; '" + key.label + "' is not one.",
+         "Use the reference number and secret (MAC) from the CA instead, where the CA allows it.");
+  auto bridge = token_rsa_pkey(s, key);
+  set_or_fail(OSSL_CMP_CTX_set1_cert(ctx, cert), "certificate");
+  set_or_fail(OSSL_CMP_CTX_set1_pkey(ctx, bridge.get()), "key");
+  return bridge;
+}
+} // namespace
+
+Issued kur(const Options& opts, p11::Session& s, const KeyRef& key, X509* current, const StoreFn& store) {
+  InterruptGuard guard;
+  ERR_clear_error();
+  Session ses;
+  ses.opts = &opts;
+  ses.store = &store;
+  Issued issued;
+  ses.issued = &issued;
+  auto ctx = new_ctx(opts, ses, nullptr);
+  auto bridge = sign_with(ctx.get(), s, key, current, "kur");
+  set_or_fail(OSSL_CMP_CTX_set1_oldCert(ctx.get(), current), "old certificate");
+  EVP_PKEY_up_ref(bridge.get());
+  set_or_fail(OSSL_CMP_CTX_set0_newPkey(ctx.get(), 1, bridge.get()), "key");
+  if (opts.progress)
+    opts.progress("Sending the kur for '" + key.label + "' (certificate serial " + ossl::serial_hex(current) + ") to " +
+                  opts.url + "...");
+  run_certreq(ctx.get(), ses, OSSL_CMP_KUR);
+  if (!issued.cert) fail(ExitCode::Ca, "The CA at " + opts.url + " answered without a certificate.");
+  return issued;
+}
+
+void revoke(const Options& opts, p11::Session& s, const KeyRef& key, X509* cert, int reason, const Secret* secret) {
+  ERR_clear_error();
+  Session ses;
+  ses.opts = &opts;
+  Issued none;
+  ses.issued = &none;
+  StoreFn nothing = [](const Issued&) {};
+  ses.store = &nothing;
+  auto ctx = new_ctx(opts, ses, secret);
+  ossl::EvpPkeyPtr bridge;
+  if (!secret) bridge = sign_with(ctx.get(), s, key, cert, "rr");
+  set_or_fail(OSSL_CMP_CTX_set1_oldCert(ctx.get(), cert), "certificate to revoke");
+  set_or_fail(OSSL_CMP_CTX_set_option(ctx.get(), OSSL_CMP_OPT_REVOCATION_REASON, reason), "reason");
+  if (opts.progress)
+    opts.progress("Asking the CA at " + opts.url + " to revoke the certificate of '" + key.label + "' (serial " +
+                  ossl::serial_hex(cert) + ")...");
+  if (OSSL_CMP_exec_RR_ses(ctx.get()) != 1) {
+    if (auto e = take_token_error()) std::rethrow_exception(e);
+    fail_exchange(ctx.get(), ses, "revoke the certificate");
+  }
+}
+
+} // namespace tokenprov::cmp
+
+namespace tokenprov::cmp {
+
+int parse_revocation_reason(const std::string& reason) {
+  static const char* names[] = {"unspecified",         "keyCompromise",        "cACompromise",     "affiliationChanged",
+                                "superseded",          "cessationOfOperation", "certificateHold",  "",
+                                "removeFromCRL",       "privilegeWithdrawn",   "aACompromise"};
+  if (reason.empty()) return -1;
+  for (int i = 0; i <= 10; ++i)
+    if (i != 7 && (reason == std::to_string(i) || strcasecmp(reason.c_str(), names[i]) == 0)) return i;
+  fail(ExitCode::Usage, "Unknown revocation reason '" + reason + "'.",
+       "Use one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, "
+       "certificateHold, removeFromCRL, privilegeWithdrawn, aACompromise (or its number).");
 }
 
 } // namespace tokenprov::cmp

@@ -336,6 +336,12 @@ int main(int argc, char** argv) {
     sk_X509_pop_free(up, X509_free);
   }
   OSSL_CMP_SRV_CTX_set_send_unprotected_errors(srv, 0);
+  // Signed requests (rr, kur) are checked against the root and the chain.
+  X509_STORE* trusted = X509_STORE_new();
+  for (STACK_OF(X509)* sk : {ca.capubs, ca.chain})
+    for (int i = 0; sk && i < sk_X509_num(sk); ++i) X509_STORE_add_cert(trusted, sk_X509_value(sk, i));
+  OSSL_CMP_CTX_set0_trustedStore(ctx, trusted);
+  OSSL_CMP_CTX_set_option(ctx, OSSL_CMP_OPT_IGNORE_KEYUSAGE, 1);
   if (!ca.sign_answers) {
     OSSL_CMP_CTX_set1_referenceValue(ctx, reinterpret_cast<const unsigned char*>(ca.ref.data()),
                                      static_cast<int>(ca.ref.size()));

@@ -136,9 +136,46 @@ def test_provision_over_cmp():
             expect(doc2["keys"][0]["certificate"] == "present", doc2)
 
 
+def test_revoke_signed_and_mac():
+    """revoke --key: rr signed with the key and its certificate, or MAC-protected with reference and secret;
+    the CA gets the certificate's serial; the token is not changed; a refusal is exit 7 with the CA's words."""
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca) as srv:
+            doc = json.loads(enroll(sb, srv, "--algorithm", "rsa2048", "--label", "rita", "--subject", "/CN=rita",
+                                    "--ca-fingerprint", fp(ca.int), "--json", check=0).stdout)
+            serial = doc["certificate"]["serial"]
+            before = sb.objects("cmp")
+            r = sb.tpj("revoke", "--token", "cmp", *PIN, "--key", "rita", "--cmp-url", srv.url, "--reference",
+                       "REF-4711", "--secret-source", "env:CMP_SECRET", "--ca-fingerprint", fp(ca.int),
+                       env={"CMP_SECRET": "s3cret"})
+            expect(r["revoked"]["serial"] == serial and r["reason"] == -1, r)
+            rr = [int(e.split()[1], 16) for e in srv.events() if e.startswith("rr ")]
+            expect(rr == [int(serial, 16)], (serial, srv.events()))
+        # Signed with the key and its certificate; the CA signs its answer too.
+        with CmpTestCa(sb, ca, protect="signature") as srv:
+            r = sb.tpj("revoke", "--token", "cmp", *PIN, "--key", "rita", "--reason", "keyCompromise", "--cmp-url",
+                       srv.url, "--ca-fingerprint", fp(ca.int))
+            expect(r["revoked"]["serial"] == serial and r["reason"] == 1, r)
+            rr = [int(e.split()[1], 16) for e in srv.events() if e.startswith("rr ")]
+            expect(rr == [int(serial, 16)], (serial, srv.events()))
+            expect(sb.objects("cmp") == before, "revoke changed the token")
+        with CmpTestCa(sb, ca, mode="reject") as srv:
+            r = sb.tp("revoke", "--token", "cmp", *PIN, "--key", "rita", "--cmp-url", srv.url, "--ca-fingerprint",
+                      fp(ca.int))
+            expect(r.returncode == 7 and "revocation refused" in r.stderr, (r.returncode, r.stderr))
+            expect(sb.objects("cmp") == before, "revoke changed the token")
+        # A key without a certificate: exit 5, nothing sent.
+        sb.tp("keygen", "--token", "cmp", *PIN, "--algorithm", "ec-p256", "--label", "nocert", check=0)
+        r = sb.tp("revoke", "--token", "cmp", *PIN, "--key", "nocert", "--cmp-url", "http://127.0.0.1:9/",
+                  "--ca-fingerprint", fp(ca.int))
+        expect(r.returncode == 5 and "no certificate" in r.stderr, (r.returncode, r.stderr))
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
           test_reject_leaves_token_as_before, test_wrong_certificate_leaves_token_as_before,
           test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
-          test_provision_over_cmp])
+          test_provision_over_cmp, test_revoke_signed_and_mac])
