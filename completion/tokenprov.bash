@@ -8,12 +8,12 @@
 # The lists below follow `tokenprov --help` and `tokenprov COMMAND --help`;
 # tests/e2e/test_docs.py fails when a command or an option is missing here.
 
-_tokenprov_commands="list init pin keygen csr pickup enroll backup restore provision fleet"
+_tokenprov_commands="list init pin keygen csr pickup enroll revoke backup restore provision fleet"
 _tokenprov_global_opts="--module --profile --token --pin-source --so-pin-source --json -q --quiet --timings -h --help --version"
 
 # Options of each command (global options are accepted everywhere as well).
 _tokenprov_cmd_opts() {
-  local enroll_opts="--scep-url --challenge-source --ca-fingerprint --wait --csr-dir --cert-dir --backup-dir --password-source --audit-log --allow-expired --check-signature"
+  local enroll_opts="--scep-url --challenge-source --protocol --cmp-url --reference --secret-source --cmp-request --ca-bundle --ca-fingerprint --wait --csr-dir --cert-dir --backup-dir --password-source --audit-log --allow-expired --check-signature"
   case "$1" in
     list) echo "" ;;
     init) echo "--label --force" ;;
@@ -21,7 +21,8 @@ _tokenprov_cmd_opts() {
     keygen) echo "--algorithm --label --id --exportable --usage" ;;
     csr) echo "--key --subject --san --out --pss --force" ;;
     pickup) echo "--cert --ca-bundle --allow-expired" ;;
-    enroll) echo "--scep-url --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
+    enroll) echo "--protocol --scep-url --challenge-source --cmp-url --reference --secret-source --cmp-request --key --ca-bundle --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
+    revoke) echo "--key --reason --cmp-url --reference --secret-source --ca-bundle --ca-fingerprint --protocol" ;;
     backup) echo "--key --out --compat --password-source --cert-only --force" ;;
     restore) echo "--in --password-source --label --exportable --usage --role" ;;
     provision) echo "--subject --san --user --label $enroll_opts" ;;
@@ -130,7 +131,7 @@ _tokenprov() {
       _tokenprov_fix_colon "$cur"
       return
       ;;
-    --pin-source | --so-pin-source | --new-pin-source | --challenge-source | --password-source)
+    --pin-source | --so-pin-source | --new-pin-source | --challenge-source | --password-source | --secret-source)
       _tokenprov_source "$cur"; _tokenprov_fix_colon "$cur"; return ;;
     --algorithm)
       if [[ "$cmd" == enroll ]]; then
@@ -141,6 +142,8 @@ _tokenprov() {
       return
       ;;
     --compat) _tokenprov_reply "$cur" "modern legacy"; return ;;
+    --protocol) _tokenprov_reply "$cur" "scep cmp"; return ;;
+    --cmp-request) _tokenprov_reply "$cur" "ir p10cr"; return ;;
     --usage)
       local done_part="" last=$cur
       if [[ "$cur" == *,* ]]; then done_part=${cur%,*},; last=${cur##*,}; fi

@@ -62,4 +62,22 @@ using StoreFn = std::function<void(const Issued&)>;
 Issued enroll(const Options& opts, p11::Session& s, const KeyRef& key, const std::string& subject,
               const std::vector<std::string>& sans, const Secret& secret, const StoreFn& store);
 
+// Key update (kur, RFC 4210 section 5.3.5): a new certificate for the same
+// KEY, the request signed with KEY and its CURRENT certificate (signature
+// protection; no shared secret). KEY must be an RSA key (our OpenSSL bridge,
+// token_pkey.hpp; Error(Usage) otherwise). The answer is checked as for
+// enroll(); STORE writes the new certificate and certConf follows only when it
+// returned. Polls within opts.wait_seconds. Failures: Error(Ca) with the CA's
+// status. For the `renew` command (issue 17).
+Issued kur(const Options& opts, p11::Session& s, const KeyRef& key, X509* current, const StoreFn& store);
+
+// Revocation request (rr) for CERT, KEY's certificate. Protected with the
+// reference and SECRET (MAC) when SECRET is given, else signed with KEY and
+// CERT (RSA keys). REASON: a CRLReason code (0..10 without 7) or -1 for none.
+// The token is not changed. Failures: Error(Ca) with the CA's status.
+void revoke(const Options& opts, p11::Session& s, const KeyRef& key, X509* cert, int reason, const Secret* secret);
+
+// "keyCompromise" (any case) or "1" -> 1; "" -> -1; Error(Usage) listing the names.
+int parse_revocation_reason(const std::string& reason);
+
 } // namespace tokenprov::cmp

@@ -15,6 +15,7 @@ namespace {
 struct ProvisionOpts {
   std::string subject, user, label, scep_url, challenge_source, ca_fingerprint, csr_dir, cert_dir, backup_dir,
       password_source, audit_log;
+  std::string protocol, cmp_url, reference, secret_source, ca_bundle, cmp_request;
   std::vector<std::string> sans;
   bool allow_expired = false;
   bool check_signature = false;
@@ -29,8 +30,14 @@ struct FleetOpts {
 void add_enrollment_options(CLI::App* cmd, ProvisionOpts& o) {
   cmd->add_option("--scep-url", o.scep_url, "enroll over SCEP at this URL (default: the profile's)");
   cmd->add_option("--challenge-source", o.challenge_source, "the SCEP challenge: env:VAR, file:PATH, fd:N or prompt");
+  cmd->add_option("--protocol", o.protocol, "scep or cmp (default: the profile's, else scep)");
+  cmd->add_option("--cmp-url", o.cmp_url, "enroll over CMP at this URL (default: the profile's [cmp] url)");
+  cmd->add_option("--reference", o.reference, "the CMP reference number (senderKID; not secret)");
+  cmd->add_option("--secret-source", o.secret_source, "the CMP shared secret (PIN): env:VAR, file:PATH, fd:N or prompt");
+  cmd->add_option("--cmp-request", o.cmp_request, "ir (RSA keys) or p10cr; default: ir for RSA, p10cr for others");
+  cmd->add_option("--ca-bundle", o.ca_bundle, "trusted CA certificates (CMP)");
   cmd->add_option("--ca-fingerprint", o.ca_fingerprint, "SHA-256 fingerprint of the CA certificate (hex)");
-  cmd->add_option("--wait", o.wait, "seconds to keep polling a pending SCEP request");
+  cmd->add_option("--wait", o.wait, "seconds to keep polling a pending SCEP or CMP request");
   cmd->add_option("--csr-dir", o.csr_dir, "write CSRs here and stop awaiting the certificates");
   cmd->add_option("--cert-dir", o.cert_dir, "pick the certificates up from files in this folder");
   cmd->add_option("--backup-dir", o.backup_dir, "write PKCS#12 backups of keys the profile marks for backup here");
@@ -52,9 +59,20 @@ void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_po
   if (g.profile.empty()) fail(ExitCode::Usage, "provision needs --profile.");
   p.req.profile = profile(g);
   p.req.module_path = resolve_module_for(g.module, p.req.profile.module, g.token);
-  p.req.scep = scep_options(g, o.scep_url.empty() ? p.req.profile.scep_url : o.scep_url,
-                            scep::normalize_fingerprint(o.ca_fingerprint.empty() ? p.req.profile.ca_fingerprint : o.ca_fingerprint),
-                            o.wait);
+  std::string proto = o.protocol.empty() ? p.req.profile.protocol : o.protocol;
+  p.req.protocol = parse_protocol(proto.empty() ? "scep" : proto);
+  if (p.req.protocol == EnrollProtocol::Scep) {
+    p.req.scep = scep_options(g, o.scep_url.empty() ? p.req.profile.scep_url : o.scep_url,
+                              scep::normalize_fingerprint(o.ca_fingerprint.empty() ? p.req.profile.ca_fingerprint : o.ca_fingerprint),
+                              o.wait);
+  } else if (p.req.protocol == EnrollProtocol::Cmp) {
+    p.req.cmp = cmp_options(g, o.cmp_url.empty() ? p.req.profile.cmp_url : o.cmp_url, o.reference,
+                            scep::normalize_fingerprint(o.ca_fingerprint.empty() ? p.req.profile.cmp_ca_fingerprint
+                                                                                 : o.ca_fingerprint),
+                            o.ca_bundle, o.wait, o.cmp_request);
+    if (!p.req.cmp.url.empty() && p.req.cmp.ca_bundle.empty() && p.req.cmp.ca_fingerprint.empty())
+      fail(ExitCode::Usage, "CMP enrollment needs the CA's trust anchor: --ca-bundle FILE or --ca-fingerprint SHA256HEX.");
+  }
   p.req.csr_dir = o.csr_dir;
   p.req.cert_dir = o.cert_dir;
   p.req.backup_dir = o.backup_dir;
@@ -62,8 +80,10 @@ void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_po
   p.req.check_signature = o.check_signature;
   p.pin = user_pin(g, p.req.profile.user_pin.min_length);
   if (blank_possible && !g.so_pin_source.empty()) p.so = so_pin(g);
-  if (!p.req.scep.url.empty() && !o.challenge_source.empty())
+  if (p.req.protocol == EnrollProtocol::Scep && !p.req.scep.url.empty() && !o.challenge_source.empty())
     p.challenge = secret_from(o.challenge_source, "SCEP challenge", ExitCode::Ca);
+  if (p.req.protocol == EnrollProtocol::Cmp && !p.req.cmp.url.empty() && !o.secret_source.empty())
+    p.challenge = secret_from(o.secret_source, "CA secret (PIN)", ExitCode::Ca);
   if (!o.backup_dir.empty())
     p.password = secret_from(o.password_source, "backup password", ExitCode::BadInput, true, p.req.profile.backup_password_min);
 }
@@ -146,6 +166,7 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                  // confirmation prompt per row. An unpinned CA is looked at (and confirmed on a
                  // terminal, refused otherwise) once, here, and its fingerprint pinned for every row.
                  fr.base.scep.progress = nullptr;
+                 fr.base.cmp.progress = nullptr;
                  if (!fo.dry_run && !fr.base.scep.url.empty() && fr.base.scep.ca_fingerprint.empty()) {
                    auto opts = p.req.scep;
                    auto info = scep::get_ca(opts);

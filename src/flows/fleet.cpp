@@ -168,11 +168,13 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     if (!req.secrets.user_pin) fail(ExitCode::Pin, "No user PIN was given (--pin-source).");
     if (any_blank && !req.secrets.so_pin)
       fail(ExitCode::Pin, "The manifest has blank rows: initializing those tokens needs the SO PIN (--so-pin-source).");
-    if (base.scep.url.empty() && base.csr_dir.empty() && base.cert_dir.empty())
+    if (!enrolls(base) && base.csr_dir.empty() && base.cert_dir.empty())
       fail(ExitCode::Usage,
-           "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
-    if (!base.scep.url.empty() && base.csr_dir.empty() && base.cert_dir.empty() && !req.secrets.challenge)
-      fail(ExitCode::Ca, "Enrolling over SCEP needs the challenge (--challenge-source).");
+           "Say where the certificates come from: --scep-url or --cmp-url (or the profile's), --csr-dir, or --cert-dir.");
+    if (enrolls(base) && base.csr_dir.empty() && base.cert_dir.empty() && !req.secrets.challenge)
+      fail(ExitCode::Ca, base.protocol == EnrollProtocol::Scep
+                             ? "Enrolling over SCEP needs the challenge (--challenge-source)."
+                             : "Enrolling over " + protocol_name(base.protocol) + " needs the CA's secret (--secret-source).");
     if (!base.backup_dir.empty() && !req.secrets.backup_password)
       fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   }

@@ -181,6 +181,15 @@ nlohmann::json ProvisionResult::to_json() const {
           {"keys", keys_j}};
 }
 
+bool enrolls(const ProvisionRequest& req) {
+  switch (req.protocol) {
+  case EnrollProtocol::Scep: return !req.scep.url.empty();
+  case EnrollProtocol::Cmp: return !req.cmp.url.empty();
+  case EnrollProtocol::Est: return false;
+  }
+  return false;
+}
+
 ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& sec) {
   auto say = [&](const std::string& line) {
     if (req.progress) req.progress(line);
@@ -192,10 +201,10 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   require_utf8(req.token_label, "token label");
   for (auto& s : req.sans)
     check_san(s);
-  bool have_source = !req.scep.url.empty() || !req.csr_dir.empty() || !req.cert_dir.empty();
+  bool have_source = enrolls(req) || !req.csr_dir.empty() || !req.cert_dir.empty();
   if (!have_source)
     fail(ExitCode::Usage,
-         "Say where the certificates come from: --scep-url (or the profile's), --csr-dir, or --cert-dir.");
+         "Say where the certificates come from: --scep-url or --cmp-url (or the profile's), --csr-dir, or --cert-dir.");
   if (!req.backup_dir.empty() && !sec.backup_password)
     fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   if (!sec.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
@@ -367,10 +376,15 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
             break;
           }
         }
-        if (!got && !req.scep.url.empty()) {
-          if (!sec.challenge) fail(ExitCode::Ca, "Enrolling over SCEP needs the challenge (--challenge-source).");
+        if (!got && enrolls(req)) {
+          if (!sec.challenge)
+            fail(ExitCode::Ca, req.protocol == EnrollProtocol::Scep
+                                   ? "Enrolling over SCEP needs the challenge (--challenge-source)."
+                                   : "Enrolling over " + protocol_name(req.protocol) + " needs the CA's secret (--secret-source).");
           EnrollRequest er;
+          er.protocol = req.protocol;
           er.scep = req.scep;
+          er.cmp = req.cmp;
           er.algorithm = alg;
           er.subject = req.subject;
           er.sans = req.sans;

@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: Apache-2.0
+# ctest: one test per function
+"""enroll and provision over CMP against tests/cmp/cmp_test_ca, a CA on
+OpenSSL's server framework (OSSL_CMP_SRV_CTX) that really issues for the key
+the request names: new keys made by the run (ir with the token's POPO for
+RSA, p10cr for EC), polling, rejection, a certificate for another key, and
+MAC- or signature-protected answers. Failures leave the token as it was."""
+import json
+import os
+
+from harness import Sandbox, TestCA, main, expect, sh, SRC
+from cmpmock import CmpTestCa
+
+PIN = ["--pin-source", "env:TP_PIN"]
+
+
+def fp(pem):
+    r = sh(["openssl", "x509", "-in", pem, "-noout", "-fingerprint", "-sha256"])
+    return r.stdout.strip().split("=", 1)[1].replace(":", "").lower()
+
+
+def enroll(sb, srv, *extra, secret="s3cret", check=None):
+    return sb.tp("enroll", "--protocol", "cmp", "--token", "cmp", *PIN, "--cmp-url", srv.url, "--reference",
+                 "REF-4711", "--secret-source", "env:CMP_SECRET", *extra, env={"CMP_SECRET": secret}, check=check)
+
+
+def new_key(algorithm, label, protect, cas):
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca, polls=2, protect=protect) as srv:
+            # The pin is the issuing CA's: it is in every answer's extraCerts (the root comes
+            # only as caPubs of an ip, and a signer's chain is sent without its root).
+            pin = fp(ca.int)
+            r = enroll(sb, srv, "--algorithm", algorithm, "--label", label, "--subject", "/CN=%s/O=Example" % label,
+                       "--ca-fingerprint", pin, "--wait", "30", "--json", check=0)
+            ev = srv.events()
+        doc = json.loads(r.stdout)
+        expect(doc["polls"] == 2 and doc["written"] == 1 + cas, doc)
+        expect(ev.count("pollRep") == 1 and "approved after polling" in ev and "certConf accepted" in ev, ev)
+        expect(any(e.startswith("issued") for e in ev), ev)
+        if protect == "mac":
+            expect("MAC) only" in doc["trust"], doc)
+        else:
+            expect("signed by a certificate verified" in doc["trust"], doc)
+        # The certificate is the token key's and verifies under the test CA.
+        kid = doc["key"]["id"]
+        der = sb.path("leaf.der")
+        sb.pkcs11_tool("--token-label", "cmp", "--read-object", "--type", "cert", "--id", kid, "-o", der)
+        pem = sb.path("leaf.pem")
+        sh(["openssl", "x509", "-inform", "DER", "-in", der, "-out", pem])
+        sh(["openssl", "verify", "-CAfile", ca.root, "-untrusted", ca.int, pem])
+        pub = sb.path("pub.der")
+        sb.pkcs11_tool("--token-label", "cmp", "--read-object", "--type", "pubkey", "--id", kid, "-o", pub)
+        a = sh(["openssl", "pkey", "-pubin", "-inform", "DER", "-in", pub]).stdout
+        b = sh(["openssl", "x509", "-in", pem, "-noout", "-pubkey"]).stdout
+        expect(a == b and "PUBLIC KEY" in a, "the certificate's key is not the token key")
+
+
+def test_rsa2048_new_key_ir_two_polls_mac():
+    new_key("rsa2048", "alice", "mac", 2)  # ip: caPubs bring the root
+
+
+def test_ec_p256_new_key_p10cr_two_polls_mac():
+    new_key("ec-p256", "bob", "mac", 1)  # cp: extraCerts only
+
+
+def test_rsa2048_signed_answers_two_polls():
+    new_key("rsa2048", "carol", "signature", 2)
+
+
+def test_ec_p256_signed_answers_two_polls():
+    new_key("ec-p256", "dave", "signature", 1)
+
+
+def failing(**kw):
+    with Sandbox() as sb:
+        return failing_in(sb, **kw)
+
+
+def failing_in(sb, mode=None, protect="mac", trust=None, secret="s3cret", words=()):
+    if True:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        sb.tp("keygen", "--token", "cmp", *PIN, "--algorithm", "ec-p256", "--label", "old", check=0)
+        before = sb.objects("cmp")
+        with CmpTestCa(sb, ca, mode=mode or "ok", polls=1, protect=protect) as srv:
+            r = enroll(sb, srv, "--algorithm", "rsa2048", "--label", "new", "--subject", "/CN=new",
+                       *(trust or ["--ca-fingerprint", fp(ca.root)]), "--wait", "30", secret=secret)
+            ev = srv.events()
+        expect(r.returncode == 7, (r.returncode, r.stderr))
+        for w in words:
+            expect(w in r.stderr, (w, r.stderr))
+        expect(sb.objects("cmp") == before, "the token changed: " + r.stderr)
+        expect("certConf accepted" not in ev, ev)
+        return ev
+
+
+def test_reject_leaves_token_as_before():
+    failing(mode="reject", words=["rejection", "badCertTemplate", "the RA did not approve this request"])
+
+
+def test_wrong_certificate_leaves_token_as_before():
+    ev = failing(mode="wrong-cert", words=["not the token key"])
+    expect("certConf rejected" in ev, ev)
+
+
+def test_wrong_secret_leaves_token_as_before():
+    failing(secret="wrong", words=["CA at http://127.0.0.1"])
+
+
+def test_signed_answers_from_an_untrusted_signer_leave_token_as_before():
+    failing(protect="signature", trust=["--ca-fingerprint", "cd" * 32], words=["cd" * 32, "cannot be tied"])
+    with Sandbox() as sb:
+        other = TestCA(sb, name="Other")
+        failing_in(sb, protect="signature", trust=["--ca-bundle", other.root], words=["cannot be trusted"])
+
+
+def test_provision_over_cmp():
+    """The demo profile's RSA key on a blank token, enrolled over CMP; a second run changes nothing."""
+    with Sandbox() as sb:
+        ca = TestCA(sb)
+        sb.create_token("x")  # a token that is not the one provisioned
+        with CmpTestCa(sb, ca, polls=1) as srv:
+            args = ["provision", "--profile", os.path.join(SRC, "tokens", "softhsm-demo.toml"), "--subject",
+                    "/CN=Erin Demo/O=Example", "--protocol", "cmp", "--cmp-url", srv.url, "--reference", "REF-4711",
+                    "--secret-source", "env:CMP_SECRET", "--ca-fingerprint", fp(ca.root), "--wait", "30",
+                    "--pin-source", "env:TP_PIN", "--so-pin-source", "env:TP_SO_PIN"]
+            sb.create_token("demo-erin-demo")
+            doc = sb.tpj(*args, env={"CMP_SECRET": "s3cret"})
+            expect(doc["keys"][0]["certificate"] == "enrolled", doc)
+            objs = sb.objects("demo-erin-demo")
+            doc2 = sb.tpj(*args, env={"CMP_SECRET": "s3cret"})
+            expect(sb.objects("demo-erin-demo") == objs, "a second provision changed the token")
+            expect(sum(1 for e in srv.events() if e.startswith("issued")) == 1, srv.events())
+            expect(doc2["keys"][0]["certificate"] == "present", doc2)
+
+
+def test_revoke_signed_and_mac():
+    """revoke --key: rr signed with the key and its certificate, or MAC-protected with reference and secret;
+    the CA gets the certificate's serial; the token is not changed; a refusal is exit 7 with the CA's words."""
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca) as srv:
+            doc = json.loads(enroll(sb, srv, "--algorithm", "rsa2048", "--label", "rita", "--subject", "/CN=rita",
+                                    "--ca-fingerprint", fp(ca.int), "--json", check=0).stdout)
+            serial = doc["certificate"]["serial"]
+            before = sb.objects("cmp")
+            r = sb.tpj("revoke", "--token", "cmp", *PIN, "--key", "rita", "--cmp-url", srv.url, "--reference",
+                       "REF-4711", "--secret-source", "env:CMP_SECRET", "--ca-fingerprint", fp(ca.int),
+                       env={"CMP_SECRET": "s3cret"})
+            expect(r["revoked"]["serial"] == serial and r["reason"] == -1, r)
+            rr = [int(e.split()[1], 16) for e in srv.events() if e.startswith("rr ")]
+            expect(rr == [int(serial, 16)], (serial, srv.events()))
+        # Signed with the key and its certificate; the CA signs its answer too.
+        with CmpTestCa(sb, ca, protect="signature") as srv:
+            r = sb.tpj("revoke", "--token", "cmp", *PIN, "--key", "rita", "--reason", "keyCompromise", "--cmp-url",
+                       srv.url, "--ca-fingerprint", fp(ca.int))
+            expect(r["revoked"]["serial"] == serial and r["reason"] == 1, r)
+            rr = [int(e.split()[1], 16) for e in srv.events() if e.startswith("rr ")]
+            expect(rr == [int(serial, 16)], (serial, srv.events()))
+            expect(sb.objects("cmp") == before, "revoke changed the token")
+        with CmpTestCa(sb, ca, mode="reject") as srv:
+            r = sb.tp("revoke", "--token", "cmp", *PIN, "--key", "rita", "--cmp-url", srv.url, "--ca-fingerprint",
+                      fp(ca.int))
+            expect(r.returncode == 7 and "revocation refused" in r.stderr, (r.returncode, r.stderr))
+            expect(sb.objects("cmp") == before, "revoke changed the token")
+        # A key without a certificate: exit 5, nothing sent.
+        sb.tp("keygen", "--token", "cmp", *PIN, "--algorithm", "ec-p256", "--label", "nocert", check=0)
+        r = sb.tp("revoke", "--token", "cmp", *PIN, "--key", "nocert", "--cmp-url", "http://127.0.0.1:9/",
+                  "--ca-fingerprint", fp(ca.int))
+        expect(r.returncode == 5 and "no certificate" in r.stderr, (r.returncode, r.stderr))
+
+
+if __name__ == "__main__":
+    main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
+          test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
+          test_reject_leaves_token_as_before, test_wrong_certificate_leaves_token_as_before,
+          test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
+          test_provision_over_cmp, test_revoke_signed_and_mac])
