@@ -563,7 +563,7 @@ std::string spaced_hex(const std::vector<std::uint8_t>& id) {
 
 } // namespace
 
-TEST_CASE("openssl pkcs12 reads both profiles; 3DES needs no -legacy", "[interop][pkcs12]") {
+TEST_CASE("openssl pkcs12 reads both profiles, and 3DES needs no -legacy", "[interop][pkcs12]") {
   require_tool("openssl", "openssl");
   for (auto [compat, alg] : kAllCombos) {
     INFO(pkcs12::compat_name(compat) << " profile, " << test::key_alg_name(alg) << " leaf");

@@ -133,7 +133,7 @@ TEST_CASE("RFC 7512 section 3.3 examples parse", "[unit][uri]") {
   }
 }
 
-TEST_CASE("vendor query attributes may repeat; standard ones may not (RFC 7512 section 2.3)", "[unit][uri]") {
+TEST_CASE("vendor query attributes may repeat but standard ones may not (RFC 7512 section 2.3)", "[unit][uri]") {
   auto u = Pkcs11Uri::parse("pkcs11:?v-x=1&module-name=m&v-x=2");
   CHECK(u.query.count("v-x") == 2);
   CHECK(u.get("v-x") == std::optional<std::string>("1"));
