@@ -14,6 +14,11 @@ Run by hand (not by the tests), usually through bench/run.sh. One run measures:
       against the time its own PKCS#11 calls took (tokenprov --timings).
   (d) a fleet of 50 blank tokens: `fleet --jobs 1` against `fleet --jobs 2`.
   (e) peak RSS of tokenprov commands (/usr/bin/time -v).
+  (latency) the same work under a card-latency model: every PKCS#11 call of
+      both ways through tests/latencyp11 (waits per call from
+      bench/latency/*.profile, counts calls and logins): one token under each
+      profile, a fleet of 16 tokens --jobs 16 against --jobs 1, a 500-row
+      fleet's time per row and peak RSS (docs/performance.md).
 
 The two ways do the same work:
 
@@ -562,6 +567,316 @@ def part_e(args, ca, out):
     return res
 
 
+# ---------------------------------------------------------------------------
+# (latency): the same work under a card-latency model. Every PKCS#11 call of
+# both ways goes through tests/latencyp11 (a shim over SoftHSM2 that waits per
+# call as bench/latency/*.profile says and counts calls at the module boundary).
+
+LATENCY_DIR = os.path.join(HERE, "latency")
+LATENCY_PROFILES = {"smartcard-opensc": os.path.join(LATENCY_DIR, "smartcard-opensc.profile"),
+                    "yubikey-class": os.path.join(LATENCY_DIR, "yubikey-class.profile")}
+# The long fleet's: yubikey-class without the per-slot cost of a slot scan (see the file).
+LATENCY_FAST = os.path.join(LATENCY_DIR, "fast-card.profile")
+
+
+class LatencySandbox(Sandbox):
+    """A Sandbox whose module, for tokenprov (--module) and for the pipeline's
+    pkcs11-tool and libp11 engine, is the latency shim over SoftHSM2. Each
+    process writes its counters to counts/count-PID."""
+
+    def __init__(self, base, name, shim, profile, scale=1.0):
+        super().__init__(base, name)
+        self.shim = shim
+        self.counts = self.sub("counts")
+        lat = {"LATENCYP11_PROFILE": profile, "LATENCYP11_COUNT_FILE": os.path.join(self.counts, "count-%p"),
+               "LATENCYP11_SCALE": repr(scale)}
+        self.env.update(lat)
+        with open(self.engine_conf, "w") as f:
+            f.write("openssl_conf = openssl_init\n[openssl_init]\nengines = engine_section\n"
+                    "[engine_section]\npkcs11 = pkcs11_section\n[pkcs11_section]\nengine_id = pkcs11\n"
+                    "dynamic_path = %s\nMODULE_PATH = %s\ninit = 0\n" % (ENGINE, shim))
+        self.engine_env = dict(self.env, OPENSSL_CONF=self.engine_conf)
+
+    def take_counts(self):
+        """The counters of every process since the last call, summed; the files are removed."""
+        total = {}
+        for n in os.listdir(self.counts):
+            if not n.startswith("count-") or n.endswith(".tmp"):
+                continue
+            p = os.path.join(self.counts, n)
+            with open(p) as f:
+                for line in f:
+                    k, v = line.split()
+                    total[k] = total.get(k, 0) + float(v)
+            os.unlink(p)
+        return total
+
+
+def lat_tokenprov_token(args, sb, ca, alg, user):
+    """Blank token to checked certificate, tokenprov's way (two processes and the CA)."""
+    tp = [args.bin, "-q", "--json", "--module", sb.shim]
+    common = ["--profile", PROFILES[alg], "--pin-source", "env:BENCH_PIN", "--subject", "/CN=%s/O=Bench" % user]
+    csr_dir, cert_dir = sb.sub("csr"), sb.sub("certs")
+    r1 = run(tp + ["provision", "--token", "blank", "--so-pin-source", "env:BENCH_SO_PIN", "--csr-dir", csr_dir]
+             + common, sb.env)
+    j = json.loads(r1.out)
+    serial, csr = j["token"]["serial"], j["keys"][0]["csr_file"]
+    c1 = sb.take_counts()
+    rc = ca.sign(csr, os.path.join(cert_dir, serial + ".pem"))
+    r2 = run(tp + ["provision", "--token", "serial:" + serial, "--cert-dir", cert_dir, "--check-signature"] + common,
+             sb.env)
+    k = json.loads(r2.out)["keys"][0]
+    if k["certificate"] != "picked-up" or k["signature_check"] != "ok":
+        raise StepFailed("tokenprov did not finish token %s: %s" % (user, r2.out))
+    c2 = sb.take_counts()
+    return {"wall": r1.wall + r2.wall, "ca": rc.wall, "steps": [r1.wall, r2.wall], "counts": [c1, c2]}
+
+
+def lat_pipeline_token(args, sb, ca, alg, user):
+    """The same with the public tools, every PKCS#11 step through the shim: the
+    token is initialized with pkcs11-tool (softhsm2-util would bypass PKCS#11,
+    and a desk initializes a card with pkcs11-tool or its vendor's tool)."""
+    label, key = "bench-" + user, "auth-" + user
+    d = sb.sub("pipe")
+    csr, der = os.path.join(d, user + ".csr"), os.path.join(d, user + ".der")
+    data, sig = os.path.join(d, user + ".data"), os.path.join(d, user + ".sig")
+    with open(data, "wb") as f:
+        f.write(os.urandom(32))
+    mod = ["pkcs11-tool", "--module", sb.shim]
+    p11 = mod + ["--token-label", label, "--login", "--pin", PIN]
+    uri = "pkcs11:token=%s;object=%s;type=private;pin-value=%s" % (label, key, PIN)
+    walls = []
+    walls.append(run(mod + ["--init-token", "--label", label, "--so-pin", SO_PIN], sb.env).wall)
+    walls.append(run(mod + ["--token-label", label, "--init-pin", "--login", "--login-type", "so", "--so-pin", SO_PIN,
+                            "--new-pin", PIN], sb.env).wall)
+    walls.append(run(p11 + ["--keypairgen"] + P11TOOL_KEY[alg] + ["--id", "01", "--label", key], sb.env).wall)
+    walls.append(run(["openssl", "req", "-new", "-engine", "pkcs11", "-keyform", "engine", "-key", uri,
+                      "-subj", "/CN=%s/O=Bench" % user, "-out", csr], sb.engine_env).wall)
+    c1 = sb.take_counts()
+    rc = ca.sign(csr, der, der=True)
+    walls.append(run(p11 + ["--write-object", der, "--type", "cert", "--id", "01", "--label", key], sb.env).wall)
+    walls.append(run(["openssl", "dgst", "-sha256", "-engine", "pkcs11", "-keyform", "engine", "-sign", uri, "-out", sig,
+                      data], sb.engine_env).wall)
+    r = run(["openssl", "pkeyutl", "-verify", "-certin", "-inkey", der, "-keyform", "DER", "-rawin",
+             "-digest", "sha256", "-in", data, "-sigfile", sig], sb.env)
+    if "Signature Verified Successfully" not in r.out:
+        raise StepFailed("the pipeline's signature did not verify for %s: %s" % (user, r.out))
+    walls.append(r.wall)
+    c2 = sb.take_counts()
+    return {"wall": sum(walls), "ca": rc.wall, "steps": walls, "counts": [c1, c2]}
+
+
+def _sum_counts(cs):
+    t = {}
+    for c in cs:
+        for k, v in c.items():
+            t[k] = t.get(k, 0) + v
+    return t
+
+
+def lat_single(args, ca, out):
+    """One token blank to certificate under each profile, both ways, EC P-256 and RSA-2048."""
+    res = {}
+    for pname, pfile in LATENCY_PROFILES.items():
+        for alg in args.algs:
+            ways = {"tokenprov": [], "pipeline": []}
+            for i in range(args.latency_tokens):
+                for way in (("tokenprov", "pipeline") if i % 2 == 0 else ("pipeline", "tokenprov")):
+                    sb = LatencySandbox(args.token_dir_base, "lat-" + way, args.shim, pfile)
+                    try:
+                        f = lat_tokenprov_token if way == "tokenprov" else lat_pipeline_token
+                        ways[way].append(f(args, sb, ca, alg, "l%d" % i))
+                    finally:
+                        sb.close(args.keep)
+            r = {}
+            for way, toks in ways.items():
+                counts = [_sum_counts(t["counts"]) for t in toks]
+                r[way] = {"wall_ms": med([t["wall"] for t in toks]) * 1e3,
+                          "modelled_ms": med([c.get("modelled_us", 0) for c in counts]) / 1e3,
+                          "calls": med([c.get("calls", 0) for c in counts]),
+                          "logins_so": med([c.get("logins_so", 0) for c in counts]),
+                          "logins_user": med([c.get("logins_user", 0) for c in counts]),
+                          "processes": len(toks[0]["steps"]),
+                          "per_function": {k: v for k, v in sorted(counts[0].items()) if k.startswith("C_")},
+                          "first_step_counts": {k: v for k, v in toks[0]["counts"][0].items()
+                                                if k in ("calls", "logins_so", "logins_user")}}
+            t, p = r["tokenprov"], r["pipeline"]
+            r["single_vs_card"] = med([x["wall"] / (_sum_counts(x["counts"]).get("modelled_us", 1) / 1e6)
+                                       for x in ways["tokenprov"]])
+            r["pipeline_vs_tokenprov"] = p["wall_ms"] / t["wall_ms"]
+            r["calls_ratio"] = t["calls"] / p["calls"]
+            res["%s %s" % (pname, alg)] = r
+            print("  %-16s %-8s tokenprov %7.0f ms (modelled card time %7.0f ms: %.3fx), %3d calls, logins SO %d user %d"
+                  " | pipeline %7.0f ms, %3d calls, logins SO %d user %d | pipeline/tokenprov %.2fx, calls %.2f"
+                  % (pname, alg, t["wall_ms"], t["modelled_ms"], r["single_vs_card"], t["calls"], t["logins_so"],
+                     t["logins_user"], p["wall_ms"], p["calls"], p["logins_so"], p["logins_user"],
+                     r["pipeline_vs_tokenprov"], r["calls_ratio"]), flush=True)
+    return res
+
+
+def lat_fleet_run(args, ca, n, jobs, profile, scale, initialized, time_v_rss=False):
+    """A fleet of N tokens under the model: `fleet --csr-dir`, the CA per
+    request, `fleet --cert-dir --check-signature`. INITIALIZED: the tokens are
+    initialized beforehand (softhsm2-util, outside the timing; rows name them by
+    serial), as SoftHSM2 shows one blank token at a time where a desk's readers
+    show all their blank cards at once. Returns the two fleet times, the
+    per-row times (from the state file's order of finishing) and peak RSS."""
+    sb = LatencySandbox(args.token_dir_base, "latfleet-j%d" % jobs, args.shim, profile, scale)
+    try:
+        users = ["f%03d" % i for i in range(n)]
+        rows = []
+        if initialized:
+            for u in users:
+                run(["softhsm2-util", "--init-token", "--free", "--label", "bench-" + u, "--so-pin", SO_PIN,
+                     "--pin", PIN], sb.env)
+                rows.append(("bench-" + u, u))
+        else:
+            rows = [("blank", u) for u in users]
+        csr_dir, cert_dir = sb.sub("csr"), sb.sub("certs")
+        m1 = os.path.join(sb.dir, "manifest-1.csv")
+        with open(m1, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["token", "subject", "user"])
+            for tok, u in rows:
+                w.writerow([tok, "/CN=%s/O=Bench" % u, u])
+        state = os.path.join(sb.dir, "state.jsonl")
+        base = [args.bin, "-q", "--module", sb.shim, "--profile", PROFILES["ec-p256"], "--pin-source",
+                "env:BENCH_PIN", "fleet", "--jobs", str(jobs)]
+        cmd1 = base + ["--so-pin-source", "env:BENCH_SO_PIN", "--manifest", m1, "--csr-dir", csr_dir,
+                       "--state", state]
+        t0 = time.time()
+        if time_v_rss:
+            r1 = run(["/usr/bin/time", "-v"] + cmd1, sb.env)
+            rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r1.err).group(1))
+        else:
+            r1 = run(cmd1, sb.env)
+            rss = None
+        lines = [json.loads(l) for l in r1.out.splitlines() if l.strip()]
+        if len(lines) != n or not all(l["ok"] for l in lines):
+            raise StepFailed("fleet --csr-dir failed: " + r1.out[-2000:] + r1.err[-2000:])
+        c1 = sb.take_counts()
+        res = {"csr_s": r1.wall, "rss_kb": rss, "counts_csr": c1, "t0": t0, "stdout_times": None}
+        if args.latency_fleet_pickup:
+            for l in lines:
+                ca.sign(l["keys"][0]["csr_file"], os.path.join(cert_dir, l["token"] + ".pem"))
+            m2 = os.path.join(sb.dir, "manifest-2.csv")
+            with open(m2, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["token", "subject"])
+                for l in lines:
+                    w.writerow(["serial:" + l["token"], l["subject"]])
+            r2 = run(base + ["--manifest", m2, "--cert-dir", cert_dir, "--check-signature"], sb.env)
+            lines2 = [json.loads(l) for l in r2.out.splitlines() if l.strip()]
+            if len(lines2) != n or not all(l["ok"] and l["keys"][0]["signature_check"] == "ok" for l in lines2):
+                raise StepFailed("fleet --cert-dir failed: " + r2.out[-2000:] + r2.err[-2000:])
+            res["cert_s"] = r2.wall
+            res["counts_cert"] = sb.take_counts()
+        res["total_s"] = res["csr_s"] + res.get("cert_s", 0)
+        return res
+    finally:
+        sb.close(args.keep)
+
+
+def lat_fleet16(args, ca):
+    n = args.latency_fleet
+    prof = LATENCY_PROFILES[args.latency_fleet_profile]
+    runs = {1: [], 16: []}
+    for rnd in range(args.latency_fleet_rounds):
+        for jobs in ((1, n) if rnd % 2 == 0 else (n, 1)):
+            r = lat_fleet_run(args, ca, n, jobs, prof, 1.0, initialized=True)
+            runs[1 if jobs == 1 else 16].append(r)
+            print("  fleet of %d (%s), --jobs %d: fleet --csr-dir %.2f s, fleet --cert-dir %.2f s, %d calls"
+                  % (n, args.latency_fleet_profile, jobs, r["csr_s"], r.get("cert_s", 0),
+                     r["counts_csr"].get("calls", 0) + r.get("counts_cert", {}).get("calls", 0)), flush=True)
+    t1, t16 = med([x["total_s"] for x in runs[1]]), med([x["total_s"] for x in runs[16]])
+    per_token_calls = med([(x["counts_csr"].get("calls", 0) + x.get("counts_cert", {}).get("calls", 0)) / n
+                           for x in runs[1]])
+    per_token_logins = med([(x["counts_csr"].get("logins_user", 0) + x.get("counts_cert", {}).get("logins_user", 0)
+                             + x["counts_csr"].get("logins_so", 0)) / n for x in runs[1]])
+    modelled = med([(x["counts_csr"].get("modelled_us", 0) + x.get("counts_cert", {}).get("modelled_us", 0)) / 1e6
+                    for x in runs[1]])
+    res = {"jobs1_s": t1, "jobs16_s": t16, "scaling": t1 / t16, "calls_per_token": per_token_calls,
+           "logins_per_token": per_token_logins, "jobs1_modelled_s": modelled,
+           "jobs1_vs_card": t1 / modelled if modelled else None}
+    print("  fleet of %d: --jobs 1 %.2f s (modelled card time %.2f s), --jobs %d %.2f s: %.2fx (goal: at least 12x);"
+          " %.1f calls and %.1f logins per token"
+          % (n, t1, modelled, n, t16, res["scaling"], per_token_calls, per_token_logins), flush=True)
+    return res
+
+
+def lat_fleet500(args, ca):
+    """A long fleet (blank rows, SoftHSM2's blank token after blank token) under
+    a fast model: time per row from the order rows finish in (the audit log's
+    timestamps would do too; tokenprov's stdout lines are read as they come)."""
+    n = args.latency_long
+    sb = LatencySandbox(args.token_dir_base, "latfleet-long", args.shim, LATENCY_FAST, args.latency_long_scale)
+    try:
+        m1 = os.path.join(sb.dir, "manifest.csv")
+        with open(m1, "w") as f:
+            f.write("token,subject,user\n" + "".join("blank,/CN=g%04d/O=Bench,g%04d\n" % (i, i) for i in range(n)))
+        cmd = ["/usr/bin/time", "-v", args.bin, "-q", "--module", sb.shim, "--profile", PROFILES["ec-p256"],
+               "--pin-source", "env:BENCH_PIN", "--so-pin-source", "env:BENCH_SO_PIN", "fleet", "--jobs", "1",
+               "--manifest", m1, "--csr-dir", sb.sub("csr"), "--state", os.path.join(sb.dir, "state.jsonl")]
+        stamps = []
+        with tempfile.TemporaryFile() as fe:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, env=sb.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fe)
+            for line in p.stdout:
+                if line.strip():
+                    stamps.append((time.perf_counter(), json.loads(line)))
+            p.wait()
+            wall = time.perf_counter() - t0
+            fe.seek(0)
+            err = fe.read().decode(errors="replace")
+        if p.returncode != 0 or len(stamps) != n or not all(s[1]["ok"] for s in stamps):
+            raise StepFailed("long fleet failed (exit %d, %d rows): %s" % (p.returncode, len(stamps), err[-2000:]))
+        rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
+        times = [stamps[0][0] - t0] + [stamps[i][0] - stamps[i - 1][0] for i in range(1, n)]
+        k = min(50, n // 4)
+        first, last = statistics.mean(times[1:k + 1]), statistics.mean(times[-k:])
+        counts = sb.take_counts()
+        res = {"rows": n, "wall_s": wall, "rss_mb": rss_kb / 1024, "first_rows_ms": first * 1e3,
+               "last_rows_ms": last * 1e3, "per_row_growth": last / first, "calls_per_row": counts.get("calls", 0) / n,
+               "scale": args.latency_long_scale}
+        print("  %d-row fleet (fast-card x %.2f), --jobs 1: %.1f s, per row rows 2-%d %.1f ms, last %d %.1f ms: growth %.2f"
+              " (goal: at most 1.2); peak RSS %.1f MB (goal: under 30 MB); %.1f calls per row"
+              % (n, args.latency_long_scale, wall, k + 1, first * 1e3, k, last * 1e3,
+                 res["per_row_growth"], res["rss_mb"], res["calls_per_row"]), flush=True)
+        return res
+    finally:
+        sb.close(args.keep)
+
+
+def part_latency(args, ca, out):
+    if not args.shim or not os.path.exists(args.shim):
+        sys.exit("bench: no latency shim at %s (bench/run.sh builds it; or pass --shim)" % args.shim)
+    res = {"profiles": {k: os.path.relpath(v, SRC) for k, v in LATENCY_PROFILES.items()}}
+    res["profiles"]["fast-card"] = os.path.relpath(LATENCY_FAST, SRC)
+    single = lat_single(args, ca, out)
+    res["single"] = single
+    res["single_vs_card"] = max(r["single_vs_card"] for r in single.values())
+    res["pipeline_vs_tokenprov"] = min(r["pipeline_vs_tokenprov"] for r in single.values())
+    res["calls_per_token"] = {k: {"tokenprov": r["tokenprov"]["calls"], "pipeline": r["pipeline"]["calls"],
+                                  "tokenprov_logins_so": r["tokenprov"]["logins_so"],
+                                  "tokenprov_logins_user": r["tokenprov"]["logins_user"],
+                                  "pipeline_logins_so": r["pipeline"]["logins_so"],
+                                  "pipeline_logins_user": r["pipeline"]["logins_user"]}
+                              for k, r in single.items()}
+    f16 = lat_fleet16(args, ca)
+    res["fleet16"] = f16
+    res["fleet16_scaling"] = f16["scaling"]
+    f500 = lat_fleet500(args, ca)
+    res["fleet500"] = f500
+    res["fleet500_rss_mb"] = f500["rss_mb"]
+    res["fleet500_per_row_growth"] = f500["per_row_growth"]
+    print("  latency: single_vs_card %.3f (goal <= 1.10), pipeline_vs_tokenprov %.2f (goal >= 3), fleet16_scaling %.2f"
+          " (goal >= 12), fleet500_per_row_growth %.2f (goal <= 1.2), fleet500_rss_mb %.1f (goal < 30)"
+          % (res["single_vs_card"], res["pipeline_vs_tokenprov"], res["fleet16_scaling"],
+             res["fleet500_per_row_growth"], res["fleet500_rss_mb"]), flush=True)
+    out["latency"] = res
+    return res
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -601,6 +916,19 @@ def main():
     ap.add_argument("--token-dir-base", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
                     help="where the SoftHSM2 token folders go (default /dev/shm: tmpfs; give a disk path to include the file system)")
     ap.add_argument("--keep", action="store_true", help="keep the token folders")
+    ap.add_argument("--shim", default=os.environ.get("LATENCYP11_LIB"),
+                    help="the latency shim liblatencyp11.so for the latency part (bench/run.sh passes it)")
+    ap.add_argument("--latency-tokens", type=int, default=2,
+                    help="tokens per profile and algorithm, each way, in the latency part's single-token figures")
+    ap.add_argument("--latency-fleet", type=int, default=16, help="tokens in the latency part's parallel fleet")
+    ap.add_argument("--latency-fleet-rounds", type=int, default=1, help="rounds of that fleet, each --jobs once")
+    ap.add_argument("--latency-fleet-profile", default="smartcard-opensc", choices=sorted(LATENCY_PROFILES),
+                    help="the latency profile of the fleets")
+    ap.add_argument("--latency-fleet-pickup", type=int, default=1,
+                    help="1: the parallel fleet also picks up its certificates (a second fleet run); 0: keys and requests only")
+    ap.add_argument("--latency-long", type=int, default=500, help="rows of the latency part's long fleet")
+    ap.add_argument("--latency-long-scale", type=float, default=0.1,
+                    help="the long fleet's profile with every wait multiplied by this (a fast card)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--nice", type=int, default=0,
                     help="run at this nice value, and the session's scheduler autogroup too (negative needs "
@@ -657,6 +985,9 @@ def main():
         if "e" in parts:
             print("(e) peak RSS (/usr/bin/time -v)", flush=True)
             part_e(args, ca, out)
+        if "latency" in parts:
+            print("(latency) under the card-latency model (tests/latencyp11, bench/latency/*.profile)", flush=True)
+            part_latency(args, ca, out)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if autogroup_before is not None:

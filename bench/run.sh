@@ -6,6 +6,8 @@
 #   bash bench/run.sh --parts a,b --rounds 5
 #   bash bench/run.sh --token-dir-base /var/tmp   # token folders on disk, not tmpfs
 #   bash bench/run.sh --json bench-results.json
+#   bash bench/run.sh --parts latency --json FILE  # under the card-latency model (tests/latencyp11,
+#                                                  # bench/latency/*.profile), ~10 minutes
 # BUILD=DIR picks the build folder (default: build-bench beside the sources).
 # See docs/performance.md for what it measures and the figures.
 set -euo pipefail
@@ -23,6 +25,6 @@ if [[ ${#need[@]} -gt 0 ]]; then
   exit 1
 fi
 
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTOKENPROV_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target tokenprov >/dev/null
-exec python3 "$here/bench.py" --bin "$build/tokenprov" "$@"
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTOKENPROV_TESTS=OFF -DTOKENPROV_BENCH=ON >/dev/null
+cmake --build "$build" -j"$(nproc)" --target tokenprov latencyp11 >/dev/null
+exec python3 "$here/bench.py" --bin "$build/tokenprov" --shim "$build/tests/latencyp11/liblatencyp11.so" "$@"

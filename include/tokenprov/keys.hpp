@@ -29,6 +29,11 @@ struct KeyPolicy {
   p11::Bytes id;           // empty: derived from the public key (SHA-1, see docs/key-policy.md)
   bool exportable = false; // CKA_EXTRACTABLE on the private key
   unsigned usage = 0;      // 0: default_usage(algorithm)
+  // The caller initialized the token in this run (C_InitToken erased it) and
+  // checked the module's mechanisms with require_keygen() before: the label,
+  // id and capability checks would read back what the run already knows, and
+  // are skipped (one card round trip each; issue 19).
+  bool fresh_token = false;
 };
 
 struct KeyRef {
@@ -58,6 +63,9 @@ p11::Bytes derive_key_id(EVP_PKEY* pub);
 // Private key by selector: RFC 7512 object URI, "id:HEX", or a label.
 // Not found: Error(BadInput) naming the selector. Several: Error(Usage).
 KeyRef find_key(const p11::Session& s, const std::string& selector);
+// The key whose private half is PRIV (found by the caller): its label, id and type in
+// one read, its public half by id.
+KeyRef key_at(const p11::Session& s, CK_OBJECT_HANDLE priv);
 std::vector<KeyRef> private_keys(const p11::Session& s);
 // The private key whose public key equals PUB (SubjectPublicKeyInfo), if any.
 std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub);

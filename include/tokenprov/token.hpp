@@ -23,7 +23,10 @@ enum class TokenState { Any, Initialized, Blank };
 // Finds a token by selector: an RFC 7512 URI, "serial:HEX", or a plain
 // label. An empty selector takes the only token in STATE (several: Error(Usage)
 // asking for --token). Not found: Error(Token) naming the selector.
-p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state = TokenState::Any);
+// KNOWN: the scan of the module's slots the caller made just before (fleet,
+// one scan for every row); find_token then reads no slot of its own.
+p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state = TokenState::Any,
+                          const p11::SlotScan* known = nullptr);
 
 // A URI that names this token alone on its module while the module stays
 // loaded: the token's attributes plus its slot-id (for modules whose tokens

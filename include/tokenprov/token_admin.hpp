@@ -15,6 +15,9 @@ struct InitRequest {
   // Set by callers that found the token already (provision, fleet): its slot,
   // read with one C_GetTokenInfo instead of searching every slot again.
   std::optional<CK_SLOT_ID> slot = std::nullopt;
+  // The token as the caller read it in that slot a moment ago (provision,
+  // fleet): taken as it is, without reading the slot again (issue 19).
+  std::optional<p11::TokenInfo> known = std::nullopt;
 };
 
 // C_InitToken with the SO PIN and label, then C_InitPIN with the user PIN.

@@ -275,11 +275,16 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     if (!c.serial.empty()) used_serials.insert(c.serial);
   std::vector<p11::TokenInfo> named(jobs.size());
   std::map<std::size_t, nlohmann::json> not_found; // reported once the manifest is known to be good
+  // One scan of the slots for every named row: a scan per row (one
+  // C_GetTokenInfo per slot, a card round trip each) made the start quadratic
+  // in tokens (issue 19).
+  std::optional<p11::SlotScan> scan_once;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     Job& job = jobs[i];
     if (job.finished || job.row->token == "blank") continue;
     try {
-      named[i] = find_token(*module, job.row->token, TokenState::Any);
+      if (!scan_once) scan_once = module->scan();
+      named[i] = find_token(*module, job.row->token, TokenState::Any, &*scan_once);
     } catch (const Error& e) {
       not_found[i] = error_json(e);
       continue;
@@ -426,7 +431,8 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       Claim c{label_for(r, t.serial), ""};
       claim(job, c);
       InitRequest ir{base.module_path, selector, c.label, false, base.profile.user_pin.min_length};
-      ir.slot = t.slot_id; // the token just read: no second search
+      ir.slot = t.slot_id; // the token just read: no second search, no second read
+      ir.known = t;
       auto found = init_token_only(ir, *req.secrets.so_pin, *req.secrets.user_pin);
       auto now = module->token_info(found.slot_id); // its serial, which C_InitToken may have set
       c.serial = now.serial;

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sys/stat.h>
 
 namespace tokenprov {
@@ -249,6 +250,11 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   vars["serial"] = token.serial;
 
   ProvisionResult res;
+  // Set when C_InitToken ran here: the token holds nothing but what this run
+  // makes, and the searches for earlier keys, certificates and leftovers (a
+  // card round trip each) are skipped (issue 19).
+  bool erased = false;
+  std::set<std::string> made_labels; // keys this run generated, by label
   // Step 1: initialize a blank token.
   if (!token.initialized()) {
     if (!sec.so_pin) fail(ExitCode::Pin, "The token is blank: initializing it needs the SO PIN (--so-pin-source).");
@@ -263,9 +269,11 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
         " as '" + label + "'...");
     InitRequest ir{req.module_path, "serial:" + token.serial, label, false, prof.user_pin.min_length};
     if (token.serial.empty()) ir.selector = "";
-    ir.slot = token.slot_id; // found just above: no second search
+    ir.slot = token.slot_id; // found just above: no second search, no second read
+    ir.known = token;
     token = init_token(ir, *sec.so_pin, *sec.user_pin);
     res.initialized_now = true;
+    erased = true;
   } else if (!token.user_pin_initialized()) {
     // An earlier run initialized it and was cut short before C_InitPIN.
     if (!sec.so_pin)
@@ -296,7 +304,9 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
 
     // Step 2: the key (reused when this profile's run made it before).
     std::optional<KeyRef> key;
-    {
+    // On a token erased by this run, only a key of this run could be in the way.
+    bool fresh = erased && !made_labels.count(out.label);
+    if (!fresh) {
       p11::Attributes t;
       t.add_class(CKO_PRIVATE_KEY).add_string(CKA_LABEL, out.label);
       auto hits = s.find(t, 2);
@@ -306,8 +316,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
                  out.label + "'; it was left as it is.",
              "Remove the extra key (tokenprov list shows their ids) and run again.");
       // complete_key_pair: a run cut short between the two CKA_ID writes of keygen left the pair apart.
-      if (hits.size() == 1)
-        key = complete_key_pair(s, find_key(s, "id:" + to_hex(s.attr_bytes(hits[0], CKA_ID).value_or(p11::Bytes{}))));
+      if (hits.size() == 1) key = complete_key_pair(s, key_at(s, hits[0]));
     }
     bool generated = false;
     if (key) {
@@ -319,7 +328,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       // and no private key beside it is removed.
       p11::Attributes pt;
       pt.add_class(CKO_PUBLIC_KEY).add_string(CKA_LABEL, out.label);
-      for (auto h : s.find(pt)) {
+      for (auto h : fresh ? std::vector<CK_OBJECT_HANDLE>{} : s.find(pt)) {
         auto id = s.attr_bytes(h, CKA_ID).value_or(p11::Bytes{});
         p11::Attributes mate;
         mate.add_class(CKO_PRIVATE_KEY).add_bytes(CKA_ID, id);
@@ -338,8 +347,10 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       }
       say("Generating " + spec.algorithm + " key '" + out.label + "'" + (pol.exportable ? " (exportable)" : "") +
           "...");
+      pol.fresh_token = fresh; // require_keygen() ran for every key before C_InitToken
       key = generate_key(s, alg, pol);
       generated = true;
+      made_labels.insert(out.label);
       out.key_state = "generated";
     }
     out.id_hex = to_hex(key->id);
@@ -348,7 +359,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     ossl::X509Ptr leaf_cert; // the certificate now on the token, for the signature check
     try {
       auto want = ossl::spki_der(public_key(s, *key).get()); // read from the token once per key
-      if (auto leaf = find_leaf_certificate(s, *key, want)) {
+      // A key generated just now has no certificate on the token yet.
+      if (auto leaf = generated ? nullptr : find_leaf_certificate(s, *key, want)) {
         out.cert_state = "present";
         out.cert_serial = ossl::serial_hex(leaf.get());
         out.cert_subject = ossl::name_oneline(X509_get_subject_name(leaf.get()));

@@ -254,10 +254,12 @@ void check_free(const p11::Session& s, const KeyPolicy& policy) {
 }
 
 // Gives both halves the id derived from the public key.
-void set_derived_id(p11::Session& s, KeyRef& k) {
+// LOOK_FIRST: look for another key with that id first (not on a token this
+// run initialized, which holds this key only).
+void set_derived_id(p11::Session& s, KeyRef& k, bool look_first) {
   auto pk = public_key(s, k);
   Bytes id = derive_key_id(pk.get());
-  if (id_in_use(s, id)) fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
+  if (look_first && id_in_use(s, id)) fail(ExitCode::Exists, "A key with the same public key id is on the token already.");
   Attributes set1, set2;
   set1.add_bytes(CKA_ID, id);
   set2.add_bytes(CKA_ID, id);
@@ -268,9 +270,14 @@ void set_derived_id(p11::Session& s, KeyRef& k) {
 } // namespace
 
 KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
-  check_free(s, policy);
+  if (policy.fresh_token) {
+    if (policy.label.empty()) fail(ExitCode::Usage, "A key needs a label (--label).");
+    require_utf8(policy.label, "key label");
+  } else {
+    check_free(s, policy);
+  }
   KeyPolicyAttrs pa{key_type_of(a), policy.usage ? policy.usage : default_usage(a), policy.exportable};
-  require_keygen(s.module(), s.slot(), a, pa.usage & UsageSign);
+  if (!policy.fresh_token) require_keygen(s.module(), s.slot(), a, pa.usage & UsageSign);
   // A temporary random id while generating; the real one is set below. From
   // OpenSSL, not C_GenerateRandom: some modules have no RNG (CKR_RANDOM_NO_RNG).
   Bytes temp_id(16);
@@ -305,7 +312,7 @@ KeyRef generate_key(p11::Session& s, Algorithm a, const KeyPolicy& policy) {
   try {
     check_policy_kept(s, hpriv, private_policy(pa), what + " (private key)");
     check_policy_kept(s, hpub, public_policy(pa), what + " (public key)");
-    if (policy.id.empty()) set_derived_id(s, k);
+    if (policy.id.empty()) set_derived_id(s, k, !policy.fresh_token);
   } catch (...) {
     destroy_key_noexcept(s, k);
     throw;
@@ -317,9 +324,11 @@ namespace {
 KeyRef key_from_private(const p11::Session& s, CK_OBJECT_HANDLE priv) {
   KeyRef k;
   k.priv = priv;
-  k.label = s.attr_string(priv, CKA_LABEL);
-  k.id = s.attr_bytes(priv, CKA_ID).value_or(Bytes{});
-  k.type = s.attr_ulong(priv, CKA_KEY_TYPE).value_or(CKK_RSA);
+  auto v = s.attrs(priv, {CKA_LABEL, CKA_ID, CKA_KEY_TYPE}); // one round trip, not three
+  if (v[0]) k.label.assign(v[0]->begin(), v[0]->end());
+  k.id = v[1].value_or(Bytes{});
+  k.type = CKK_RSA;
+  if (v[2] && v[2]->size() == sizeof(CK_ULONG)) std::memcpy(&k.type, v[2]->data(), sizeof(CK_ULONG));
   if (!k.id.empty()) {
     Attributes t;
     t.add_class(CKO_PUBLIC_KEY).add_bytes(CKA_ID, k.id);
@@ -329,6 +338,8 @@ KeyRef key_from_private(const p11::Session& s, CK_OBJECT_HANDLE priv) {
   return k;
 }
 } // namespace
+
+KeyRef key_at(const p11::Session& s, CK_OBJECT_HANDLE priv) { return key_from_private(s, priv); }
 
 std::vector<KeyRef> private_keys(const p11::Session& s) {
   Attributes t;
@@ -387,7 +398,8 @@ std::optional<KeyRef> find_key_by_public(const p11::Session& s, EVP_PKEY* pub) {
 namespace {
 ossl::EvpPkeyPtr read_public_key(const p11::Session& s, const KeyRef& k, CK_OBJECT_HANDLE src) {
   if (k.type == CKK_RSA) {
-    auto n = s.attr_bytes(src, CKA_MODULUS), e = s.attr_bytes(src, CKA_PUBLIC_EXPONENT);
+    auto v = s.attrs(src, {CKA_MODULUS, CKA_PUBLIC_EXPONENT}); // one round trip
+    auto &n = v[0], &e = v[1];
     if (!n || !e) fail(ExitCode::Token, "The RSA key '" + k.label + "' has no readable public key on the token.");
     BIGNUM* bn_n = BN_bin2bn(n->data(), static_cast<int>(n->size()), nullptr);
     BIGNUM* bn_e = BN_bin2bn(e->data(), static_cast<int>(e->size()), nullptr);
@@ -409,8 +421,8 @@ ossl::EvpPkeyPtr read_public_key(const p11::Session& s, const KeyRef& k, CK_OBJE
   if (src == k.priv)
     fail(ExitCode::Token,
          "The " + key_type_name(k.type) + " key '" + k.label + "' has no public key object on the token.");
-  auto params = s.attr_bytes(src, CKA_EC_PARAMS);
-  auto point = s.attr_bytes(src, CKA_EC_POINT);
+  auto v = s.attrs(src, {CKA_EC_PARAMS, CKA_EC_POINT}); // one round trip
+  auto &params = v[0], &point = v[1];
   if (!params || !point) fail(ExitCode::Token, "The key '" + k.label + "' has no readable EC public key on the token.");
   Bytes raw = unwrap_octet_string(*point);
   if (k.type == CKK_EC_EDWARDS) {

@@ -59,8 +59,8 @@ p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, con
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
   require_utf8(req.label, "token label");
   auto module = p11::Module::load(req.module_path);
-  std::optional<p11::TokenInfo> in_slot;
-  if (req.slot) {
+  std::optional<p11::TokenInfo> in_slot = req.known;
+  if (req.slot && !in_slot) {
     try {
       in_slot = module->token_info(*req.slot);
     } catch (const p11::P11Error&) {

@@ -209,10 +209,18 @@ std::optional<TokenInfo> Module::token_by_serial_hint(const std::string& serial)
 
 std::vector<CK_MECHANISM_TYPE> Module::mechanisms(CK_SLOT_ID slot) const {
   std::shared_lock<std::shared_mutex> shared(slot_list_mutex_);
-  CK_ULONG n = 0;
-  check(fn_->C_GetMechanismList(slot, nullptr, &n), "C_GetMechanismList");
-  std::vector<CK_MECHANISM_TYPE> m(n);
-  if (n) check(fn_->C_GetMechanismList(slot, m.data(), &n), "C_GetMechanismList");
+  // One call with room for any token's list (SoftHSM2 has ~70 mechanisms);
+  // the length is asked for only when the module says it needs more.
+  std::vector<CK_MECHANISM_TYPE> m(512);
+  CK_ULONG n = m.size();
+  CK_RV rv = fn_->C_GetMechanismList(slot, m.data(), &n);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    n = 0;
+    check(fn_->C_GetMechanismList(slot, nullptr, &n), "C_GetMechanismList");
+    m.resize(n);
+    rv = n ? fn_->C_GetMechanismList(slot, m.data(), &n) : CKR_OK;
+  }
+  check(rv, "C_GetMechanismList");
   m.resize(n);
   return m;
 }
@@ -268,6 +276,8 @@ Session::Session(std::shared_ptr<Module> module, CK_SLOT_ID slot, bool read_writ
   CK_FLAGS flags = CKF_SERIAL_SESSION | (read_write ? CKF_RW_SESSION : 0);
   std::shared_lock<std::shared_mutex> shared(module_->slot_list_mutex_);
   check(module_->fn()->C_OpenSession(slot, flags, nullptr, nullptr, &h_), "C_OpenSession", "opening a session");
+  std::lock_guard<std::mutex> lock(module_->sessions_mutex_);
+  ++module_->sessions_open_[slot_];
 }
 
 Session::Session(Session&& o) noexcept
@@ -278,8 +288,16 @@ Session::Session(Session&& o) noexcept
 
 Session::~Session() noexcept {
   if (!module_ || h_ == CK_INVALID_HANDLE) return;
-  logout();
-  module_->fn()->C_CloseSession(h_);
+  bool last = false;
+  {
+    std::lock_guard<std::mutex> lock(module_->sessions_mutex_);
+    last = --module_->sessions_open_[slot_] == 0 && module_->owns_initialize();
+  }
+  // The last session's close logs the token out (see sessions_open_).
+  if (!last || module_->fn()->C_CloseSession(h_) != CKR_OK) {
+    logout();
+    if (!last) module_->fn()->C_CloseSession(h_);
+  }
 }
 
 void Session::login(CK_USER_TYPE user, const Secret& pin) {
@@ -446,6 +464,31 @@ std::vector<std::optional<bool>> Session::attr_bools(CK_OBJECT_HANDLE obj,
   std::vector<std::optional<bool>> out(types.size());
   for (std::size_t i = 0; i < types.size(); ++i)
     if (t[i].ulValueLen == sizeof(CK_BBOOL)) out[i] = vals[i] != CK_FALSE;
+  return out;
+}
+
+std::vector<std::optional<Bytes>> Session::attrs(CK_OBJECT_HANDLE obj,
+                                                const std::vector<CK_ATTRIBUTE_TYPE>& types) const {
+  constexpr std::size_t kRoom = 1024;
+  std::vector<std::uint8_t> buf(types.size() * kRoom);
+  std::vector<CK_ATTRIBUTE> t(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i)
+    t[i] = CK_ATTRIBUTE{types[i], buf.data() + i * kRoom, kRoom};
+  CK_RV rv = fn()->C_GetAttributeValue(h_, obj, t.data(), static_cast<CK_ULONG>(t.size()));
+  // These three still fill every attribute they can (PKCS#11 v2.40, 5.7).
+  if (rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL)
+    check(rv, "C_GetAttributeValue", "reading attributes");
+  std::vector<std::optional<Bytes>> out(types.size());
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+      // Too long for its room (CKR_BUFFER_TOO_SMALL), or not there: ask for it alone.
+      if (rv == CKR_BUFFER_TOO_SMALL) out[i] = attr_bytes(obj, types[i]);
+    } else if (t[i].ulValueLen <= kRoom) {
+      out[i] = Bytes(buf.data() + i * kRoom, buf.data() + i * kRoom + t[i].ulValueLen);
+    } else {
+      out[i] = attr_bytes(obj, types[i]);
+    }
+  }
   return out;
 }
 

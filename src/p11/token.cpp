@@ -62,14 +62,15 @@ std::string exact_token_uri(const p11::TokenInfo& token) {
   return uri.format();
 }
 
-p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state) {
+p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state,
+                          const p11::SlotScan* known) {
   // A serial an earlier scan in this process saw is read back from its slot
   // alone: a fleet names its tokens by serial, and scanning every slot (one
   // C_GetTokenInfo each) for every row made the run quadratic in tokens. A
   // serial seen in two slots gives no hint (tpm2-pkcs11 and NSS give every
   // token the same one).
   std::optional<p11::TokenInfo> hint;
-  if (selector.rfind("serial:", 0) == 0) hint = module.token_by_serial_hint(selector.substr(7));
+  if (selector.rfind("serial:", 0) == 0 && !known) hint = module.token_by_serial_hint(selector.substr(7));
   // A URI with a slot-id names one slot: read that slot alone (fleet rows name
   // their tokens so, and a scan per row made a run quadratic in tokens).
   std::optional<Pkcs11Uri> uri;
@@ -79,7 +80,7 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
   }
   p11::SlotScan scan;
   bool one_slot = false;
-  if (auto slot = uri ? uri->get("slot-id") : std::nullopt; slot && !hint) {
+  if (auto slot = uri ? uri->get("slot-id") : std::nullopt; slot && !hint && !known) {
     char* end = nullptr;
     errno = 0;
     unsigned long id = std::strtoul(slot->c_str(), &end, 10);
@@ -93,7 +94,7 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
       }
     }
   }
-  if (!hint && !one_slot) scan = module.scan();
+  if (!hint && !one_slot) scan = known ? *known : module.scan();
   auto& tokens = scan.tokens;
   std::vector<p11::TokenInfo> hits;
   if (selector.empty()) {

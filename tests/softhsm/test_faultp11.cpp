@@ -231,7 +231,9 @@ TEST_CASE("a sticky fault fails every later call but lets the cleanup through", 
       CHECK(l.rv == "CKR_TOKEN_NOT_PRESENT");
     }
   }
-  CHECK(cleanup["C_Logout"] == "CKR_OK");
+  // The only session closes without a C_Logout first: closing a token's last
+  // session logs it out (p11::Session's destructor).
+  CHECK(cleanup.count("C_Logout") == 0);
   CHECK(cleanup["C_CloseSession"] == "CKR_OK");
   CHECK(cleanup["C_Finalize"] == "CKR_OK");
   CHECK(objects_on_token("pulled") == 0);

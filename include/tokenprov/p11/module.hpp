@@ -127,6 +127,13 @@ private:
   // The module answered CKR_ATTRIBUTE_TYPE_INVALID to a template and took it
   // without its optional attributes (Attributes::optional()).
   std::atomic<bool> refuses_optional_{false};
+  // Sessions this process has open, per slot. Closing the last session of a
+  // token logs it out (PKCS#11 v2.40, C_CloseSession), so that session's
+  // C_Logout, a card round trip, is left out; with others open, or on a
+  // module another component initialized (its sessions are not counted
+  // here), the session logs out first.
+  std::mutex sessions_mutex_;
+  std::map<CK_SLOT_ID, int> sessions_open_;
   void note_serial(const std::string& serial, CK_SLOT_ID slot) const;
 };
 
@@ -169,6 +176,10 @@ public:
   // Several CK_BBOOL attributes in one C_GetAttributeValue; std::nullopt for
   // each one the object does not have (or will not show).
   std::vector<std::optional<bool>> attr_bools(CK_OBJECT_HANDLE obj, const std::vector<CK_ATTRIBUTE_TYPE>& types) const;
+  // Several attributes of any kind in one C_GetAttributeValue (a card round
+  // trip each); a value the module has not (sensitive, invalid type) is
+  // nullopt; one longer than 1024 bytes is read again alone (attr_bytes).
+  std::vector<std::optional<Bytes>> attrs(CK_OBJECT_HANDLE obj, const std::vector<CK_ATTRIBUTE_TYPE>& types) const;
 
   std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE> generate_key_pair(CK_MECHANISM& mech, Attributes& pub, Attributes& priv,
                                                                   const std::string& what);
