@@ -7,8 +7,11 @@ RSA, p10cr for EC), polling, rejection, a certificate for another key, and
 MAC- or signature-protected answers. Failures leave the token as it was."""
 import json
 import os
+import signal
+import subprocess
+import time
 
-from harness import Sandbox, TestCA, main, expect, sh, SRC
+from harness import Sandbox, TestCA, main, expect, sh, SRC, BIN
 from cmpmock import CmpTestCa
 
 PIN = ["--pin-source", "env:TP_PIN"]
@@ -173,9 +176,38 @@ def test_revoke_signed_and_mac():
         expect(r.returncode == 5 and "no certificate" in r.stderr, (r.returncode, r.stderr))
 
 
+def test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before():
+    """SIGINT while the CA keeps the request waiting: the request is withdrawn (an error message to
+    the CA), the key made for it removed, exit 7 with how to resume."""
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        before = sb.objects("cmp")
+        with CmpTestCa(sb, ca, polls=1000, check_after=1) as srv:
+            env = dict(sb.env)
+            env["CMP_SECRET"] = "s3cret"
+            p = subprocess.Popen([BIN, "enroll", "--protocol", "cmp", "--token", "cmp", *PIN, "--cmp-url", srv.url,
+                                  "--reference", "REF-4711", "--secret-source", "env:CMP_SECRET", "--algorithm",
+                                  "ec-p256", "--label", "ctrlc", "--subject", "/CN=ctrlc", "--ca-fingerprint",
+                                  fp(ca.int), "--wait", "600"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            # Interrupt once the CA has answered a pollReq (the run is waiting); no fixed sleep.
+            for _ in range(600):
+                if "pollRep" in srv.events() or p.poll() is not None:
+                    break
+                time.sleep(0.1)
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=120)
+            ev = srv.events()
+        expect(p.returncode == 7 and "Interrupted" in err and "same command again" in err, (p.returncode, err))
+        expect(any(e.startswith("error from client") for e in ev), ev)
+        expect(sb.objects("cmp") == before, "the token changed: " + err)
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
           test_reject_leaves_token_as_before, test_wrong_certificate_leaves_token_as_before,
           test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
-          test_provision_over_cmp, test_revoke_signed_and_mac])
+          test_provision_over_cmp, test_revoke_signed_and_mac,
+          test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before])
