@@ -204,10 +204,35 @@ def test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before():
         expect(sb.objects("cmp") == before, "the token changed: " + err)
 
 
+def test_kur_renews_with_the_current_key_and_certificate():
+    """cmp::kur() (tests/cmp/cmp_kur_probe until `renew` calls it): kur signed with the token key and its
+    certificate, two polls, a new certificate for the same key written beside it, certConf after."""
+    probe = os.environ.get("CMP_KUR_PROBE", "cmp_kur_probe")
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca) as srv:
+            doc = json.loads(enroll(sb, srv, "--algorithm", "rsa2048", "--label", "kim", "--subject", "/CN=kim",
+                                    "--ca-fingerprint", fp(ca.int), "--json", check=0).stdout)
+        with CmpTestCa(sb, ca, protect="signature", polls=2) as srv:
+            r = subprocess.run([probe, "/usr/lib/softhsm/libsofthsm2.so", "cmp", "kim", srv.url, fp(ca.int)],
+                               env=sb.env, capture_output=True, text=True, timeout=120)
+            ev = srv.events()
+        expect(r.returncode == 0, (r.returncode, r.stderr))
+        out = json.loads(r.stdout)
+        expect(out["old_serial"] == doc["certificate"]["serial"] and out["serial"] != out["old_serial"], out)
+        expect(out["polls"] == 2 and not out["mac_only"], out)
+        expect("certConf accepted" in ev and any(e.endswith(" crmf") for e in ev), ev)
+        leafs = [o for o in sb.objects("cmp") if o["class"] == "certificate" and not o["authority"]]
+        expect(sorted(o["serial"] for o in leafs) == sorted([out["serial"], out["old_serial"]]), leafs)
+        expect(all(o["id"] == doc["key"]["id"] for o in leafs), leafs)
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
           test_reject_leaves_token_as_before, test_wrong_certificate_leaves_token_as_before,
           test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
           test_provision_over_cmp, test_revoke_signed_and_mac,
-          test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before])
+          test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before,
+          test_kur_renews_with_the_current_key_and_certificate])
