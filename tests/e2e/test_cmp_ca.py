@@ -228,6 +228,29 @@ def test_kur_renews_with_the_current_key_and_certificate():
         expect(all(o["id"] == doc["key"]["id"] for o in leafs), leafs)
 
 
+def test_fleet_over_cmp_jobs_2():
+    """fleet --protocol cmp: three tokens, two workers, one reference and secret for the run."""
+    with Sandbox() as sb:
+        ca = TestCA(sb)
+        for i in (1, 2, 3):
+            sb.create_token("f%d" % i)
+        manifest = sb.write("fleet.csv", "token,subject,user\n" +
+                            "".join("f%d,/CN=Fleet User %d/O=Example,fu%d\n" % (i, i, i) for i in (1, 2, 3)), 0o644)
+        with CmpTestCa(sb, ca) as srv:
+            r = sb.tp("fleet", "--profile", os.path.join(SRC, "tokens", "softhsm-demo.toml"), "--manifest", manifest,
+                      "--jobs", "2", "--pin-source", "env:TP_PIN", "--protocol", "cmp", "--cmp-url", srv.url,
+                      "--reference", "REF-4711", "--secret-source", "env:CMP_SECRET", "--ca-fingerprint", fp(ca.int),
+                      env={"CMP_SECRET": "s3cret"})
+            ev = srv.events()
+        expect(r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+        rows = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+        expect(len(rows) == 3 and all(x["ok"] for x in rows), rows)
+        expect(sum(1 for e in ev if e.startswith("issued")) == 3 and ev.count("certConf accepted") == 3, ev)
+        for i in (1, 2, 3):
+            leafs = [o for o in sb.objects("f%d" % i) if o["class"] == "certificate" and not o["authority"]]
+            expect(len(leafs) == 1 and "Fleet User %d" % i in leafs[0]["subject"], leafs)
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
@@ -235,4 +258,4 @@ if __name__ == "__main__":
           test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
           test_provision_over_cmp, test_revoke_signed_and_mac,
           test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before,
-          test_kur_renews_with_the_current_key_and_certificate])
+          test_kur_renews_with_the_current_key_and_certificate, test_fleet_over_cmp_jobs_2])
