@@ -7,8 +7,11 @@ RSA, p10cr for EC), polling, rejection, a certificate for another key, and
 MAC- or signature-protected answers. Failures leave the token as it was."""
 import json
 import os
+import signal
+import subprocess
+import time
 
-from harness import Sandbox, TestCA, main, expect, sh, SRC
+from harness import Sandbox, TestCA, main, expect, sh, SRC, BIN
 from cmpmock import CmpTestCa
 
 PIN = ["--pin-source", "env:TP_PIN"]
@@ -173,9 +176,86 @@ def test_revoke_signed_and_mac():
         expect(r.returncode == 5 and "no certificate" in r.stderr, (r.returncode, r.stderr))
 
 
+def test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before():
+    """SIGINT while the CA keeps the request waiting: the request is withdrawn (an error message to
+    the CA), the key made for it removed, exit 7 with how to resume."""
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        before = sb.objects("cmp")
+        with CmpTestCa(sb, ca, polls=1000, check_after=1) as srv:
+            env = dict(sb.env)
+            env["CMP_SECRET"] = "s3cret"
+            p = subprocess.Popen([BIN, "enroll", "--protocol", "cmp", "--token", "cmp", *PIN, "--cmp-url", srv.url,
+                                  "--reference", "REF-4711", "--secret-source", "env:CMP_SECRET", "--algorithm",
+                                  "ec-p256", "--label", "ctrlc", "--subject", "/CN=ctrlc", "--ca-fingerprint",
+                                  fp(ca.int), "--wait", "600"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            # Interrupt once the CA has answered a pollReq (the run is waiting); no fixed sleep.
+            for _ in range(600):
+                if "pollRep" in srv.events() or p.poll() is not None:
+                    break
+                time.sleep(0.1)
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=120)
+            ev = srv.events()
+        expect(p.returncode == 7 and "Interrupted" in err and "same command again" in err, (p.returncode, err))
+        expect(any(e.startswith("error from client") for e in ev), ev)
+        expect(sb.objects("cmp") == before, "the token changed: " + err)
+
+
+def test_kur_renews_with_the_current_key_and_certificate():
+    """cmp::kur() (tests/cmp/cmp_kur_probe until `renew` calls it): kur signed with the token key and its
+    certificate, two polls, a new certificate for the same key written beside it, certConf after."""
+    probe = os.environ.get("CMP_KUR_PROBE", "cmp_kur_probe")
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca) as srv:
+            doc = json.loads(enroll(sb, srv, "--algorithm", "rsa2048", "--label", "kim", "--subject", "/CN=kim",
+                                    "--ca-fingerprint", fp(ca.int), "--json", check=0).stdout)
+        with CmpTestCa(sb, ca, protect="signature", polls=2) as srv:
+            r = subprocess.run([probe, "/usr/lib/softhsm/libsofthsm2.so", "cmp", "kim", srv.url, fp(ca.int)],
+                               env=sb.env, capture_output=True, text=True, timeout=120)
+            ev = srv.events()
+        expect(r.returncode == 0, (r.returncode, r.stderr))
+        out = json.loads(r.stdout)
+        expect(out["old_serial"] == doc["certificate"]["serial"] and out["serial"] != out["old_serial"], out)
+        expect(out["polls"] == 2 and not out["mac_only"], out)
+        expect("certConf accepted" in ev and any(e.endswith(" crmf") for e in ev), ev)
+        leafs = [o for o in sb.objects("cmp") if o["class"] == "certificate" and not o["authority"]]
+        expect(sorted(o["serial"] for o in leafs) == sorted([out["serial"], out["old_serial"]]), leafs)
+        expect(all(o["id"] == doc["key"]["id"] for o in leafs), leafs)
+
+
+def test_fleet_over_cmp_jobs_2():
+    """fleet --protocol cmp: three tokens, two workers, one reference and secret for the run."""
+    with Sandbox() as sb:
+        ca = TestCA(sb)
+        for i in (1, 2, 3):
+            sb.create_token("f%d" % i)
+        manifest = sb.write("fleet.csv", "token,subject,user\n" +
+                            "".join("f%d,/CN=Fleet User %d/O=Example,fu%d\n" % (i, i, i) for i in (1, 2, 3)), 0o644)
+        with CmpTestCa(sb, ca) as srv:
+            r = sb.tp("fleet", "--profile", os.path.join(SRC, "tokens", "softhsm-demo.toml"), "--manifest", manifest,
+                      "--jobs", "2", "--pin-source", "env:TP_PIN", "--protocol", "cmp", "--cmp-url", srv.url,
+                      "--reference", "REF-4711", "--secret-source", "env:CMP_SECRET", "--ca-fingerprint", fp(ca.int),
+                      env={"CMP_SECRET": "s3cret"})
+            ev = srv.events()
+        expect(r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+        rows = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+        expect(len(rows) == 3 and all(x["ok"] for x in rows), rows)
+        expect(sum(1 for e in ev if e.startswith("issued")) == 3 and ev.count("certConf accepted") == 3, ev)
+        for i in (1, 2, 3):
+            leafs = [o for o in sb.objects("f%d" % i) if o["class"] == "certificate" and not o["authority"]]
+            expect(len(leafs) == 1 and "Fleet User %d" % i in leafs[0]["subject"], leafs)
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
           test_reject_leaves_token_as_before, test_wrong_certificate_leaves_token_as_before,
           test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
-          test_provision_over_cmp, test_revoke_signed_and_mac])
+          test_provision_over_cmp, test_revoke_signed_and_mac,
+          test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before,
+          test_kur_renews_with_the_current_key_and_certificate, test_fleet_over_cmp_jobs_2])

@@ -431,3 +431,26 @@ TEST_CASE("known algorithms", "[unit][profile]") {
     CHECK_FALSE(tokenprov::is_known_algorithm(a));
   CHECK(tokenprov::known_algorithms().size() == 6);
 }
+
+TEST_CASE("protocol and the cmp table are read and checked", "[unit][profile]") {
+  auto p = parse_profile("protocol = \"cmp\"\n[cmp]\nurl = \"https://ca.example.org/pkix/\"\n"
+                         "ca_fingerprint = \"" + std::string(32, 'A') + std::string(32, 'b') + "\"\n"
+                         "[[keys]]\nrole = \"auth\"\nalgorithm = \"ec-p256\"\n",
+                         "cmp.toml");
+  CHECK(p.protocol == "cmp");
+  CHECK(p.cmp_url == "https://ca.example.org/pkix/");
+  CHECK(p.cmp_ca_fingerprint == std::string(32, 'a') + std::string(32, 'b'));
+  auto bad = [](const std::string& text, const std::string& field) {
+    try {
+      (void)parse_profile(text + "[[keys]]\nrole = \"a\"\nalgorithm = \"rsa2048\"\n", "bad.toml");
+      FAIL("accepted: " << text);
+    } catch (const Error& e) {
+      CHECK(e.code() == ExitCode::BadInput);
+      CHECK(std::string(e.what()).find(field) != std::string::npos);
+    }
+  };
+  bad("protocol = \"acme\"\n", "protocol");
+  bad("[cmp]\nurl = \"ftp://ca/\"\n", "cmp.url");
+  bad("[cmp]\nca_fingerprint = \"12\"\n", "cmp.ca_fingerprint");
+  bad("[cmp]\nreference = \"4711\"\n", "reference");
+}
