@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/enroll.hpp"
 
+#include "tokenprov/interrupt.hpp"
 #include "tokenprov/token_pkey.hpp"
+#include "tokenprov/uri.hpp"
+
+#include <openssl/evp.h>
 
 namespace tokenprov {
 
@@ -12,6 +16,7 @@ void say(const EnrollRequest& req, const std::string& line) {
 
 EnrollResult run_enroll(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& challenge,
                         scep::Options opts, const scep::CaInfo& ca) {
+  check_interrupt(ExitCode::Ca, "before the request was sent");
   EnrollResult r;
   r.key = k;
   CsrRequest creq{req.subject, req.sans, SigScheme::Default, &challenge};
@@ -40,14 +45,85 @@ scep::Options pinned(const EnrollRequest& req, std::string& fp, scep::CaInfo& ca
   if (opts.ca_fingerprint.empty()) opts.ca_fingerprint = fp; // confirmed once: do not ask again
   return opts;
 }
+// What an earlier run of this same enroll left when it was killed (SIGKILL,
+// power) before the certificate was written, found by content, never by
+// "looks unused": the one private key with the label, generated on the token
+// (CKA_LOCAL), of the algorithm and exportability asked for, whose CKA_ID is
+// the --id given or tokenprov's own (SHA-1 of the public key, see
+// docs/key-policy.md), with no certificate under that id. A pair keygen left
+// apart (killed between its CKA_ID writes) is completed first. A public key
+// with the label, made on the token, and no private key beside it (killed
+// inside C_GenerateKeyPair) is removed. Anything else with the label is left
+// alone, and generate_key refuses the label (exit 8).
+std::optional<KeyRef> unfinished_key(p11::Session& s, const EnrollRequest& req) {
+  const std::string& label = req.policy.label;
+  if (label.empty()) return std::nullopt;
+  p11::Attributes pt;
+  pt.add_class(CKO_PRIVATE_KEY).add_string(CKA_LABEL, label);
+  auto privs = s.find(pt, 2);
+  if (privs.empty()) {
+    p11::Attributes lt;
+    lt.add_class(CKO_PUBLIC_KEY).add_string(CKA_LABEL, label);
+    for (auto h : s.find(lt)) {
+      p11::Attributes mate;
+      mate.add_class(CKO_PRIVATE_KEY).add_bytes(CKA_ID, s.attr_bytes(h, CKA_ID).value_or(p11::Bytes{}));
+      if (s.attr_bool(h, CKA_LOCAL).value_or(false) && s.find(mate, 1).empty()) {
+        say(req, "Removing the public key '" + label + "' an interrupted run left without its private key...");
+        s.destroy(h);
+      }
+    }
+    return std::nullopt;
+  }
+  if (privs.size() != 1) return std::nullopt;
+  KeyRef k = find_key(s, "id:" + to_hex(s.attr_bytes(privs[0], CKA_ID).value_or(p11::Bytes{})));
+  if (k.priv != privs[0]) return std::nullopt;
+  if (k.type != key_type_of(req.algorithm) || !s.attr_bool(k.priv, CKA_LOCAL).value_or(false)) return std::nullopt;
+  if (s.attr_bool(k.priv, CKA_EXTRACTABLE).value_or(false) != req.policy.exportable) return std::nullopt;
+  k = complete_key_pair(s, k);
+  if (k.pub == CK_INVALID_HANDLE) return std::nullopt;
+  auto pub = public_key(s, k);
+  if (req.algorithm == Algorithm::Rsa2048 || req.algorithm == Algorithm::Rsa3072 ||
+      req.algorithm == Algorithm::Rsa4096) {
+    int want = req.algorithm == Algorithm::Rsa2048 ? 2048 : req.algorithm == Algorithm::Rsa3072 ? 3072 : 4096;
+    if (EVP_PKEY_get_bits(pub.get()) != want) return std::nullopt;
+  }
+  p11::Bytes derived = derive_key_id(pub.get());
+  if (!req.policy.id.empty()) {
+    if (k.id != req.policy.id) return std::nullopt;
+  } else if (k.id != derived) {
+    // keygen's temporary id (16 random bytes on both halves): killed before
+    // the final id was written. Finish it.
+    if (k.id.size() != 16 || s.attr_bytes(k.pub, CKA_ID).value_or(p11::Bytes{}) != k.id) return std::nullopt;
+    if (id_in_use(s, derived)) return std::nullopt;
+    p11::Attributes a1, a2;
+    a1.add_bytes(CKA_ID, derived);
+    a2.add_bytes(CKA_ID, derived);
+    s.set_attributes(k.pub, a2, "completing the key pair '" + label + "' (CKA_ID)");
+    s.set_attributes(k.priv, a1, "completing the key pair '" + label + "' (CKA_ID)");
+    k.id = derived;
+  }
+  p11::Attributes ct;
+  ct.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
+  if (!s.find(ct, 1).empty()) return std::nullopt;
+  return k;
+}
 } // namespace
 
 EnrollResult enroll(p11::Session& s, const EnrollRequest& req, const Secret& challenge) {
   std::string fp;
   scep::CaInfo ca;
   auto opts = pinned(req, fp, ca);
-  say(req, "Generating a " + algorithm_name(req.algorithm) + " key '" + req.policy.label + "' on the token...");
-  auto k = generate_key(s, req.algorithm, req.policy);
+  check_interrupt(ExitCode::Ca, "before the key was generated");
+  std::optional<KeyRef> left = unfinished_key(s, req);
+  KeyRef k;
+  if (left) {
+    say(req, "Found the key '" + left->label + "' (id " + to_hex(left->id) +
+                 ") an interrupted run of this command left without a certificate; enrolling it.");
+    k = *left;
+  } else {
+    say(req, "Generating a " + algorithm_name(req.algorithm) + " key '" + req.policy.label + "' on the token...");
+    k = generate_key(s, req.algorithm, req.policy);
+  }
   try {
     auto r = run_enroll(s, k, req, challenge, opts, ca);
     r.ca_fingerprint = fp;

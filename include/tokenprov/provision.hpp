@@ -38,6 +38,9 @@ struct ProvisionRequest {
 struct ProvisionSecrets {
   const Secret* user_pin = nullptr;
   const Secret* so_pin = nullptr;    // needed only for a blank token
+  // Why the SO PIN source gave none (an empty value, an unset variable): thrown
+  // only where an SO PIN is needed, so a run that needs none is not stopped by it.
+  const Error* so_pin_problem = nullptr;
   const Secret* challenge = nullptr; // needed only when enrolling over SCEP
   const Secret* backup_password = nullptr;
 };
