@@ -6,6 +6,11 @@
 #include "tokenprov/uri.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include <set>
+#include <utility>
 
 namespace tokenprov {
 
@@ -55,7 +60,27 @@ scep::Options pinned(const EnrollRequest& req, std::string& fp, scep::CaInfo& ca
 // with the label, made on the token, and no private key beside it (killed
 // inside C_GenerateKeyPair) is removed. Anything else with the label is left
 // alone, and generate_key refuses the label (exit 8).
-std::optional<KeyRef> unfinished_key(p11::Session& s, const EnrollRequest& req) {
+// The subject's attributes as a multiset (type, UTF-8 value): a CA may order
+// the RDNs of the subject it issues otherwise than the request did.
+std::multiset<std::pair<int, std::string>> dn_parts(const X509_NAME* n) {
+  std::multiset<std::pair<int, std::string>> out;
+  for (int i = 0; i < X509_NAME_entry_count(n); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(n, i);
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    out.emplace(OBJ_obj2nid(X509_NAME_ENTRY_get_object(e)),
+                len >= 0 ? std::string(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len)) : std::string());
+    OPENSSL_free(utf8);
+  }
+  return out;
+}
+
+struct Earlier {
+  KeyRef key;
+  ossl::X509Ptr cert; // set when that run finished: the certificate for the subject asked for is on the token
+};
+
+std::optional<Earlier> unfinished_key(p11::Session& s, const EnrollRequest& req) {
   const std::string& label = req.policy.label;
   if (label.empty()) return std::nullopt;
   p11::Attributes pt;
@@ -104,8 +129,18 @@ std::optional<KeyRef> unfinished_key(p11::Session& s, const EnrollRequest& req) 
   }
   p11::Attributes ct;
   ct.add_class(CKO_CERTIFICATE).add_bytes(CKA_ID, k.id);
-  if (!s.find(ct, 1).empty()) return std::nullopt;
-  return k;
+  auto certs = s.find(ct, 2);
+  if (certs.empty()) return Earlier{k, nullptr};
+  // Killed after the certificate was written (before it could say so): done,
+  // when the one certificate is for this key and the subject asked for.
+  if (certs.size() != 1) return std::nullopt;
+  auto der = s.attr_bytes(certs[0], CKA_VALUE).value_or(p11::Bytes{});
+  const unsigned char* p = der.data();
+  ossl::X509Ptr x(der.empty() ? nullptr : d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!x || ossl::spki_der(X509_get0_pubkey(x.get())) != ossl::spki_der(pub.get())) return std::nullopt;
+  auto want = ossl::parse_dn(req.subject);
+  if (dn_parts(X509_get_subject_name(x.get())) != dn_parts(want.get())) return std::nullopt;
+  return Earlier{k, std::move(x)};
 }
 } // namespace
 
@@ -114,12 +149,23 @@ EnrollResult enroll(p11::Session& s, const EnrollRequest& req, const Secret& cha
   scep::CaInfo ca;
   auto opts = pinned(req, fp, ca);
   check_interrupt(ExitCode::Ca, "before the key was generated");
-  std::optional<KeyRef> left = unfinished_key(s, req);
+  std::optional<Earlier> left = unfinished_key(s, req);
   KeyRef k;
+  if (left && left->cert) {
+    say(req, "The key '" + left->key.label + "' (id " + to_hex(left->key.id) +
+                 ") has its certificate for this subject already (an earlier run of this command): nothing to do.");
+    std::vector<ossl::X509Ptr> certs;
+    certs.push_back(std::move(left->cert));
+    EnrollResult r;
+    r.key = left->key;
+    r.pickup = pickup_certificates(s, std::move(certs), {"", true}, "the token");
+    r.ca_fingerprint = fp;
+    return r;
+  }
   if (left) {
-    say(req, "Found the key '" + left->label + "' (id " + to_hex(left->id) +
+    say(req, "Found the key '" + left->key.label + "' (id " + to_hex(left->key.id) +
                  ") an interrupted run of this command left without a certificate; enrolling it.");
-    k = *left;
+    k = left->key;
   } else {
     say(req, "Generating a " + algorithm_name(req.algorithm) + " key '" + req.policy.label + "' on the token...");
     k = generate_key(s, req.algorithm, req.policy);

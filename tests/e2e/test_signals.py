@@ -120,6 +120,29 @@ def test_delete_key_with_and_without_flags():
         expect(r.returncode == 5 and "stays" in r.stderr, (r.returncode, r.stderr))
 
 
+def test_pickup_finishes_certificate_left_without_label():
+    # What a kill between SoftHSM2's object creation and its attribute writes
+    # leaves: the certificate object with its value but without label and id
+    # (written here by pkcs11-tool, an independent writer). pickup of the same
+    # certificate finds it by its value and finishes it; no second copy.
+    with Sandbox() as sb:
+        sb.create_token("half")
+        pin = ["--token", "half", "--pin-source", "env:TP_PIN"]
+        kid = sb.tpj("keygen", *pin, "--algorithm", "ec-p256", "--label", "auth")["key"]["id"]
+        ca = TestCA(sb)
+        csr = sb.path("auth.csr")
+        sb.tp("csr", *pin, "--key", "auth", "--subject", "/CN=Half", "--out", csr, check=0)
+        cert = ca.issue(csr, sb.path("auth.pem"))
+        der = sb.path("auth.der")
+        sh(["openssl", "x509", "-in", cert, "-outform", "DER", "-out", der])
+        sb.pkcs11_tool("--token-label", "half", "--write-object", der, "--type", "cert")
+        leafs = [o for o in sb.objects("half") if o["class"] == "certificate"]
+        expect(len(leafs) == 1 and not leafs[0]["label"] and not leafs[0]["id"], leafs)
+        sb.tp("pickup", *pin, "--cert", cert, check=0)
+        leafs = [o for o in sb.objects("half") if o["class"] == "certificate"]
+        expect(len(leafs) == 1 and leafs[0]["label"] == "auth" and leafs[0]["id"] == kid, leafs)
+
+
 def test_empty_so_pin_source_only_fails_when_needed():
     demo = os.path.join(os.environ.get("TOKENPROV_SOURCE_DIR", "."), "tokens", "softhsm-demo.toml")
     with Sandbox() as sb:
@@ -138,4 +161,5 @@ def test_empty_so_pin_source_only_fails_when_needed():
 if __name__ == "__main__":
     main([test_sigterm_during_enroll_rolls_back, test_sigint_during_enroll_rolls_back,
           test_sighup_during_enroll_rolls_back, test_rerun_after_sigkill_finishes_its_key,
-          test_delete_key_with_and_without_flags, test_empty_so_pin_source_only_fails_when_needed])
+          test_delete_key_with_and_without_flags, test_pickup_finishes_certificate_left_without_label,
+          test_empty_so_pin_source_only_fails_when_needed])
