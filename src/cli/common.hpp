@@ -3,6 +3,7 @@
 // the library and print.
 #pragma once
 
+#include "tokenprov/cmp.hpp"
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/scep.hpp"
@@ -51,6 +52,10 @@ int finish(const Global& g, nlohmann::json result, const std::string& human);
 
 // SCEP options from the command line: interactive CA confirmation on a terminal.
 scep::Options scep_options(const Global& g, const std::string& url, const std::string& fingerprint, int wait);
+
+// CMP options from the command line (REQUEST: "", "ir" or "p10cr").
+cmp::Options cmp_options(const Global& g, const std::string& url, const std::string& reference, const std::string& fp,
+                         const std::string& ca_bundle, int wait, const std::string& request);
 
 // Secrets from their sources. The user PIN defaults to a prompt.
 Secret user_pin(const Global& g, std::size_t min_length = 0);

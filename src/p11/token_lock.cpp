@@ -3,9 +3,9 @@
 
 #include "tokenprov/interrupt.hpp"
 
-#include <openssl/evp.h>
-
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
@@ -38,16 +38,20 @@ std::map<std::string, Held>& held_locks() {
   return m;
 }
 
-std::string sha256_hex(const std::string& s) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (EVP_Digest(s.data(), s.size(), md, &n, EVP_sha256(), nullptr) != 1)
-    fail(ExitCode::Internal, "SHA-256 failed while naming a token lock.");
-  static const char* hex = "0123456789abcdef";
+// The lock file's name: two 64-bit FNV-1a hashes of the key (different
+// offset bases), in hex. Stable across builds and versions, so every tokenprov
+// on the machine agrees; the PKCS#11 layer does not use OpenSSL. A collision
+// would only make two tokens share one lock.
+std::string key_hash_hex(const std::string& s) {
   std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
+  for (std::uint64_t h : {std::uint64_t{14695981039346656037ull}, std::uint64_t{0x6c62272e07bb0142ull}}) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    out += buf;
   }
   return out;
 }
@@ -88,7 +92,7 @@ TokenLock acquire_lock(const std::string& key, const std::string& what) {
   const LockSettings& cfg = lock_settings();
   const int wait = std::max(0, cfg.wait_seconds);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
-  const std::string path = lock_dir() + "/" + sha256_hex(key) + ".lock";
+  const std::string path = lock_dir() + "/" + key_hash_hex(key) + ".lock";
   bool told = false;
   for (;;) {
     int pid = 0;
