@@ -8,8 +8,8 @@
 # The lists below follow `tokenprov --help` and `tokenprov COMMAND --help`;
 # tests/e2e/test_docs.py fails when a command or an option is missing here.
 
-_tokenprov_commands="list init pin keygen csr pickup enroll revoke backup restore provision fleet"
-_tokenprov_global_opts="--module --profile --token --pin-source --so-pin-source --json -q --quiet --timings -h --help --version"
+_tokenprov_commands="list init pin keygen csr pickup enroll revoke backup restore provision fleet delete"
+_tokenprov_global_opts="--module --profile --token --pin-source --so-pin-source --json -q --quiet --timings --lock-wait -h --help --version"
 
 # Options of each command (global options are accepted everywhere as well).
 _tokenprov_cmd_opts() {
@@ -27,11 +27,12 @@ _tokenprov_cmd_opts() {
     restore) echo "--in --password-source --label --exportable --usage --role" ;;
     provision) echo "--subject --san --user --label $enroll_opts" ;;
     fleet) echo "--manifest --jobs --state --dry-run $enroll_opts" ;;
+    delete) echo "--key --force --with-certificate" ;;
   esac
 }
 
 # Options that take no value.
-_tokenprov_flags=" --json -q --quiet --timings -h --help --version --force --exportable --pss --allow-expired --cert-only --dry-run --check-signature "
+_tokenprov_flags=" --json -q --quiet --timings -h --help --version --force --exportable --pss --allow-expired --cert-only --dry-run --check-signature --with-certificate "
 
 # Profile names: the folders tokenprov searches for --profile NAME.
 _tokenprov_profiles() {

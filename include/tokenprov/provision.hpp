@@ -40,6 +40,9 @@ struct ProvisionRequest {
 struct ProvisionSecrets {
   const Secret* user_pin = nullptr;
   const Secret* so_pin = nullptr;    // needed only for a blank token
+  // Why the SO PIN source gave none (an empty value, an unset variable): thrown
+  // only where an SO PIN is needed, so a run that needs none is not stopped by it.
+  const Error* so_pin_problem = nullptr;
   const Secret* challenge = nullptr; // the enrollment secret: SCEP challenge, CMP shared secret
   const Secret* backup_password = nullptr;
 };

@@ -5,6 +5,7 @@
 
 #include "tokenprov/p11/module.hpp"
 #include "tokenprov/secret.hpp"
+#include "tokenprov/token_lock.hpp"
 
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@ std::string candidates(const std::vector<p11::TokenInfo>& tokens);
 
 // A module, a token and a session on it, logged in when a PIN was given.
 struct TokenContext {
+  TokenLock lock; // read-write contexts: this run's lock on the token, released last
   std::shared_ptr<p11::Module> module;
   p11::TokenInfo token;
   std::unique_ptr<p11::Session> session;
@@ -52,6 +54,8 @@ struct OpenOptions {
   const Secret* user_pin = nullptr; // log in as user when set
 };
 
+// A read-write context holds the token's lock (token_lock.hpp): a second run
+// waits for it, and the token is read again once the lock is held.
 TokenContext open_token(const OpenOptions& opts);
 
 } // namespace tokenprov

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "tokenprov/token.hpp"
+#include "tokenprov/token_lock.hpp"
 
 namespace tokenprov {
 
@@ -30,7 +31,12 @@ p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Se
 // C_InitToken; it returns the token as found before (its slot). The second
 // sets the first user PIN; when that fails it says the token was left
 // initialized without one, and how to finish it.
-p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin);
+// init_token_only chooses and initializes under the module's blank-token lock
+// (an initialized token with force: under its token lock), and takes the lock
+// of the token as initialized; HOLD, when given, keeps that lock for the
+// second half and what follows (else it is released on return).
+p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin,
+                               TokenLock* hold = nullptr);
 p11::TokenInfo finish_token_init(const std::shared_ptr<p11::Module>& module, const p11::TokenInfo& found,
                                  const std::string& label, const Secret& so_pin, const Secret& user_pin,
                                  std::size_t min_pin);

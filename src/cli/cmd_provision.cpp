@@ -9,6 +9,8 @@
 
 #include <unistd.h>
 
+#include <optional>
+
 namespace tokenprov::cli {
 
 namespace {
@@ -51,6 +53,7 @@ void add_enrollment_options(CLI::App* cmd, ProvisionOpts& o) {
 struct Prepared {
   ProvisionRequest req;
   Secret pin, so, challenge, password;
+  std::optional<Error> so_problem; // the SO PIN source gave none: told only where one is needed
   bool need_so = false;
 };
 
@@ -79,7 +82,14 @@ void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_po
   p.req.allow_expired = o.allow_expired;
   p.req.check_signature = o.check_signature;
   p.pin = user_pin(g, p.req.profile.user_pin.min_length);
-  if (blank_possible && !g.so_pin_source.empty()) p.so = so_pin(g);
+  if (blank_possible && !g.so_pin_source.empty()) {
+    try {
+      p.so = so_pin(g);
+    } catch (const Error& e) {
+      if (e.code() != ExitCode::Pin) throw;
+      p.so_problem.emplace(e); // e.g. an empty value: a token that needs no SO PIN is not stopped by it
+    }
+  }
   if (p.req.protocol == EnrollProtocol::Scep && !p.req.scep.url.empty() && !o.challenge_source.empty())
     p.challenge = secret_from(o.challenge_source, "SCEP challenge", ExitCode::Ca);
   if (p.req.protocol == EnrollProtocol::Cmp && !p.req.cmp.url.empty() && !o.secret_source.empty())
@@ -92,6 +102,7 @@ ProvisionSecrets secrets_of(const Prepared& p) {
   ProvisionSecrets s;
   s.user_pin = &p.pin;
   s.so_pin = p.so.empty() ? nullptr : &p.so;
+  s.so_pin_problem = p.so_problem ? &*p.so_problem : nullptr;
   s.challenge = p.challenge.empty() ? nullptr : &p.challenge;
   s.backup_password = p.password.empty() ? nullptr : &p.password;
   return s;

@@ -43,6 +43,7 @@ void register_pickup(CLI::App& app, Global& g, Registry& r);
 void register_backup(CLI::App& app, Global& g, Registry& r);
 void register_provision(CLI::App& app, Global& g, Registry& r);
 void register_revoke(CLI::App& app, Global& g, Registry& r);
+void register_delete(CLI::App& app, Global& g, Registry& r);
 
 // Status lines go to stderr (never stdout, which carries data and JSON).
 void status(const Global& g, const std::string& line);

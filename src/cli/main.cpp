@@ -3,7 +3,9 @@
 // main only wires the commands up and maps failures to exit codes.
 #include "common.hpp"
 
+#include "tokenprov/interrupt.hpp"
 #include "tokenprov/p11/error.hpp"
+#include "tokenprov/token_lock.hpp"
 #include "tokenprov/p11/timing.hpp"
 #include "tokenprov/utf8.hpp"
 
@@ -45,6 +47,10 @@ int main(int argc, char** argv) {
   app.add_option("--so-pin-source", g.so_pin_source, "SO PIN from env:VAR, file:PATH, fd:N or prompt");
   app.add_flag("--json", g.json, "print one JSON document on stdout; messages stay on stderr");
   app.add_flag("-q,--quiet", g.quiet, "no progress lines on stderr");
+  int lock_wait = 300;
+  app.add_option("--lock-wait", lock_wait,
+                 "seconds to wait for a token another tokenprov run is working on (default 300; 0: refuse at once)")
+      ->check(CLI::Range(0, 86400));
   bool timings = false;
   app.add_flag("--timings", timings, "at exit, print the wall time and the time spent in PKCS#11 calls to stderr");
 
@@ -56,6 +62,7 @@ int main(int argc, char** argv) {
   register_backup(app, g, reg);
   register_provision(app, g, reg);
   register_revoke(app, g, reg);
+  register_delete(app, g, reg);
   for (auto& c : reg) c.app->fallthrough();
 
   try {
@@ -71,6 +78,10 @@ int main(int argc, char** argv) {
     return static_cast<int>(ExitCode::Usage);
   }
 
+  // SIGINT, SIGTERM, SIGHUP: a flag the run checks; it rolls back and exits with a contract code.
+  install_interrupt_handlers();
+  lock_settings().wait_seconds = lock_wait;
+  lock_settings().on_wait = [&g](const std::string& line) { status(g, line); };
   if (timings) p11::timing::enable();
   p11::timing::PrintAtExit print_timings; // after the command's own messages
   for (auto& c : reg) {

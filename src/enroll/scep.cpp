@@ -4,6 +4,7 @@
 
 #include "scep_http.hpp"
 #include "tokenprov/certs.hpp"
+#include "tokenprov/interrupt.hpp"
 #include "tokenprov/token_pkey.hpp"
 
 #include <openssl/bn.h>
@@ -725,7 +726,7 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
     auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - now);
     if (left < step) step = std::max(left, std::chrono::seconds(1));
     say(opts, "The CA has not decided yet (PENDING); asking again in " + std::to_string(step.count()) + " s");
-    std::this_thread::sleep_for(step);
+    interruptible_sleep(step, ExitCode::Ca, "while the enrollment request was pending at the CA " + opts.url);
     rep = send(kCertPoll, issuer_and_subject(ca.ca.get(), csr), "CertPoll");
   }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "scep_http.hpp"
 
+#include "tokenprov/interrupt.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -31,6 +33,10 @@ struct Sink {
   Bytes body;
   bool too_big = false;
 };
+
+// Called by libcurl at least once a second during a transfer: a SIGINT,
+// SIGTERM or SIGHUP ends the transfer (CURLE_ABORTED_BY_CALLBACK).
+int scep_curl_progress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) { return interrupted() ? 1 : 0; }
 
 size_t scep_curl_write(char* ptr, size_t size, size_t nmemb, void* user) {
   auto* sink = static_cast<Sink*>(user);
@@ -84,6 +90,8 @@ Bytes http(const Options& opts, const std::string& url, const std::string& op, c
   curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "tokenprov/" TOKENPROV_VERSION);
   curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, scep_curl_write);
   curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(c.get(), CURLOPT_XFERINFOFUNCTION, scep_curl_progress);
+  curl_easy_setopt(c.get(), CURLOPT_NOPROGRESS, 0L);
   if (post_body) {
     curl_slist* h = curl_slist_append(nullptr, "Content-Type: application/x-pki-message");
     curl_slist* h2 = h ? curl_slist_append(h, "Expect:") : nullptr; // no 100-continue round trip
@@ -93,7 +101,10 @@ Bytes http(const Options& opts, const std::string& url, const std::string& op, c
     curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, reinterpret_cast<const char*>(post_body->data()));
     curl_easy_setopt(c.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(post_body->size()));
   }
+  const std::string where = "while waiting for the SCEP server at " + opts.url + " (" + op + ")";
+  check_interrupt(ExitCode::Ca, where);
   CURLcode rc = curl_easy_perform(c.get());
+  check_interrupt(ExitCode::Ca, where);
   if (rc != CURLE_OK) {
     if (sink.too_big)
       fail(ExitCode::Ca,

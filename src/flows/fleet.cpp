@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/fleet.hpp"
+#include "tokenprov/interrupt.hpp"
+#include "tokenprov/token_lock.hpp"
 
 #include "tokenprov/audit.hpp"
 #include "tokenprov/csr.hpp"
@@ -166,6 +168,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   if (!dry) {
     // Problems every row would have: say so once, before anything is written.
     if (!req.secrets.user_pin) fail(ExitCode::Pin, "No user PIN was given (--pin-source).");
+    if (any_blank && !req.secrets.so_pin && req.secrets.so_pin_problem) throw *req.secrets.so_pin_problem;
     if (any_blank && !req.secrets.so_pin)
       fail(ExitCode::Pin, "The manifest has blank rows: initializing those tokens needs the SO PIN (--so-pin-source).");
     if (!enrolls(base) && base.csr_dir.empty() && base.cert_dir.empty())
@@ -420,6 +423,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     std::optional<p11::TokenInfo> initialized; // C_InitToken done here (the token as found): set the user PIN
     std::string label;
     std::optional<p11::TokenInfo> user_pin; // an earlier run's token without a user PIN: set it
+    TokenLock lock;                          // the token this row initialized (token_lock.hpp)
   };
   // Under init_mutex: the row's token is chosen and, if blank, initialized.
   auto take_token = [&](Job& job, std::size_t i) {
@@ -433,7 +437,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
       InitRequest ir{base.module_path, selector, c.label, false, base.profile.user_pin.min_length};
       ir.slot = t.slot_id; // the token just read: no second search, no second read
       ir.known = t;
-      auto found = init_token_only(ir, *req.secrets.so_pin, *req.secrets.user_pin);
+      auto found = init_token_only(ir, *req.secrets.so_pin, *req.secrets.user_pin, &u.lock);
       auto now = module->token_info(found.slot_id); // its serial, which C_InitToken may have set
       c.serial = now.serial;
       if (!c.serial.empty()) claim(job, c);
@@ -452,13 +456,18 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         if (!prev.label.empty() && !t.user_pin_initialized() && req.secrets.so_pin) u.user_pin = t;
         return u;
       }
+      if (!req.secrets.so_pin && req.secrets.so_pin_problem) throw *req.secrets.so_pin_problem;
       if (!req.secrets.so_pin)
         fail(ExitCode::Pin,
              "The token '" + r.token + "' is blank: initializing it needs the SO PIN (--so-pin-source).");
+      TokenLock blank_lock = lock_blank_tokens(*module);
       initialize(t, job.selector);
       return u;
     }
-    // A blank row. Did an earlier run initialize a token for it?
+    // A blank row. Another process's run may be choosing a blank token of this
+    // module too: the choice and C_InitToken happen under the module's lock.
+    TokenLock blank_lock = lock_blank_tokens(*module);
+    // Did an earlier run initialize a token for it?
     if (!prev.serial.empty() || !prev.label.empty()) {
       auto tokens = module->tokens();
       if (!prev.serial.empty()) {
@@ -508,12 +517,18 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
     return u;
   };
   // The whole of readying row I's token; in parallel but for take_token.
+  // Returns the row's token lock, held by the worker until the row is done.
   auto ready_token = [&](Job& job, std::size_t i) {
+    // A token the row names: another process's run may be working on it; wait
+    // for it outside init_mutex (the other workers go on meanwhile).
+    TokenLock named_lock;
+    if (job.row->token != "blank" && named[i].initialized()) named_lock = lock_token(named[i]);
     Unfinished u = take_token(job, i);
     if (u.initialized)
       finish_token_init(module, *u.initialized, u.label, *req.secrets.so_pin, *req.secrets.user_pin,
                         base.profile.user_pin.min_length);
     if (u.user_pin) finish_user_pin(*u.user_pin);
+    return u.lock.held() ? std::move(u.lock) : std::move(named_lock);
   };
 
   // ---- The workers: one row (one token, one session) each at a time --------
@@ -539,7 +554,7 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   };
   auto work = [&]() {
     for (;;) {
-      if (stop) return;
+      if (stop || interrupted()) return; // a signal: no new row (the rows under way roll back their step)
       std::size_t i = next.fetch_add(1);
       if (i >= todo.size()) return;
       Job& job = *todo[i].first;
@@ -553,8 +568,9 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
         emit(job, line, false, false);
         continue;
       }
+      TokenLock row_lock; // this row's token, until its provision is done
       try {
-        ready_token(job, todo[i].second);
+        row_lock = ready_token(job, todo[i].second);
       } catch (const RecordError& e) {
         std::lock_guard<std::mutex> lock(out_mutex);
         if (!fatal) fatal.emplace(e);
@@ -607,6 +623,10 @@ FleetSummary run_fleet(const FleetRequest& req, const std::vector<ManifestRow>& 
   for (auto& t : workers)
     t.join();
   if (fatal) throw *fatal;
+  // Stopped by a signal: the rows finished are in the state file, the rest are
+  // for the rerun with the same state file.
+  check_interrupt(ExitCode::FleetFailed, "during the fleet run (" + std::to_string(finished) + " of " +
+                                             std::to_string(sum.total) + " rows finished and recorded)");
   return sum;
 }
 

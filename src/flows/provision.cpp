@@ -4,9 +4,11 @@
 #include "tokenprov/backup.hpp"
 #include "tokenprov/capabilities.hpp"
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/interrupt.hpp"
 #include "tokenprov/utf8.hpp"
 #include "tokenprov/sigcheck.hpp"
 #include "tokenprov/token_admin.hpp"
+#include "tokenprov/token_lock.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <openssl/err.h>
@@ -220,32 +222,55 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
                                           {"cn", cn_of(req.subject)}};
   auto module = p11::Module::load(req.module_path);
 
-  // Which token.
+  // Which token. One run per token (token_lock.hpp): a blank token is chosen
+  // again under the module's blank-token lock, an initialized one is read
+  // again under its own lock (another run may have changed it meanwhile).
   p11::TokenInfo token;
-  if (req.token == "blank") {
-    token = find_token(*module, "", TokenState::Blank);
-  } else if (!req.token.empty()) {
-    token = find_token(*module, req.token, TokenState::Any);
-  } else {
-    vars["serial"] = "";
-    std::string want = expand_template(prof.token_label_template, vars);
-    bool found = false;
-    auto scan = module->scan();
-    for (auto& t : scan.tokens)
-      if (t.initialized() && t.label == utf8_prefix(want, 32)) {
-        token = t;
-        found = true;
-        break;
-      }
-    // The token this profile names may be the one the module cannot read: never
-    // take a blank token in its place.
-    if (!found && !scan.unreadable.empty())
+  auto choose = [&]() {
+    p11::TokenInfo t;
+    if (req.token == "blank") {
+      t = find_token(*module, "", TokenState::Blank);
+    } else if (!req.token.empty()) {
+      t = find_token(*module, req.token, TokenState::Any);
+    } else {
+      vars["serial"] = "";
+      std::string want = expand_template(prof.token_label_template, vars);
+      bool found = false;
+      auto scan = module->scan();
+      for (auto& c : scan.tokens)
+        if (c.initialized() && c.label == utf8_prefix(want, 32)) {
+          t = c;
+          found = true;
+          break;
+        }
+      // The token this profile names may be the one the module cannot read: never
+      // take a blank token in its place.
+      if (!found && !scan.unreadable.empty())
+        fail(ExitCode::Token,
+             "No readable token is labelled '" + utf8_prefix(want, 32) + "', and the module cannot read the token in slot " +
+                 std::to_string(scan.unreadable.front().slot_id) + " (" + p11::rv_name(scan.unreadable.front().rv) +
+                 "); no blank token was taken in its place.",
+             "Re-insert or repair that token, or name the token to use with --token (--token blank for a new one).");
+      if (!found) t = find_token(*module, "", TokenState::Blank);
+    }
+    return t;
+  };
+  TokenLock blank_lock, token_lock;
+  token = choose();
+  if (!token.initialized()) {
+    blank_lock = lock_blank_tokens(*module);
+    token = choose();
+  }
+  if (token.initialized()) {
+    token_lock = lock_token(token);
+    auto again = module->token_info(token.slot_id);
+    if (token_lock_key(again) != token_lock_key(token))
       fail(ExitCode::Token,
-           "No readable token is labelled '" + utf8_prefix(want, 32) + "', and the module cannot read the token in slot " +
-               std::to_string(scan.unreadable.front().slot_id) + " (" + p11::rv_name(scan.unreadable.front().rv) +
-               "); no blank token was taken in its place.",
-           "Re-insert or repair that token, or name the token to use with --token (--token blank for a new one).");
-    if (!found) token = find_token(*module, "", TokenState::Blank);
+           "The token '" + token.label + "' (serial " + token.serial +
+               ") changed while this run waited for another run to finish with it; nothing was changed.",
+           "See what it holds now with 'tokenprov list', then run again.");
+    token = again;
+    blank_lock.release();
   }
   vars["serial"] = token.serial;
 
@@ -257,6 +282,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
   std::set<std::string> made_labels; // keys this run generated, by label
   // Step 1: initialize a blank token.
   if (!token.initialized()) {
+    if (!sec.so_pin && sec.so_pin_problem) throw *sec.so_pin_problem;
     if (!sec.so_pin) fail(ExitCode::Pin, "The token is blank: initializing it needs the SO PIN (--so-pin-source).");
     // Every key the profile makes will be generated here: a module that
     // cannot is refused before the token is initialized.
@@ -264,6 +290,15 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       require_keygen(*module, token.slot_id, parse_algorithm(spec.algorithm), true);
     std::string label = req.token_label.empty() ? expand_template(prof.token_label_template, vars) : req.token_label;
     label = utf8_prefix(label, 32); // a token label is 32 bytes: cut at a character boundary
+    // Never two tokens with one label: a token that carries it already (another
+    // run's, made from another blank token) is refused, not duplicated.
+    for (auto& t : module->tokens())
+      if (t.initialized() && t.label == label)
+        fail(ExitCode::Exists,
+             "A token labelled '" + label + "' is present already (serial " + t.serial + ", slot " +
+                 std::to_string(t.slot_id) + "); no blank token was initialized with the same label.",
+             "To go on with that token, run again with --token '" + label +
+                 "'; for a new token give it another label (--token-label or the user).");
     say("Initializing the blank token " +
         (token.serial.empty() ? "in slot " + std::to_string(token.slot_id) : "(serial " + token.serial + ")") +
         " as '" + label + "'...");
@@ -271,11 +306,14 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     if (token.serial.empty()) ir.selector = "";
     ir.slot = token.slot_id; // found just above: no second search, no second read
     ir.known = token;
-    token = init_token(ir, *sec.so_pin, *sec.user_pin);
+    auto found = init_token_only(ir, *sec.so_pin, *sec.user_pin, &token_lock);
+    blank_lock.release(); // the token is initialized and this run's (token_lock)
+    token = finish_token_init(module, found, label, *sec.so_pin, *sec.user_pin, prof.user_pin.min_length);
     res.initialized_now = true;
     erased = true;
   } else if (!token.user_pin_initialized()) {
     // An earlier run initialized it and was cut short before C_InitPIN.
+    if (!sec.so_pin && sec.so_pin_problem) throw *sec.so_pin_problem;
     if (!sec.so_pin)
       fail(ExitCode::Pin,
            "The token '" + token.label + "' (serial " + token.serial +
@@ -294,6 +332,8 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
 
   bool complete = true;
   for (auto& spec : prof.keys) {
+    // SIGINT, SIGTERM, SIGHUP: stop between keys (what earlier keys finished stays).
+    check_interrupt(req.scep.url.empty() ? ExitCode::Token : ExitCode::Ca, "between two keys of provision");
     KeyOutcome out;
     out.role = spec.role;
     out.algorithm = spec.algorithm;

@@ -66,6 +66,20 @@ CK_OBJECT_HANDLE write_certificate(p11::Session& s, X509* cert, const std::strin
 }
 
 namespace {
+// A certificate object an interrupted write left without its label or id
+// (SoftHSM2 creates an object and then sets its attributes in separate steps,
+// and a kill in between leaves them unset): found by its exact value, so it is
+// this certificate, and finished with the label and id the write gives it.
+void finish_certificate(p11::Session& s, const std::vector<CK_OBJECT_HANDLE>& found, const std::string& label,
+                        const p11::Bytes& id) {
+  for (auto h : found) {
+    p11::Attributes t;
+    if (s.attr_string(h, CKA_LABEL).empty() && !label.empty()) t.add_string(CKA_LABEL, label);
+    if (s.attr_bytes(h, CKA_ID).value_or(p11::Bytes{}).empty() && !id.empty()) t.add_bytes(CKA_ID, id);
+    if (!t.empty()) s.set_attributes(h, t, "finishing the certificate '" + label + "' an interrupted run left");
+  }
+}
+
 void check_validity(X509* c, const std::string& source, bool leaf) {
   std::string what = leaf ? "The certificate for '" + ossl::name_oneline(X509_get_subject_name(c)) + "'"
                           : "The CA certificate '" + ossl::name_oneline(X509_get_subject_name(c)) + "'";
@@ -165,19 +179,21 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
   try {
     for (auto it = r.chain.rbegin(); it != r.chain.rend(); ++it) {
       X509* c = it->get();
-      if (!find_certificate(s, c).empty()) {
+      ossl::EvpPkeyPtr pk(X509_get_pubkey(c));
+      p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
+      if (auto found = find_certificate(s, c); !found.empty()) {
+        finish_certificate(s, found, cert_label(c), id);
         ++r.present;
         continue;
       }
-      ossl::EvpPkeyPtr pk(X509_get_pubkey(c));
-      p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
       created.push_back(write_certificate(s, c, cert_label(c), id, true));
       ++r.written;
     }
-    if (find_certificate(s, r.leaf.get()).empty()) {
+    if (auto found = find_certificate(s, r.leaf.get()); found.empty()) {
       created.push_back(write_certificate(s, r.leaf.get(), r.key.label, r.key.id, false));
       ++r.written;
     } else {
+      finish_certificate(s, found, r.key.label, r.key.id);
       ++r.present;
     }
   } catch (...) {

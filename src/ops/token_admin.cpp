@@ -29,7 +29,8 @@ p11::TokenInfo init_token(const InitRequest& req, const Secret& so_pin, const Se
   // Held across both halves: a module finalized in between (its last user
   // gone) is initialized again, and SoftHSM2 then numbers its slots anew.
   auto module = p11::Module::load(req.module_path);
-  auto found = init_token_only(req, so_pin, user_pin);
+  TokenLock lock; // this run's, until the user PIN is set
+  auto found = init_token_only(req, so_pin, user_pin, &lock);
   return finish_token_init(module, found, req.label, so_pin, user_pin, req.min_pin);
 }
 
@@ -55,10 +56,16 @@ void verify_security_officer(const std::shared_ptr<p11::Module>& module, const p
 } // the session logs out and closes before C_InitToken (which wants no open session)
 } // namespace
 
-p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin) {
+p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, const Secret& user_pin,
+                               TokenLock* hold) {
   if (req.label.empty()) fail(ExitCode::Usage, "The token needs a label (--label).");
   require_utf8(req.label, "token label");
   auto module = p11::Module::load(req.module_path);
+  // Choosing a blank token and C_InitToken: one run at a time per module
+  // (two runs must never take one blank token). A blank token chosen without
+  // the lock is read again once it is held.
+  TokenLock blank_lock, old_lock;
+  if (req.selector.empty() || !req.force) blank_lock = lock_blank_tokens(*module);
   std::optional<p11::TokenInfo> in_slot = req.known;
   if (req.slot && !in_slot) {
     try {
@@ -72,6 +79,20 @@ p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, con
   p11::TokenInfo t = in_slot                              ? *in_slot
                      : req.selector.empty() && !req.force ? find_token(*module, "", TokenState::Blank)
                                                           : find_token(*module, req.selector, TokenState::Any);
+  if (!t.initialized() && !blank_lock.held()) {
+    blank_lock = lock_blank_tokens(*module);
+    t = module->token_info(t.slot_id); // as it is now that the lock is held
+  }
+  if (t.initialized() && req.force) {
+    // Re-initializing: no other run may be working on it.
+    old_lock = lock_token(t);
+    auto again = module->token_info(t.slot_id);
+    if (token_lock_key(again) != token_lock_key(t))
+      fail(ExitCode::Token,
+           "The token '" + t.label + "' (serial " + t.serial +
+               ") changed while this run waited for another run to finish with it; it was left as it is.",
+           "See what it holds now with 'tokenprov list', then run again.");
+  }
   if (t.initialized() && !req.force)
     fail(ExitCode::Exists,
          "The token '" + t.label + "' (serial " + t.serial + ") is initialized already; it was left as it is.",
@@ -89,6 +110,16 @@ p11::TokenInfo init_token_only(const InitRequest& req, const Secret& so_pin, con
                "' refused to re-initialize it (C_InitToken: CKR_ARGUMENTS_BAD); the token was left as it is.",
            "This module cannot re-initialize a token: use a new (empty) slot, or its own tools to remove the token.");
     throw;
+  }
+  // The token as initialized is this run's until HOLD lets go.
+  try {
+    auto now = module->token_info(t.slot_id);
+    if (now.initialized()) {
+      TokenLock mine = lock_token(now);
+      if (hold) *hold = std::move(mine);
+    }
+  } catch (const p11::P11Error&) {
+    // unreadable right after C_InitToken: the second half says what is wrong
   }
   return t;
 }

@@ -157,6 +157,18 @@ TokenContext open_token(const OpenOptions& opts) {
   TokenContext ctx;
   ctx.module = p11::Module::load(opts.module_path);
   ctx.token = find_token(*ctx.module, opts.selector, opts.state);
+  if (opts.read_write && ctx.token.initialized()) {
+    // One run per token: wait for another run that holds it, then read the
+    // token again (that run may have changed it).
+    ctx.lock = lock_token(ctx.token);
+    auto again = find_token(*ctx.module, opts.selector, opts.state);
+    if (token_lock_key(again) != token_lock_key(ctx.token))
+      fail(ExitCode::Token,
+           "The token '" + ctx.token.label + "' (serial " + ctx.token.serial +
+               ") changed while this run waited for another run to finish with it; nothing was changed.",
+           "See what it holds now with 'tokenprov list', then run again.");
+    ctx.token = again;
+  }
   ctx.session = std::make_unique<p11::Session>(ctx.module, ctx.token.slot_id, opts.read_write);
   // A token that needs no login (CKF_LOGIN_REQUIRED unset, e.g. NSS's
   // "Generic Crypto Services") is never logged into.

@@ -23,7 +23,7 @@ import os
 import tempfile
 
 FAULT_VARS = ("FAULTP11_FAIL_AT", "FAULTP11_FAIL_FUNC", "FAULTP11_RV", "FAULTP11_STICKY",
-              "FAULTP11_COUNT_FILE", "FAULTP11_LOG", "FAULTP11_SCOPE")
+              "FAULTP11_COUNT_FILE", "FAULTP11_LOG", "FAULTP11_SCOPE", "FAULTP11_KILL_AT")
 
 
 def shim_path():
@@ -108,3 +108,12 @@ def read_log(path):
             if len(parts) >= 3:
                 out.append((int(parts[0]), parts[1], parts[2], len(parts) > 3 and parts[3] == "injected"))
     return out
+
+
+def run_killed_at(sandbox, args, n, env=None):
+    """Runs tokenprov ARGS through the shim, which kills the process with
+    SIGKILL just before its Nth PKCS#11 call (a run stopped between two calls).
+    Returns the CompletedProcess (returncode -9 when the kill happened)."""
+    fault_env = dict(env or {})
+    fault_env["FAULTP11_KILL_AT"] = str(n)
+    return _run(sandbox, args, fault_env)

@@ -18,6 +18,9 @@
  *   FAULTP11_STICKY=1        once triggered, every later call fails too,
  *                            except C_Finalize, C_CloseSession,
  *                            C_CloseAllSessions and C_Logout (cleanup)
+ *   FAULTP11_KILL_AT=N       the process kills itself with SIGKILL just before
+ *                            the Nth call would be forwarded (the kill sweep:
+ *                            a run stopped between two PKCS#11 calls)
  *   FAULTP11_COUNT_FILE=PATH the number of counted calls is written there at
  *                            C_Finalize and when the library is unloaded
  *   FAULTP11_LOG=PATH        one line per call appended: "N NAME RV", with a
@@ -55,6 +58,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -75,10 +79,11 @@ struct fp_config {
   int process_scope;
   char count_file[FP_PATH_MAX];
   char log_file[FP_PATH_MAX];
+  unsigned long kill_at; /* 0: no kill */
 };
 
 static pthread_mutex_t fp_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fp_config fp_cfg = {0, -1, CKR_DEVICE_ERROR, 0, 0, "", ""};
+static struct fp_config fp_cfg = {0, -1, CKR_DEVICE_ERROR, 0, 0, "", "", 0};
 static unsigned long fp_total;            /* counted calls */
 static unsigned long fp_per_fn[FP_COUNT]; /* counted calls per function */
 static int fp_triggered;                  /* the configured fault has fired */
@@ -137,6 +142,17 @@ static int fp_read_config(struct fp_config* c) {
       c->fail_at = n;
     }
   }
+  if ((v = fp_env("FAULTP11_KILL_AT"))) {
+    char* end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (errno || end == v || *end || n == 0 || v[0] == '-') {
+      fp_warn("FAULTP11_KILL_AT='%s' is not a positive call number", v);
+      ok = 0;
+    } else {
+      c->kill_at = n;
+    }
+  }
   if ((v = fp_env("FAULTP11_FAIL_FUNC"))) {
     int idx = fp_function_index(v);
     if (idx < 0 || idx == FP_IDX_C_GetFunctionList) {
@@ -153,6 +169,7 @@ static int fp_read_config(struct fp_config* c) {
   }
   if (!ok) {
     c->fail_at = 0;
+    c->kill_at = 0;
     c->sticky = 0;
   }
   return ok;
@@ -187,6 +204,7 @@ static int fp_count_locked(int idx, unsigned long* callno, CK_RV* rv) {
   unsigned long per = ++fp_per_fn[idx];
   int inject = 0;
   *callno = n;
+  if (fp_cfg.kill_at && n == fp_cfg.kill_at) kill(getpid(), SIGKILL); /* never returns */
   if (fp_triggered) {
     inject = fp_cfg.sticky && !fp_exempt_from_sticky(idx);
   } else if (fp_cfg.fail_at) {
