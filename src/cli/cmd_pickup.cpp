@@ -18,6 +18,7 @@ struct PickupOpts {
 };
 struct EnrollOpts {
   std::string scep_url, challenge_source, algorithm = "rsa2048", label, subject, ca_fingerprint, id;
+  std::string protocol, est_url, est_user, secret_source, ca_bundle, key; // --protocol est
   std::vector<std::string> sans;
   bool exportable = false, allow_expired = false;
   int wait = 0;
@@ -92,10 +93,16 @@ void register_pickup(CLI::App& app, Global& g, Registry& r) {
 
   static EnrollOpts eo;
   auto* enroll_cmd = app.add_subcommand("enroll", "keygen + CSR + SCEP enrollment + pickup");
-  enroll_cmd->add_option("--scep-url", eo.scep_url, "the CA's SCEP URL")->required();
+  enroll_cmd->add_option("--protocol", eo.protocol, "scep (default) or est");
+  enroll_cmd->add_option("--scep-url", eo.scep_url, "the CA's SCEP URL (--protocol scep)");
+  enroll_cmd->add_option("--est-url", eo.est_url, "the EST base, e.g. https://ca:8443/.well-known/est (--protocol est)");
+  enroll_cmd->add_option("--est-user", eo.est_user, "HTTP Basic user for EST enrollment (--protocol est)");
+  enroll_cmd->add_option("--secret-source", eo.secret_source, "the EST password: env:VAR, file:PATH, fd:N or prompt");
+  enroll_cmd->add_option("--ca-bundle", eo.ca_bundle, "EST: the CA certificates the server's TLS certificate chains to");
+  enroll_cmd->add_option("--key", eo.key, "EST: enroll this existing key instead of generating one");
   enroll_cmd->add_option("--challenge-source", eo.challenge_source, "the one-time challenge PIN: env:VAR, file:PATH, fd:N or prompt");
   enroll_cmd->add_option("--algorithm", eo.algorithm, "rsa2048 (default), rsa3072 or rsa4096");
-  enroll_cmd->add_option("--label", eo.label, "the key's label")->required();
+  enroll_cmd->add_option("--label", eo.label, "the key's label");
   enroll_cmd->add_option("--id", eo.id, "CKA_ID in hex (default: SHA-1 of the public key)");
   enroll_cmd->add_option("--subject", eo.subject, "subject DN, e.g. /CN=Alice/O=Example")->required();
   enroll_cmd->add_option("--san", eo.sans, "subjectAltName TYPE:VALUE; repeatable");
@@ -104,6 +111,15 @@ void register_pickup(CLI::App& app, Global& g, Registry& r) {
   enroll_cmd->add_option("--wait", eo.wait, "seconds to keep polling a pending request (default 0)");
   enroll_cmd->add_flag("--allow-expired", eo.allow_expired, "store an expired or not yet valid certificate");
   r.push_back({enroll_cmd, [&g]() {
+                 if (eo.protocol == "est") {
+                   if (!eo.key.empty()) take_key_uri(g, eo.key);
+                   return run_enroll_est(g, {eo.est_url, eo.est_user, eo.secret_source, eo.ca_bundle, eo.algorithm, eo.label,
+                                             eo.id, eo.subject, eo.key, eo.sans, eo.exportable, eo.allow_expired, eo.wait});
+                 }
+                 if (!eo.protocol.empty() && eo.protocol != "scep")
+                   fail(ExitCode::Usage, "Unknown --protocol '" + eo.protocol + "'.", "Use scep or est.");
+                 if (eo.scep_url.empty()) fail(ExitCode::Usage, "enroll needs --scep-url (or --protocol est with --est-url).");
+                 if (eo.label.empty()) fail(ExitCode::Usage, "enroll needs --label.");
                  EnrollRequest req;
                  req.algorithm = parse_algorithm(eo.algorithm);
                  req.policy.label = eo.label;

@@ -5,6 +5,7 @@
 
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
+#include "tokenprov/est.hpp"
 #include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
 
@@ -41,6 +42,17 @@ void register_keys(CLI::App& app, Global& g, Registry& r);
 void register_pickup(CLI::App& app, Global& g, Registry& r);
 void register_backup(CLI::App& app, Global& g, Registry& r);
 void register_provision(CLI::App& app, Global& g, Registry& r);
+void register_status(CLI::App& app, Global& g, Registry& r);
+void register_renew(CLI::App& app, Global& g, Registry& r);
+
+// enroll --protocol est: the options cmd_pickup.cpp's enroll parsed, run by cmd_renew.cpp.
+struct EnrollCliEst {
+  std::string est_url, est_user, secret_source, ca_bundle, algorithm, label, id, subject, key;
+  std::vector<std::string> sans;
+  bool exportable = false, allow_expired = false;
+  int wait = 0;
+};
+int run_enroll_est(const Global& g, const EnrollCliEst& e);
 
 // Status lines go to stderr (never stdout, which carries data and JSON).
 void status(const Global& g, const std::string& line);
@@ -50,6 +62,8 @@ int finish(const Global& g, nlohmann::json result, const std::string& human);
 
 // SCEP options from the command line: interactive CA confirmation on a terminal.
 scep::Options scep_options(const Global& g, const std::string& url, const std::string& fingerprint, int wait);
+// EST options from the command line (progress lines to stderr).
+est::Options est_options(const Global& g, const std::string& url, const std::string& ca_bundle, int wait);
 
 // Secrets from their sources. The user PIN defaults to a prompt.
 Secret user_pin(const Global& g, std::size_t min_length = 0);

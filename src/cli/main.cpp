@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   register_pickup(app, g, reg);
   register_backup(app, g, reg);
   register_provision(app, g, reg);
+  register_status(app, g, reg);
+  register_renew(app, g, reg);
   for (auto& c : reg) c.app->fallthrough();
 
   try {

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// Enrollment over EST, and the certificate lifecycle on the token: renew
+// (a new certificate for the same key) and rekey (a new key; the old key and
+// certificate are kept, relabelled as archived, never deleted).
+#pragma once
+
+#include "tokenprov/enroll.hpp"
+#include "tokenprov/est.hpp"
+
+#include <functional>
+#include <optional>
+
+namespace tokenprov {
+
+// ---- enroll over EST ------------------------------------------------------------------------
+struct EstEnrollRequest {
+  est::Options est;
+  Algorithm algorithm = Algorithm::Rsa2048;
+  KeyPolicy policy;
+  std::string subject;
+  std::vector<std::string> sans;
+  bool allow_expired = false;
+  std::function<void(const std::string&)> progress;
+};
+
+struct EstEnrollResult {
+  EnrollResult enrolled;
+  std::vector<std::string> csrattrs_applied, csrattrs_ignored; // what /csrattrs asked, and what became of it
+};
+
+// /cacerts first (a server the bundle does not verify gets no request and no
+// key is generated), /csrattrs, then keygen (or EXISTING), the CSR signed on
+// the token, /simpleenroll with HTTP Basic, and the pickup of the issued
+// certificate with /cacerts' chain. A failure removes the key this run made.
+EstEnrollResult est_enroll(p11::Session& s, const EstEnrollRequest& req, const KeyRef* existing = nullptr);
+
+// ---- renew and rekey ------------------------------------------------------------------------
+enum class RenewProtocol { Est, Scep, Cmp };
+RenewProtocol parse_renew_protocol(const std::string& name); // Error(Usage) for others
+
+// The CA exchange of a renewal: given the current key and certificate (which
+// authenticate the request) and the CSR of the key to certify (the same key,
+// or the new one with --rekey), the CA's certificates (the issued one among
+// them, its chain beside it).
+using RenewExchange =
+    std::function<std::vector<ossl::X509Ptr>(p11::Session& s, const KeyRef& current, X509* current_cert, X509_REQ* csr)>;
+
+struct RenewRequest {
+  std::string key;    // selector of the key whose certificate is renewed
+  bool rekey = false; // a new key pair; the old one archived
+  RenewProtocol protocol = RenewProtocol::Est;
+  est::Options est;   // protocol est (no password: TLS client auth with the current certificate)
+  // protocol cmp: the CMP client's key update (cmp_kur()), wired by the caller.
+  // Unset: Error(Usage) saying CMP renewal is not available in this build.
+  RenewExchange cmp_kur;
+  std::function<void(const std::string&)> progress;
+};
+
+struct RenewResult {
+  KeyRef key;                    // the key that holds the new certificate (the new one with --rekey)
+  std::optional<KeyRef> archived_key; // --rekey: the old key, under its old CKA_ID
+  std::string archived_label;    // --rekey: the old key's and certificate's new label
+  ossl::X509Ptr cert;            // the new certificate
+  ossl::X509Ptr old_cert;        // the certificate it replaces
+  std::string old_cert_state;    // "deleted" (renew: same key) or "archived" (rekey)
+  std::vector<ossl::X509Ptr> chain;
+  int ca_written = 0;
+};
+
+// The label an archived object gets: "LABEL (archived YYYY-MM-DD)".
+std::string archived_label(const std::string& label, std::time_t when);
+
+// Renews (or rekeys) the certificate of REQ.key, all or nothing: the new
+// certificate is checked against the key before anything on the token
+// changes; any failure after that puts the token back as it was (the new key
+// removed, the labels restored, the new certificate removed).
+RenewResult renew(p11::Session& s, const RenewRequest& req);
+
+} // namespace tokenprov

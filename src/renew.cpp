@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tokenprov/renew.hpp"
+
+#include "tokenprov/token_pkey.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <ctime>
+
+namespace tokenprov {
+
+namespace {
+
+void say(const std::function<void(const std::string&)>& progress, const std::string& line) {
+  if (progress) progress(line);
+}
+
+// The certificate among CERTS whose key is PUB's; the others are returned in REST.
+ossl::X509Ptr issued_for(std::vector<ossl::X509Ptr>& certs, EVP_PKEY* pub, std::vector<ossl::X509Ptr>& rest) {
+  auto spki = ossl::spki_der(pub);
+  ossl::X509Ptr leaf;
+  for (auto& c : certs) {
+    if (!leaf && ossl::spki_der(c.get()) == spki) leaf = std::move(c);
+    else rest.push_back(std::move(c));
+  }
+  return leaf;
+}
+
+bool sig_alg_matches(int nid, CK_KEY_TYPE kt) {
+  return (kt == CKK_RSA && nid == NID_sha256WithRSAEncryption) || (kt == CKK_EC && nid == NID_ecdsa_with_SHA256) ||
+         (kt == CKK_EC_EDWARDS && nid == NID_ED25519);
+}
+
+// What /csrattrs asked for, sorted into what the request carries and what is ignored.
+void sort_csrattrs(const std::vector<std::string>& asked, const KeyRef& k, bool have_sans, EstEnrollResult& r) {
+  for (auto& a : asked) {
+    std::string dotted = a.substr(0, a.find(' '));
+    ASN1_OBJECT* o = OBJ_txt2obj(dotted.c_str(), 1);
+    int nid = o ? OBJ_obj2nid(o) : NID_undef;
+    ASN1_OBJECT_free(o);
+    ERR_clear_error();
+    if (sig_alg_matches(nid, k.type) || ((nid == NID_ext_req || nid == NID_subject_alt_name) && have_sans) ||
+        nid == NID_commonName)
+      r.csrattrs_applied.push_back(a);
+    else
+      r.csrattrs_ignored.push_back(a);
+  }
+}
+
+Algorithm algorithm_of(EVP_PKEY* pub) {
+  int id = EVP_PKEY_get_base_id(pub);
+  if (id == EVP_PKEY_RSA) {
+    int bits = EVP_PKEY_get_bits(pub);
+    if (bits <= 2048) return Algorithm::Rsa2048;
+    if (bits <= 3072) return Algorithm::Rsa3072;
+    return Algorithm::Rsa4096;
+  }
+  if (id == EVP_PKEY_ED25519) return Algorithm::Ed25519;
+  if (id == EVP_PKEY_EC) {
+    char group[64] = {0};
+    std::size_t len = 0;
+    EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len);
+    if (std::string(group) == "secp384r1") return Algorithm::EcP384;
+    if (std::string(group) == "prime256v1") return Algorithm::EcP256;
+  }
+  fail(ExitCode::Usage, "The key's algorithm is not one tokenprov can generate again for --rekey.");
+}
+
+void relabel(p11::Session& s, CK_OBJECT_HANDLE h, const std::string& label, const std::string& what) {
+  p11::Attributes t;
+  t.add_string(CKA_LABEL, label);
+  s.set_attributes(h, t, what);
+}
+
+void relabel_noexcept(p11::Session& s, CK_OBJECT_HANDLE h, const std::string& label) noexcept {
+  try {
+    relabel(s, h, label, "restoring a label");
+  } catch (...) {
+  }
+}
+
+} // namespace
+
+std::string archived_label(const std::string& label, std::time_t when) {
+  char day[16] = {0};
+  std::tm tm{};
+  gmtime_r(&when, &tm);
+  std::strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  return label + " (archived " + day + ")";
+}
+
+// ---- enroll over EST ------------------------------------------------------------------------
+
+EstEnrollResult est_enroll(p11::Session& s, const EstEnrollRequest& req, const KeyRef* existing) {
+  EstEnrollResult out;
+  say(req.progress, "Asking the EST server at " + req.est.url + " for its CA certificates...");
+  auto cas = est::cacerts(req.est); // the TLS trust is checked here, before anything is generated
+  std::vector<std::string> asked;
+  try {
+    asked = est::csrattrs(req.est);
+  } catch (const Error& e) {
+    say(req.progress, std::string("The EST server's /csrattrs could not be read (") + e.what() + "); the request is made without it.");
+  }
+  KeyRef k;
+  bool generated = false;
+  if (existing) {
+    k = *existing;
+  } else {
+    say(req.progress, "Generating a " + algorithm_name(req.algorithm) + " key '" + req.policy.label + "' on the token...");
+    k = generate_key(s, req.algorithm, req.policy);
+    generated = true;
+  }
+  try {
+    sort_csrattrs(asked, k, !req.sans.empty(), out);
+    if (!out.csrattrs_ignored.empty()) {
+      std::string list;
+      for (auto& a : out.csrattrs_ignored) list += (list.empty() ? "" : ", ") + a;
+      say(req.progress, "The EST server asks for attributes tokenprov does not put in this request (ignored): " + list + ".");
+    }
+    CsrRequest creq{req.subject, req.sans, SigScheme::Default, nullptr};
+    auto csr = make_csr(s, k, creq);
+    say(req.progress, "Sending the request to " + req.est.url + "/simpleenroll...");
+    auto answer = est::simpleenroll(req.est, csr.get());
+    auto pub = public_key(s, k);
+    std::vector<ossl::X509Ptr> rest;
+    auto leaf = issued_for(answer, pub.get(), rest);
+    if (!leaf)
+      fail(ExitCode::Ca, "The EST server at " + req.est.url + " issued a certificate for another key; nothing was written.");
+    std::vector<ossl::X509Ptr> certs;
+    certs.push_back(std::move(leaf));
+    for (auto& c : cas) certs.push_back(std::move(c)); // the chain written is /cacerts'
+    say(req.progress, "Writing the certificate and its chain to the token...");
+    PickupOptions po;
+    po.allow_expired = req.allow_expired;
+    po.key = k;
+    out.enrolled.pickup = pickup_certificates(s, std::move(certs), po, req.est.url);
+    out.enrolled.key = k;
+    return out;
+  } catch (...) {
+    if (generated) destroy_key_noexcept(s, k);
+    throw;
+  }
+}
+
+// ---- renew and rekey ------------------------------------------------------------------------
+
+RenewProtocol parse_renew_protocol(const std::string& name) {
+  if (name == "est") return RenewProtocol::Est;
+  if (name == "scep") return RenewProtocol::Scep;
+  if (name == "cmp") return RenewProtocol::Cmp;
+  fail(ExitCode::Usage, "Unknown protocol '" + name + "'.", "Use --protocol est, scep or cmp.");
+}
+
+RenewResult renew(p11::Session& s, const RenewRequest& req) {
+  RenewResult r;
+  KeyRef old = find_key(s, req.key);
+  auto old_pub = public_key(s, old);
+  r.old_cert = find_leaf_certificate(s, old, ossl::spki_der(old_pub.get()));
+  if (!r.old_cert)
+    fail(ExitCode::BadInput, "The key '" + old.label + "' has no certificate on the token; there is nothing to renew.",
+         "Enroll it first (tokenprov enroll ... --key), or pick its certificate up.");
+
+  // The exchange, chosen before anything is generated.
+  RenewExchange exchange;
+  switch (req.protocol) {
+  case RenewProtocol::Est:
+    if (old.type != CKK_RSA)
+      fail(ExitCode::Usage,
+           "EST re-enrollment authenticates with the current key in TLS, which tokenprov does with RSA keys only; '" +
+               old.label + "' is not one.",
+           "Renew this key over another protocol (--protocol cmp), or enroll a new RSA key.");
+    exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, X509_REQ* csr) {
+      auto pkey = token_rsa_pkey(sess, cur);
+      est::ClientAuth auth{pkey.get(), cur_cert};
+      auto cas = est::cacerts(req.est);
+      say(req.progress, "Sending the request to " + req.est.url + "/simplereenroll, authenticated by the current certificate...");
+      auto answer = est::simplereenroll(req.est, csr, auth);
+      for (auto& c : cas) answer.push_back(std::move(c)); // the chain written is /cacerts'
+      return answer;
+    };
+    break;
+  case RenewProtocol::Cmp:
+    if (!req.cmp_kur)
+      fail(ExitCode::Usage, "Renewal over CMP (key update) is not wired into this build yet.", "Use --protocol est.");
+    exchange = req.cmp_kur;
+    break;
+  case RenewProtocol::Scep:
+    fail(ExitCode::Usage, "Renewal over SCEP (RenewalReq) is not implemented yet.", "Use --protocol est.");
+  }
+
+  KeyRef target = old;
+  bool generated = false;
+  if (req.rekey) {
+    Algorithm a = algorithm_of(old_pub.get());
+    KeyPolicy pol;
+    pol.label = old.label + " (new)";
+    pol.exportable = s.attr_bool(old.priv, CKA_EXTRACTABLE).value_or(false);
+    say(req.progress, "Generating a new " + algorithm_name(a) + " key on the token...");
+    target = generate_key(s, a, pol);
+    generated = true;
+  }
+  std::string arch = archived_label(old.label, std::time(nullptr));
+  std::vector<CK_OBJECT_HANDLE> relabelled; // old objects whose label this run changed
+  CK_OBJECT_HANDLE old_cert_h = CK_INVALID_HANDLE;
+  std::vector<CK_OBJECT_HANDLE> new_certs;
+  try {
+    CsrRequest creq;
+    creq.like = r.old_cert.get();
+    auto csr = make_csr(s, target, creq);
+    auto answer = exchange(s, old, r.old_cert.get(), csr.get());
+    auto target_pub = public_key(s, target);
+    std::vector<ossl::X509Ptr> rest;
+    auto leaf = issued_for(answer, target_pub.get(), rest);
+    if (!leaf)
+      fail(ExitCode::Ca, "The CA issued a certificate for another key; nothing on the token was changed.");
+    auto olds = find_certificate(s, r.old_cert.get());
+    if (!olds.empty()) old_cert_h = olds.front();
+
+    // From here the token changes; every step is undone on failure.
+    if (req.rekey) {
+      say(req.progress, "Archiving the old key and certificate as '" + arch + "'...");
+      for (auto h : {old.priv, old.pub, old_cert_h}) {
+        if (h == CK_INVALID_HANDLE) continue;
+        relabel(s, h, arch, "archiving '" + old.label + "'");
+        relabelled.push_back(h);
+      }
+      for (auto h : {target.priv, target.pub})
+        if (h != CK_INVALID_HANDLE) relabel(s, h, old.label, "giving the new key its label");
+      target.label = old.label;
+    }
+    std::vector<ossl::X509Ptr> certs;
+    certs.push_back(ossl::dup(leaf.get()));
+    for (auto& c : rest) certs.push_back(std::move(c));
+    // CA certificates that were on the token before, to leave them alone on rollback.
+    std::vector<ossl::Bytes> present_before;
+    for (std::size_t i = 1; i < certs.size(); ++i)
+      if (!find_certificate(s, certs[i].get()).empty()) present_before.push_back(ossl::to_der(certs[i].get()));
+    PickupOptions po;
+    po.key = target;
+    say(req.progress, "Writing the new certificate to the token...");
+    auto pick = pickup_certificates(s, std::move(certs), po, req.protocol == RenewProtocol::Est ? req.est.url : "the CA");
+    new_certs = find_certificate(s, pick.leaf.get());
+    for (auto& c : pick.chain) {
+      auto der = ossl::to_der(c.get());
+      if (std::find(present_before.begin(), present_before.end(), der) == present_before.end())
+        for (auto h : find_certificate(s, c.get())) new_certs.push_back(h);
+    }
+    if (!req.rekey && old_cert_h != CK_INVALID_HANDLE) {
+      say(req.progress, "Removing the old certificate (the key stays)...");
+      s.destroy(old_cert_h);
+    }
+    r.key = target;
+    if (req.rekey) {
+      r.archived_key = old;
+      r.archived_key->label = arch;
+      r.archived_label = arch;
+    }
+    r.old_cert_state = req.rekey ? "archived" : "deleted";
+    r.cert = std::move(pick.leaf);
+    r.chain = std::move(pick.chain);
+    r.ca_written = static_cast<int>(new_certs.size()) - 1;
+    return r;
+  } catch (...) {
+    for (auto h : new_certs) s.destroy_noexcept(h);
+    if (generated) destroy_key_noexcept(s, target);
+    for (auto h : relabelled) relabel_noexcept(s, h, old.label);
+    throw;
+  }
+}
+
+} // namespace tokenprov

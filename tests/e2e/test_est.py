@@ -1,0 +1,198 @@
+# SPDX-License-Identifier: Apache-2.0
+"""EST (RFC 7030) against the project's own EST server (tests/e2e/estserver.py): enroll with HTTP
+Basic, pending (202 + Retry-After), wrong credentials, a server the --ca-bundle does not verify;
+renew over /simplereenroll authenticated by the token key in TLS, and --rekey keeping the old key.
+curl and openssl are independent clients of the same server."""
+# ctest: one test per function
+import base64
+import os
+import subprocess
+
+from harness import Sandbox, main, expect, sh, SOFTHSM_MODULE, USER_PIN
+from estserver import EstServer
+
+
+def enroll_args(est, token, label, *extra):
+    return ["enroll", "--protocol", "est", "--token", token, "--pin-source", "env:TP_PIN", "--est-url", est.url,
+            "--est-user", "dev", "--secret-source", "env:EST_PW", "--ca-bundle", est.tls_ca_path,
+            "--label", label, "--subject", "/CN=%s/O=Example" % label] + list(extra)
+
+
+def leaves(sb, token):
+    return [o for o in sb.objects(token) if o["class"] == "certificate" and not o["authority"]]
+
+
+def test_est_server_with_curl_and_openssl():
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp") as est:
+        # curl: /cacerts is base64 PKCS#7 holding the EST CA; openssl reads it.
+        r = sh(["curl", "-sS", "--fail", "--cacert", est.tls_ca_path, est.url + "/cacerts"])
+        p7 = sb.write("cacerts.der", base64.b64decode(r.stdout))
+        r = sh(["openssl", "pkcs7", "-inform", "DER", "-in", p7, "-print_certs"])
+        expect("EST Test CA" in r.stdout, r.stdout)
+        # openssl s_client: the TLS certificate verifies against the TLS root only.
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % est.port, "-CAfile", est.tls_ca_path,
+                            "-verify_return_error", "-brief"], input="", capture_output=True, text=True, timeout=60)
+        expect(r.returncode == 0 and "Verification: OK" in r.stderr, r.stderr)
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % est.port, "-CAfile", est.ca_path,
+                            "-verify_return_error", "-brief"], input="", capture_output=True, text=True, timeout=60)
+        expect(r.returncode != 0, "s_client trusted the server with the wrong CA")
+        # curl: wrong credentials 401, right ones 200 with a certificate for the request's key.
+        key, csr = sb.path("k.pem"), sb.path("c.der")
+        sh(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-outform", "DER", "-out", csr,
+            "-subj", "/CN=curl"])
+        body = base64.b64encode(open(csr, "rb").read())
+        for user, code in (("dev:bad", "401"), ("dev:otp", "200")):
+            r = subprocess.run(["curl", "-sS", "-o", sb.path("out"), "-w", "%{http_code}", "--cacert", est.tls_ca_path,
+                                "--user", user, "-H", "Content-Type: application/pkcs10", "--data-binary", "@-",
+                                est.url + "/simpleenroll"], input=body, capture_output=True, timeout=60)
+            expect(r.stdout.decode() == code, (user, r.stdout, r.stderr))
+        cert = sb.write("issued.der", base64.b64decode(open(sb.path("out"), "rb").read()))
+        r = sh(["openssl", "pkcs7", "-inform", "DER", "-in", cert, "-print_certs"])
+        expect("CN = curl" in r.stdout or "CN=curl" in r.stdout, r.stdout)
+
+
+def test_est_enroll_pending_and_chain():
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", pending=1, retry_after=1) as est:
+        sb.create_token("e1")
+        env = {"EST_PW": "otp"}
+        # Pending and no --wait: exit 7, nothing left on the token.
+        before = sb.objects("e1")
+        r = sb.tp(*enroll_args(est, "e1", "alice"), env=env)
+        expect(r.returncode == 7 and "202" in r.stderr and "--wait" in r.stderr, (r.returncode, r.stderr))
+        expect(sb.objects("e1") == before, "a key was left behind")
+        # Pending once more, waited for within --wait.
+        est.pending = 1
+        doc = sb.tpj(*enroll_args(est, "e1", "alice", "--wait", "20"), env=env)
+        codes = [e[4] for e in est.requests("/simpleenroll")]
+        expect(codes == [202, 202, 200], est.log)
+        expect(doc["protocol"] == "est" and doc["written"] == 2, doc)
+        kid = doc["key"]["id"]
+        lv = leaves(sb, "e1")
+        expect(len(lv) == 1 and lv[0]["id"] == kid and lv[0]["label"] == "alice", lv)
+        cas = [o for o in sb.objects("e1") if o["class"] == "certificate" and o["authority"]]
+        expect([c["subject"] for c in cas] == ["O=tokenprov EST tests,CN=EST Test CA"], cas)  # /cacerts' chain
+        # Independent check: pkcs11-tool reads the certificate; openssl verifies it under the EST CA.
+        der = sb.path("leaf.der")
+        sb.pkcs11_tool("--token-label", "e1", "--read-object", "--type", "cert", "--id", kid, "-o", der)
+        pem = sb.path("leaf.pem")
+        sh(["openssl", "x509", "-inform", "DER", "-in", der, "-out", pem])
+        sh(["openssl", "verify", "-CAfile", est.ca_path, pem])
+
+
+def test_est_refusals_leave_token_unchanged():
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp") as est, \
+            EstServer(sb.path("bad"), untrusted_tls=True) as bad:
+        sb.create_token("e2")
+        before = sb.objects("e2")
+        r = sb.tp(*enroll_args(est, "e2", "bob"), env={"EST_PW": "wrong"})
+        expect(r.returncode == 7 and "401" in r.stderr and "--est-user" in r.stderr, (r.returncode, r.stderr))
+        expect(sb.objects("e2") == before, "a key was left behind")
+        # A server the bundle does not verify gets no request at all.
+        args = enroll_args(bad, "e2", "bob")
+        args[args.index("--ca-bundle") + 1] = est.tls_ca_path
+        r = sb.tp(*args, env={"EST_PW": "otp"})
+        expect(r.returncode == 7 and "--ca-bundle" in r.stderr, (r.returncode, r.stderr))
+        expect(not [e for e in bad.log if e[0] != "TLS"] and bad.tls_failures(), bad.log)
+        expect(sb.objects("e2") == before, "a key was left behind")
+        # No --ca-bundle: usage error before anything happens.
+        args = enroll_args(est, "e2", "bob")
+        i = args.index("--ca-bundle")
+        del args[i:i + 2]
+        r = sb.tp(*args, env={"EST_PW": "otp"})
+        expect(r.returncode == 2 and "--ca-bundle" in r.stderr, (r.returncode, r.stderr))
+        expect(sb.objects("e2") == before, "a key was left behind")
+
+
+def test_renew_and_rekey_over_est():
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", validity=7200,
+                                    reenroll_validity=30 * 86400) as est:
+        sb.create_token("r1")
+        doc = sb.tpj(*enroll_args(est, "r1", "carol", "--exportable"), env={"EST_PW": "otp"})
+        kid = doc["key"]["id"]
+        first_serial = doc["certificate"]["serial"]
+        # Two hours left: status finds it within a day.
+        sb.tpj("status", "--token", "r1", "--expiring", "1", check=9)
+        renew = ["renew", "--token", "r1", "--pin-source", "env:TP_PIN", "--key", "carol", "--est-url", est.url,
+                 "--ca-bundle", est.tls_ca_path]
+        doc = sb.tpj(*renew)
+        expect(doc["key"]["id"] == kid and doc["old_certificate_state"] == "deleted", doc)
+        new_serial = doc["certificate"]["serial"]
+        re = est.requests("/simplereenroll")
+        # The server saw the OLD certificate as the TLS client certificate (its serial, as an int).
+        expect(len(re) == 1 and re[0][4] == 200 and re[0][3] == int(first_serial, 16), (re, first_serial))
+        lv = leaves(sb, "r1")
+        expect(len(lv) == 1 and lv[0]["id"] == kid and lv[0]["label"] == "carol" and lv[0]["serial"] == new_serial, lv)
+        sb.tpj("status", "--token", "r1", "--expiring", "1")  # 30 days now: exit 0
+        # The renewed token works in a TLS client-auth handshake with the NEW certificate: renew again,
+        # the server verifies the client certificate and records its serial.
+        doc = sb.tpj(*renew)
+        re = est.requests("/simplereenroll")
+        expect(len(re) == 2 and re[1][4] == 200 and re[1][3] == int(new_serial, 16), (re, new_serial))
+        current = doc["certificate"]["serial"]
+        # --rekey: a new key takes the label; the old key, public key and certificate keep their id, archived.
+        doc = sb.tpj(*(renew + ["--rekey"]))
+        newid = doc["key"]["id"]
+        expect(newid != kid and doc["key"]["label"] == "carol" and doc["archived_key"]["id"] == kid, doc)
+        expect("archived" in doc["archived_key"]["label"], doc)
+        re = est.requests("/simplereenroll")
+        expect(re[-1][3] == int(current, 16), re)
+        objs = sb.objects("r1")
+        old = [o for o in objs if o["id"] == kid]
+        expect(sorted(o["class"] for o in old) == ["certificate", "private-key", "public-key"], old)
+        expect(all("archived" in o["label"] for o in old), old)
+        new = [o for o in objs if o["id"] == newid]
+        expect(sorted(o["class"] for o in new) == ["certificate", "private-key", "public-key"], new)
+        expect(all(o["label"] == "carol" for o in new), new)
+        expect([o for o in new if o["class"] == "private-key"][0]["extractable"], new)  # the old key's policy
+        # The archived key still decrypts: encrypt to the archived certificate, decrypt on the token by its id.
+        der = sb.path("old.der")
+        sb.pkcs11_tool("--token-label", "r1", "--read-object", "--type", "cert", "--id", kid, "-o", der)
+        pem = sb.path("old.pem")
+        sh(["openssl", "x509", "-inform", "DER", "-in", der, "-out", pem])
+        msg = sb.write("msg.txt", b"data encrypted before the rekey\n")
+        enc = sb.path("msg.enc")
+        sh(["openssl", "pkeyutl", "-encrypt", "-certin", "-inkey", pem, "-in", msg, "-out", enc])
+        out = sb.path("msg.dec")
+        sb.pkcs11_tool("--token-label", "r1", "--decrypt", "--id", kid, "-m", "RSA-PKCS", "--input-file", enc,
+                       "--output-file", out)
+        expect(open(out, "rb").read() == b"data encrypted before the rekey\n", open(out, "rb").read())
+        # status shows both, the archived one with its key.
+        st = sb.tpj("status", "--token", "r1", "--pin-source", "env:TP_PIN")
+        labels = sorted(c["label"] for c in st["certificates"] if not c["authority"])
+        expect(len(labels) == 2 and "carol" in labels and any("archived" in l for l in labels), labels)
+
+
+def test_renew_refusals():
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp") as est:
+        sb.create_token("r2")
+        sb.tpj("keygen", "--token", "r2", "--pin-source", "env:TP_PIN", "--algorithm", "rsa2048", "--label", "nocert")
+        before = sb.objects("r2")
+        renew = ["renew", "--token", "r2", "--pin-source", "env:TP_PIN", "--est-url", est.url,
+                 "--ca-bundle", est.tls_ca_path]
+        r = sb.tp(*(renew + ["--key", "nocert"]))
+        expect(r.returncode == 5 and "no certificate" in r.stderr, (r.returncode, r.stderr))
+        r = sb.tp(*(renew + ["--key", "nocert", "--rekey"]))
+        expect(r.returncode == 5, (r.returncode, r.stderr))
+        r = sb.tp(*(renew + ["--key", "nocert", "--protocol", "cmp"]))
+        expect(r.returncode in (2, 5), (r.returncode, r.stderr))
+        expect(sb.objects("r2") == before, "renew changed the token")
+        # A certificate from another CA: the EST server refuses the client certificate in the TLS
+        # handshake, nothing changes.
+        csr = sb.path("n.csr")
+        sb.tp("csr", "--token", "r2", "--pin-source", "env:TP_PIN", "--key", "nocert", "--subject", "/CN=nocert",
+              "--out", csr, check=0)
+        sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", sb.path("o.key"), "-out",
+            sb.path("o.pem"), "-subj", "/CN=Other CA", "-days", "2"])
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", sb.path("o.pem"), "-CAkey", sb.path("o.key"),
+            "-CAcreateserial", "-out", sb.path("n.pem"), "-days", "2"])
+        sb.tp("pickup", "--token", "r2", "--pin-source", "env:TP_PIN", "--cert", sb.path("n.pem"), check=0)
+        before = sb.objects("r2")
+        r = sb.tp(*(renew + ["--key", "nocert", "--rekey"]))
+        expect(r.returncode == 7 and "client certificate" in r.stderr and "Other CA" in r.stderr, (r.returncode, r.stderr))
+        expect(est.tls_failures() and not est.requests("/simplereenroll"), est.log)
+        expect(sb.objects("r2") == before, "a failed rekey changed the token")
+
+
+if __name__ == "__main__":
+    main([test_est_server_with_curl_and_openssl, test_est_enroll_pending_and_chain,
+          test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_refusals])
