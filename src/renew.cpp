@@ -188,7 +188,20 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
     exchange = req.cmp_kur;
     break;
   case RenewProtocol::Scep:
-    fail(ExitCode::Usage, "Renewal over SCEP (RenewalReq) is not implemented yet.", "Use --protocol est.");
+    if (old.type != CKK_RSA)
+      fail(ExitCode::Usage, "SCEP renewal signs with the current key, which must be RSA; '" + old.label + "' is not.",
+           "Renew this key over EST or CMP.");
+    exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, X509_REQ* csr) {
+      say(req.progress, "Asking the CA at " + req.scep.url + " for its certificate...");
+      auto ca = scep::get_ca(req.scep);
+      auto pkey = token_rsa_pkey(sess, cur);
+      auto issued = scep::renew(req.scep, ca, csr, pkey.get(), cur_cert);
+      std::vector<ossl::X509Ptr> answer;
+      answer.push_back(std::move(issued.cert));
+      for (auto& c : issued.chain) answer.push_back(std::move(c));
+      return answer;
+    };
+    break;
   }
 
   KeyRef target = old;
@@ -241,7 +254,10 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
     PickupOptions po;
     po.key = target;
     say(req.progress, "Writing the new certificate to the token...");
-    auto pick = pickup_certificates(s, std::move(certs), po, req.protocol == RenewProtocol::Est ? req.est.url : "the CA");
+    auto pick = pickup_certificates(s, std::move(certs), po,
+                                    req.protocol == RenewProtocol::Est    ? req.est.url
+                                    : req.protocol == RenewProtocol::Scep ? req.scep.url
+                                                                          : std::string("the CA"));
     new_certs = find_certificate(s, pick.leaf.get());
     for (auto& c : pick.chain) {
       auto der = ossl::to_der(c.get());

@@ -50,6 +50,7 @@ struct RenewRequest {
   bool rekey = false; // a new key pair; the old one archived
   RenewProtocol protocol = RenewProtocol::Est;
   est::Options est;   // protocol est (no password: TLS client auth with the current certificate)
+  scep::Options scep; // protocol scep (RenewalReq signed with the current key and certificate)
   // protocol cmp: the CMP client's key update (cmp_kur()), wired by the caller.
   // Unset: Error(Usage) saying CMP renewal is not available in this build.
   RenewExchange cmp_kur;

@@ -10,7 +10,7 @@ namespace tokenprov::cli {
 
 namespace {
 struct RenewOpts {
-  std::string key, protocol, est_url, ca_bundle;
+  std::string key, protocol, est_url, ca_bundle, scep_url, ca_fingerprint;
   bool rekey = false;
   int wait = 0;
 };
@@ -80,9 +80,11 @@ void register_renew(CLI::App& app, Global& g, Registry& r) {
   auto* cmd = app.add_subcommand("renew", "a new certificate for a key that has one (--rekey: a new key; the old one archived)");
   cmd->add_option("--key", ro.key, "the key whose certificate is renewed: pkcs11: URI, id:HEX or label")->required();
   cmd->add_flag("--rekey", ro.rekey, "make a new key pair; the old key and certificate are kept, labelled archived");
-  cmd->add_option("--protocol", ro.protocol, "est (default), cmp or scep");
+  cmd->add_option("--protocol", ro.protocol, "est (default), scep or cmp");
   cmd->add_option("--est-url", ro.est_url, "the EST base, e.g. https://ca:8443/.well-known/est");
   cmd->add_option("--ca-bundle", ro.ca_bundle, "the CA certificates the EST server's TLS certificate chains to");
+  cmd->add_option("--scep-url", ro.scep_url, "the CA's SCEP URL (--protocol scep)");
+  cmd->add_option("--ca-fingerprint", ro.ca_fingerprint, "SCEP: SHA-256 fingerprint of the CA certificate (hex)");
   cmd->add_option("--wait", ro.wait, "seconds to wait for a pending (HTTP 202) answer (default 0)");
   r.push_back({cmd, [&g]() {
                  take_key_uri(g, ro.key);
@@ -94,7 +96,10 @@ void register_renew(CLI::App& app, Global& g, Registry& r) {
                  req.rekey = ro.rekey;
                  if (req.protocol == RenewProtocol::Est && ro.est_url.empty())
                    fail(ExitCode::Usage, "renew --protocol est needs --est-url and --ca-bundle.");
+                 if (req.protocol == RenewProtocol::Scep && ro.scep_url.empty())
+                   fail(ExitCode::Usage, "renew --protocol scep needs --scep-url (and --ca-fingerprint).");
                  req.est = est_options(g, ro.est_url, ro.ca_bundle, ro.wait);
+                 req.scep = scep_options(g, ro.scep_url, scep::normalize_fingerprint(ro.ca_fingerprint), ro.wait);
                  req.progress = [&g](const std::string& line) { status(g, line); };
                  // Hook for the CMP client (cmp branch): req.cmp_kur = ... cmp_kur() ... when merged.
                  Secret pin = user_pin(g);
