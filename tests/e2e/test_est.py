@@ -6,9 +6,10 @@ curl and openssl are independent clients of the same server."""
 # ctest: one test per function
 import base64
 import os
+import shutil
 import subprocess
 
-from harness import Sandbox, main, expect, sh, SOFTHSM_MODULE, USER_PIN
+from harness import Sandbox, main, expect, sh, BIN, SRC, SOFTHSM_MODULE, USER_PIN
 from estserver import EstServer
 
 
@@ -193,6 +194,49 @@ def test_renew_refusals():
         expect(sb.objects("r2") == before, "a failed rekey changed the token")
 
 
+def test_renew_service_script():
+    """packaging/systemd/tokenprov-renew, as the service runs it (its EnvironmentFile's variables),
+    and the units checked by systemd-analyze."""
+    script = os.path.join(SRC, "packaging", "systemd", "tokenprov-renew")
+    units = [os.path.join(SRC, "packaging", "systemd", u) for u in ("tokenprov-renew.service", "tokenprov-renew.timer")]
+    if shutil.which("systemd-analyze"):
+        r = subprocess.run(["systemd-analyze", "verify", "--man=no"] + units, capture_output=True, text=True)
+        problems = [l for l in (r.stdout + r.stderr).splitlines()
+                    if l.strip() and "/usr/libexec/tokenprov/tokenprov-renew is not executable" not in l]
+        expect(not problems, problems)
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", validity=3 * 86400,
+                                    reenroll_validity=60 * 86400) as est:
+        sb.create_token("svc")
+        doc = sb.tpj(*enroll_args(est, "svc", "erin"), env={"EST_PW": "otp"})
+        first = doc["certificate"]["serial"]
+        pin = sb.write("pin", USER_PIN)
+        env = dict(sb.env, TOKENPROV_BIN=BIN, TOKENPROV_TOKEN="svc", TOKENPROV_KEY="erin",
+                   TOKENPROV_PIN_SOURCE="file:" + pin, TOKENPROV_MODULE=SOFTHSM_MODULE, RENEW_DAYS="2",
+                   RENEW_EST_URL=est.url, RENEW_CA_BUNDLE=est.tls_ca_path)
+        # Three days left, window two: nothing to do, exit 0, no request.
+        r = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+        expect(r.returncode == 0 and "no certificate" in r.stdout and not est.requests("/simplereenroll"),
+               (r.returncode, r.stdout, r.stderr))
+        # Window five: renewed, exit 0; the new certificate is outside the window.
+        env["RENEW_DAYS"] = "5"
+        r = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+        expect(r.returncode == 0 and len(est.requests("/simplereenroll")) == 1, (r.returncode, r.stdout, r.stderr))
+        lv = leaves(sb, "svc")
+        expect(len(lv) == 1 and lv[0]["serial"] != first, lv)
+        sb.tpj("status", "--token", "svc", "--expiring", "5")
+        # A wrong PIN: the unit fails with tokenprov's 3, once (never retried).
+        env["RENEW_DAYS"] = "90"
+        bad = sb.write("badpin", "999999")
+        env["TOKENPROV_PIN_SOURCE"] = "file:" + bad
+        r = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+        expect(r.returncode == 3, (r.returncode, r.stdout, r.stderr))
+        # Not configured: a usage failure naming the variable.
+        del env["TOKENPROV_KEY"]
+        r = subprocess.run([script], env=env, capture_output=True, text=True, timeout=120)
+        expect(r.returncode != 0 and "TOKENPROV_KEY" in r.stderr, (r.returncode, r.stderr))
+
+
 if __name__ == "__main__":
     main([test_est_server_with_curl_and_openssl, test_est_enroll_pending_and_chain,
-          test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_refusals])
+          test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_refusals,
+          test_renew_service_script])
