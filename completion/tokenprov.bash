@@ -8,7 +8,7 @@
 # The lists below follow `tokenprov --help` and `tokenprov COMMAND --help`;
 # tests/e2e/test_docs.py fails when a command or an option is missing here.
 
-_tokenprov_commands="list init pin keygen csr pickup enroll backup restore provision fleet"
+_tokenprov_commands="list init pin keygen csr pickup enroll backup restore provision fleet status renew"
 _tokenprov_global_opts="--module --profile --token --pin-source --so-pin-source --json -q --quiet --timings -h --help --version"
 
 # Options of each command (global options are accepted everywhere as well).
@@ -21,7 +21,9 @@ _tokenprov_cmd_opts() {
     keygen) echo "--algorithm --label --id --exportable --usage" ;;
     csr) echo "--key --subject --san --out --pss --force" ;;
     pickup) echo "--cert --ca-bundle --allow-expired" ;;
-    enroll) echo "--scep-url --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
+    enroll) echo "--protocol --scep-url --est-url --est-user --secret-source --ca-bundle --key --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
+    status) echo "--expiring" ;;
+    renew) echo "--key --rekey --protocol --est-url --ca-bundle --scep-url --ca-fingerprint --wait" ;;
     backup) echo "--key --out --compat --password-source --cert-only --force" ;;
     restore) echo "--in --password-source --label --exportable --usage --role" ;;
     provision) echo "--subject --san --user --label $enroll_opts" ;;
@@ -30,7 +32,7 @@ _tokenprov_cmd_opts() {
 }
 
 # Options that take no value.
-_tokenprov_flags=" --json -q --quiet --timings -h --help --version --force --exportable --pss --allow-expired --cert-only --dry-run --check-signature "
+_tokenprov_flags=" --json -q --quiet --timings -h --help --version --force --exportable --pss --allow-expired --cert-only --dry-run --check-signature --rekey "
 
 # Profile names: the folders tokenprov searches for --profile NAME.
 _tokenprov_profiles() {
@@ -130,7 +132,7 @@ _tokenprov() {
       _tokenprov_fix_colon "$cur"
       return
       ;;
-    --pin-source | --so-pin-source | --new-pin-source | --challenge-source | --password-source)
+    --pin-source | --so-pin-source | --new-pin-source | --challenge-source | --password-source | --secret-source)
       _tokenprov_source "$cur"; _tokenprov_fix_colon "$cur"; return ;;
     --algorithm)
       if [[ "$cmd" == enroll ]]; then
@@ -141,6 +143,10 @@ _tokenprov() {
       return
       ;;
     --compat) _tokenprov_reply "$cur" "modern legacy"; return ;;
+    --protocol)
+      if [[ "$cmd" == renew ]]; then _tokenprov_reply "$cur" "est scep cmp"; else _tokenprov_reply "$cur" "scep est"; fi
+      return
+      ;;
     --usage)
       local done_part="" last=$cur
       if [[ "$cur" == *,* ]]; then done_part=${cur%,*},; last=${cur##*,}; fi
@@ -159,7 +165,8 @@ _tokenprov() {
       _tokenprov_files "$cur"; _tokenprov_fix_colon "$cur"; return ;;
     --csr-dir | --cert-dir | --backup-dir)
       _tokenprov_files -d "$cur"; _tokenprov_fix_colon "$cur"; return ;;
-    --token | --key | --label | --id | --subject | --user | --scep-url | --ca-fingerprint | --wait | --jobs)
+    --token | --key | --label | --id | --subject | --user | --scep-url | --ca-fingerprint | --wait | --jobs | \
+      --est-url | --est-user | --expiring)
       COMPREPLY=()
       return
       ;;

@@ -95,6 +95,11 @@ def test_est_refusals_leave_token_unchanged():
         expect(r.returncode == 7 and "--ca-bundle" in r.stderr, (r.returncode, r.stderr))
         expect(not [e for e in bad.log if e[0] != "TLS"] and bad.tls_failures(), bad.log)
         expect(sb.objects("e2") == before, "a key was left behind")
+        # A bundle that holds no certificate: bad input (5), nothing generated.
+        args = enroll_args(est, "e2", "bob")
+        args[args.index("--ca-bundle") + 1] = sb.write("junk.pem", "not a certificate\n")
+        r = sb.tp(*args, env={"EST_PW": "otp"})
+        expect(r.returncode == 5 and "junk.pem" in r.stderr, (r.returncode, r.stderr))
         # No --ca-bundle: usage error before anything happens.
         args = enroll_args(est, "e2", "bob")
         i = args.index("--ca-bundle")
