@@ -11,8 +11,9 @@
 // waited for within Options::wait_seconds.
 //
 // Every failure that is the server's or the network's is Error(Ca) naming the
-// URL; a bundle that cannot be read is Error(BadInput); a token that fails in
-// the handshake is that token's error.
+// URL; a bundle that cannot be read is Error(BadInput). A token key that
+// fails in the handshake shows here as Error(Ca); the caller that made the key
+// asks the bridge (take_token_error()) for the token's own error.
 #pragma once
 
 #include "tokenprov/ossl.hpp"

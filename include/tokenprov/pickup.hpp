@@ -4,6 +4,7 @@
 // the token, all or nothing.
 #pragma once
 
+#include "tokenprov/certs.hpp"
 #include "tokenprov/fileio.hpp"
 #include "tokenprov/keys.hpp"
 
@@ -12,12 +13,6 @@
 #include <vector>
 
 namespace tokenprov {
-
-// Every certificate in DATA: PEM (any number of CERTIFICATE / PKCS7 blocks),
-// DER certificate, or PKCS#7 (PEM or DER). Nothing readable: Error(BadInput)
-// naming SOURCE.
-std::vector<ossl::X509Ptr> load_certificates(std::span<const std::uint8_t> data, const std::string& source);
-std::vector<ossl::X509Ptr> load_certificate_file(const std::string& path, const InputKind& kind = input::certificate);
 
 struct PickupOptions {
   std::string ca_bundle;      // PEM/DER/PKCS#7 file of trusted CAs: the chain must verify
@@ -43,9 +38,6 @@ struct PickupResult {
 // removes whatever this call created.
 PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> certs, const PickupOptions& opts,
                                  const std::string& source);
-
-// Orders CERTS into the chain of LEAF (issuer first); the rest go to REST.
-std::vector<ossl::X509Ptr> order_chain(X509* leaf, std::vector<ossl::X509Ptr>& certs);
 
 // Writes one certificate object; returns its handle.
 CK_OBJECT_HANDLE write_certificate(p11::Session& s, X509* cert, const std::string& label, const p11::Bytes& id,

@@ -39,6 +39,9 @@ struct Profile {
   std::size_t backup_password_min = 8;
   std::string scep_url;       // optional default
   std::string ca_fingerprint; // optional default (sha256, 64 lower-case hex digits)
+  std::string protocol;           // "protocol": scep | cmp | est; empty: scep
+  std::string cmp_url;            // [cmp] url
+  std::string cmp_ca_fingerprint; // [cmp] ca_fingerprint (normalized like ca_fingerprint)
 
   // The key with this role, or nullptr.
   const KeySpec* find_key(const std::string& role) const;

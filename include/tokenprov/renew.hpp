@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Enrollment over EST, and the certificate lifecycle on the token: renew
-// (a new certificate for the same key) and rekey (a new key; the old key and
-// certificate are kept, relabelled as archived, never deleted).
+// The certificate lifecycle on the token: renew (a new certificate for the
+// same key) and rekey (a new key; the old key and certificate are kept,
+// relabelled as archived, never deleted). Enrollment over EST is enroll()'s
+// (enroll.hpp, EnrollProtocol::Est).
 #pragma once
 
 #include "tokenprov/enroll.hpp"
@@ -11,28 +12,6 @@
 #include <optional>
 
 namespace tokenprov {
-
-// ---- enroll over EST ------------------------------------------------------------------------
-struct EstEnrollRequest {
-  est::Options est;
-  Algorithm algorithm = Algorithm::Rsa2048;
-  KeyPolicy policy;
-  std::string subject;
-  std::vector<std::string> sans;
-  bool allow_expired = false;
-  std::function<void(const std::string&)> progress;
-};
-
-struct EstEnrollResult {
-  EnrollResult enrolled;
-  std::vector<std::string> csrattrs_applied, csrattrs_ignored; // what /csrattrs asked, and what became of it
-};
-
-// /cacerts first (a server the bundle does not verify gets no request and no
-// key is generated), /csrattrs, then keygen (or EXISTING), the CSR signed on
-// the token, /simpleenroll with HTTP Basic, and the pickup of the issued
-// certificate with /cacerts' chain. A failure removes the key this run made.
-EstEnrollResult est_enroll(p11::Session& s, const EstEnrollRequest& req, const KeyRef* existing = nullptr);
 
 // ---- renew and rekey ------------------------------------------------------------------------
 enum class RenewProtocol { Est, Scep, Cmp };

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// renew, and enroll --protocol est (the EST half of enroll; cmd_pickup.cpp hands over).
+// renew (and est_options(), which enroll --protocol est shares).
 #include "common.hpp"
 
 #include "tokenprov/renew.hpp"
@@ -30,49 +30,6 @@ est::Options est_options(const Global& g, const std::string& url, const std::str
   o.wait_seconds = wait;
   o.progress = [&g](const std::string& line) { status(g, line); };
   return o;
-}
-
-int run_enroll_est(const Global& g, const EnrollCliEst& e) {
-  if (e.est_url.empty()) fail(ExitCode::Usage, "enroll --protocol est needs --est-url.");
-  if (e.est_user.empty()) fail(ExitCode::Usage, "enroll --protocol est needs --est-user (and --secret-source).");
-  EstEnrollRequest req;
-  req.est = est_options(g, e.est_url, e.ca_bundle, e.wait);
-  req.est.user = e.est_user;
-  req.algorithm = parse_algorithm(e.algorithm);
-  req.policy.label = e.label;
-  if (!e.id.empty()) {
-    auto raw = from_hex(e.id);
-    req.policy.id.assign(raw.begin(), raw.end());
-  }
-  req.policy.exportable = e.exportable;
-  req.subject = e.subject;
-  req.sans = e.sans;
-  req.allow_expired = e.allow_expired;
-  req.progress = [&g](const std::string& line) { status(g, line); };
-  ossl::parse_dn(e.subject);
-  for (auto& s : e.sans) check_san(s);
-  if (e.key.empty() && e.label.empty()) fail(ExitCode::Usage, "enroll needs --label (or --key for an existing key).");
-  Secret pin = user_pin(g);
-  Secret password = secret_from(e.secret_source, "EST password", ExitCode::Ca);
-  req.est.password = &password;
-  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
-  std::optional<KeyRef> existing;
-  if (!e.key.empty()) existing = find_key(*ctx.session, e.key);
-  auto res = est_enroll(*ctx.session, req, existing ? &*existing : nullptr);
-  auto& p = res.enrolled.pickup;
-  nlohmann::json chain = nlohmann::json::array();
-  for (auto& c : p.chain) chain.push_back({{"subject", ossl::name_oneline(X509_get_subject_name(c.get()))}, {"serial", ossl::serial_hex(c.get())}});
-  nlohmann::json j = {{"protocol", "est"},
-                      {"key", {{"label", p.key.label}, {"id", to_hex(p.key.id)}}},
-                      {"certificate", cert_json(p.leaf.get())},
-                      {"chain", chain},
-                      {"written", p.written},
-                      {"already_present", p.present},
-                      {"csrattrs", {{"applied", res.csrattrs_applied}, {"ignored", res.csrattrs_ignored}}}};
-  std::string human = "Enrolled over EST. Certificate for '" + ossl::name_oneline(X509_get_subject_name(p.leaf.get())) +
-                      "' written beside key '" + p.key.label + "' (id " + to_hex(p.key.id) + ") with a chain of " +
-                      std::to_string(p.chain.size()) + ".";
-  return finish(g, j, human);
 }
 
 void register_renew(CLI::App& app, Global& g, Registry& r) {

@@ -3,6 +3,7 @@
 // the library and print.
 #pragma once
 
+#include "tokenprov/cmp.hpp"
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/est.hpp"
@@ -45,14 +46,7 @@ void register_provision(CLI::App& app, Global& g, Registry& r);
 void register_status(CLI::App& app, Global& g, Registry& r);
 void register_renew(CLI::App& app, Global& g, Registry& r);
 
-// enroll --protocol est: the options cmd_pickup.cpp's enroll parsed, run by cmd_renew.cpp.
-struct EnrollCliEst {
-  std::string est_url, est_user, secret_source, ca_bundle, algorithm, label, id, subject, key;
-  std::vector<std::string> sans;
-  bool exportable = false, allow_expired = false;
-  int wait = 0;
-};
-int run_enroll_est(const Global& g, const EnrollCliEst& e);
+
 
 // Status lines go to stderr (never stdout, which carries data and JSON).
 void status(const Global& g, const std::string& line);
@@ -64,6 +58,10 @@ int finish(const Global& g, nlohmann::json result, const std::string& human);
 scep::Options scep_options(const Global& g, const std::string& url, const std::string& fingerprint, int wait);
 // EST options from the command line (progress lines to stderr).
 est::Options est_options(const Global& g, const std::string& url, const std::string& ca_bundle, int wait);
+
+// CMP options from the command line (REQUEST: "", "ir" or "p10cr").
+cmp::Options cmp_options(const Global& g, const std::string& url, const std::string& reference, const std::string& fp,
+                         const std::string& ca_bundle, int wait, const std::string& request);
 
 // Secrets from their sources. The user PIN defaults to a prompt.
 Secret user_pin(const Global& g, std::size_t min_length = 0);

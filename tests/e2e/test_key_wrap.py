@@ -139,10 +139,11 @@ def test_nss_every_way_and_across_modules():
             r = srun("restore", "--in", sb.path("%s-kwp.p12" % label), "--password-source", "env:PW", env={"PW": PW})
             expect(r.returncode == 0, r.stderr)
             signs_with(sb, srun, label, sb.path(label + ".pem"))
-        # SoftHSM2 -> NSS (RSA), by each way; the restored key signs on NSS.
-        for i, (way, env) in enumerate(ways):
-            label = "s-rsa-%d" % i
-            leaf_for(sb, srun, label, "rsa2048")
+        # SoftHSM2 -> NSS (RSA and EC: NSS needs the EC point in CKA_NSS_DB), by each way;
+        # the restored key signs on NSS.
+        for i, ((way, env), alg) in enumerate((w, a) for w in ways for a in ("rsa2048", "ec-p256")):
+            label = "s-%s-%d" % (alg, i)
+            leaf_for(sb, srun, label, alg)
             out = sb.path(label + ".p12")
             expect(srun(*backup_args(label, out), env={"PW": PW}).returncode == 0, "softhsm backup")
             r = (frun if env else nrun)("restore", "--in", out, "--password-source", "env:PW", "--json",

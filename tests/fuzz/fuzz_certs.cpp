@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the certificate bundle loader of `pickup`
-// (tokenprov::load_certificates in src/pickup.cpp): PEM with any number of
+// (tokenprov::load_certificates in src/crypto/certs.cpp): PEM with any number of
 // CERTIFICATE / PKCS7 blocks, DER certificates, DER PKCS#7.
 //
 // Bad input must end in tokenprov::Error. What loads then goes through what

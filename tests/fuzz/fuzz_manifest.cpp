@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the fleet manifest reader (tokenprov::read_manifest in
-// src/fleet.cpp: libcsv, then the checks of every row).
+// src/flows/fleet.cpp: libcsv, then the checks of every row).
 //
 // read_manifest takes a path, so each input is written to one memfd (kept for
 // the whole run) and read back through /proc/self/fd/N: no file system

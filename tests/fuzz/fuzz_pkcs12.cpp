@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the PKCS#12 reader of `restore` (tokenprov::pkcs12::parse
-// in src/pkcs12.cpp).
+// in src/crypto/pkcs12.cpp).
 //
 // Each input is read twice:
 //  1. the whole input as DER with the fixed password "fuzz" (the password of

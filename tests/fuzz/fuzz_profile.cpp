@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the token profile parser (tokenprov::parse_profile in
-// src/profile.cpp: toml++, then the checks of every field).
+// src/flows/profile.cpp: toml++, then the checks of every field).
 //
 // Bad input must end in tokenprov::Error. A profile that passes must keep
 // its promises: every label template expands with the placeholders the

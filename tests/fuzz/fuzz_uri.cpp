@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// libFuzzer target: the PKCS#11 URI parser (src/uri.cpp).
+// libFuzzer target: the PKCS#11 URI parser (src/p11/uri.cpp).
 //
 // Bad input must end in tokenprov::Error. A URI that parses must also
 // survive a round trip: format() gives a URI that parses to the same

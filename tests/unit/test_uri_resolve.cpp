@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // What a PKCS#11 URI names beyond its attributes: PIN source, module, and
-// the token selector a key URI makes (src/uri_resolve.cpp). No token needed.
+// the token selector a key URI makes (src/p11/uri_resolve.cpp). No token needed.
 #include "tokenprov/error.hpp"
 #include "tokenprov/uri.hpp"
 #include "tokenprov/uri_resolve.hpp"

@@ -96,4 +96,18 @@ void require_keygen(const p11::Module& module, CK_SLOT_ID slot, Algorithm a, boo
          choose);
 }
 
+void require_key_type(const p11::Module& module, CK_SLOT_ID slot, CK_KEY_TYPE kt) {
+  Needs n = kt == CKK_RSA ? needs(Algorithm::Rsa2048)
+            : kt == CKK_EC ? needs(Algorithm::EcP256)
+                           : needs(Algorithm::Ed25519);
+  const char* type = kt == CKK_RSA ? "RSA" : kt == CKK_EC ? "EC" : "Ed25519";
+  auto have = module.mechanisms(slot);
+  auto offered = [&](CK_MECHANISM_TYPE m) { return std::find(have.begin(), have.end(), m) != have.end(); };
+  if (offered(n.gen) || offered(n.sign)) return;
+  fail(ExitCode::Token,
+       std::string("The token has no ") + type + " keys: " + token_words(module, slot) + " offers neither " +
+           mechanism_name(n.gen) + " nor " + mechanism_name(n.sign) + ". Nothing was written.",
+       "Restore this backup onto a token that holds such keys (docs/modules.md lists each module's).");
+}
+
 } // namespace tokenprov

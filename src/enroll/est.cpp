@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/est.hpp"
 
+#include "tokenprov/certs.hpp"
 #include "tokenprov/fileio.hpp"
-#include "tokenprov/token_pkey.hpp"
 
 #include <curl/curl.h>
 #include <openssl/asn1t.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -93,20 +92,7 @@ Trust load_trust(const Options& opts) {
   if (opts.ca_bundle.empty())
     fail(ExitCode::Usage, "EST needs --ca-bundle: the CA certificates the EST server's TLS certificate must chain to.",
          "Pass the file your CA published for its EST server; tokenprov does not use the system's CA store for EST.");
-  auto data = read_input_file(opts.ca_bundle, input::ca_bundle);
-  std::vector<ossl::X509Ptr> certs;
-  ossl::BioPtr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-  STACK_OF(X509_INFO)* infos = PEM_X509_INFO_read_bio(bio.get(), nullptr, nullptr, nullptr);
-  for (int i = 0; infos && i < sk_X509_INFO_num(infos); ++i)
-    if (X509* x = sk_X509_INFO_value(infos, i)->x509) certs.push_back(ossl::dup(x));
-  sk_X509_INFO_pop_free(infos, X509_INFO_free);
-  if (certs.empty()) { // DER, one certificate
-    if (auto c = ossl::cert_from_der(data)) certs.push_back(std::move(c));
-  }
-  ERR_clear_error();
-  if (certs.empty())
-    fail(ExitCode::BadInput, "No certificate could be read from the CA bundle '" + opts.ca_bundle + "'.",
-         "Give --ca-bundle as PEM (one or more certificates) or one DER certificate.");
+  auto certs = load_certificate_file(opts.ca_bundle, input::ca_bundle); // the one bundle reader (crypto/certs.cpp)
   Trust t;
   t.store.reset(X509_STORE_new());
   for (auto& c : certs) {
@@ -184,10 +170,8 @@ Response exchange(const Options& opts, const Trust& trust, const std::string& op
     curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, b64.data());
     curl_easy_setopt(c.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(b64.size()));
   }
-  (void)take_token_error();
   CURLcode rc = curl_easy_perform(c.get());
   if (rc != CURLE_OK) {
-    if (auto te = take_token_error()) std::rethrow_exception(te); // the token failed in the handshake
     std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     if (sink.too_big)
       fail(ExitCode::Ca, "The EST server at " + opts.url + " sent an answer to " + op + " larger than 4 MiB.");

@@ -295,7 +295,7 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
          kHint);
   }
 
-  r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys"});
+  r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys", "protocol", "cmp"});
 
   Profile p;
   p.name = stem_of(source_name);
@@ -339,6 +339,27 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
                   "scep.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
     }
     p.ca_fingerprint = hex;
+  }
+
+  p.protocol = r.str(root, "protocol", "protocol").value_or("");
+  if (!p.protocol.empty() && p.protocol != "scep" && p.protocol != "cmp" && p.protocol != "est")
+    r.fail_at(root.get("protocol"), "protocol '" + p.protocol + "' is not one of scep, cmp, est.");
+  if (const toml::table* c = r.table(root, "cmp")) {
+    r.only(*c, "[cmp]", {"url", "ca_fingerprint"});
+    p.cmp_url = r.str(*c, "url", "cmp.url").value_or("");
+    if (!p.cmp_url.empty() && p.cmp_url.rfind("http://", 0) != 0 && p.cmp_url.rfind("https://", 0) != 0)
+      r.fail_at(c->get("url"), "cmp.url '" + p.cmp_url + "' is not an http:// or https:// URL.");
+    std::string fp = r.str(*c, "ca_fingerprint", "cmp.ca_fingerprint").value_or("");
+    std::string hex;
+    for (char ch : fp)
+      if (ch != ':') hex += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    bool ok = hex.empty() || (hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char ch) {
+                                return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+                              }));
+    if (!ok)
+      r.fail_at(c->get("ca_fingerprint"),
+                "cmp.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
+    p.cmp_ca_fingerprint = hex;
   }
 
   const toml::node* keys = root.get("keys");

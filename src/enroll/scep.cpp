@@ -3,6 +3,7 @@
 #include "tokenprov/scep.hpp"
 
 #include "scep_http.hpp"
+#include "tokenprov/certs.hpp"
 #include "tokenprov/token_pkey.hpp"
 
 #include <openssl/bn.h>
@@ -119,54 +120,19 @@ bool same_cert(X509* a, X509* b) {
   return X509_cmp(a, b) == 0;
 }
 
-std::vector<X509Ptr> certs_of_pkcs7(PKCS7* p7) {
-  std::vector<X509Ptr> out;
-  if (!p7 || !PKCS7_type_is_signed(p7) || !p7->d.sign) return out;
-  STACK_OF(X509)* sk = p7->d.sign->cert;
-  for (int i = 0; i < sk_X509_num(sk); ++i)
-    out.push_back(ossl::dup(sk_X509_value(sk, i)));
-  return out;
-}
-
 // GetCACert answers: one DER certificate (x-x509-ca-cert), a degenerate
-// PKCS#7 (x-x509-ca-ra-cert), or - leniently - the same in PEM.
+// PKCS#7 (x-x509-ca-ra-cert), or - leniently - the same in PEM: what the one
+// certificate-bundle reader (certs.hpp) reads.
 std::vector<X509Ptr> parse_ca_answer(const Options& opts, const Bytes& body) {
-  std::vector<X509Ptr> out;
-  {
-    const unsigned char* p = body.data();
-    X509Ptr c(d2i_X509(nullptr, &p, static_cast<long>(body.size())));
-    if (c && p == body.data() + body.size()) {
-      out.push_back(std::move(c));
-      return out;
-    }
-  }
-  {
-    const unsigned char* p = body.data();
-    Pkcs7Ptr p7(d2i_PKCS7(nullptr, &p, static_cast<long>(body.size())));
-    if (p7) out = certs_of_pkcs7(p7.get());
-    if (!out.empty()) return out;
-  }
-  {
-    BioPtr b(BIO_new_mem_buf(body.data(), static_cast<int>(body.size())));
-    while (X509* c = PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr))
-      out.emplace_back(c);
-    if (!out.empty()) {
-      ERR_clear_error();
-      return out;
-    }
-  }
-  {
-    BioPtr b(BIO_new_mem_buf(body.data(), static_cast<int>(body.size())));
-    Pkcs7Ptr p7(PEM_read_bio_PKCS7(b.get(), nullptr, nullptr, nullptr));
-    if (p7) out = certs_of_pkcs7(p7.get());
-  }
-  ERR_clear_error();
-  if (out.empty())
+  try {
+    return load_certificates(body, "the GetCACert answer");
+  } catch (const Error&) {
+    ERR_clear_error();
     fail(ExitCode::Ca,
          "The SCEP server at " + opts.url +
              " answered GetCACert with data that is neither a certificate nor a PKCS#7 certificate bundle.",
          "Check that the URL points at a SCEP endpoint.");
-  return out;
+  }
 }
 
 bool is_ca_cert(X509* c) {

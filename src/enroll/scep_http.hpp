@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // SCEP's HTTP transport (RFC 8894, section 4): one GET or POST per operation
-// over libcurl (opened on first use, src/curl_lazy.cpp). Private to scep.cpp,
+// over libcurl (opened on first use, src/enroll/curl_lazy.cpp). Private to scep.cpp,
 // which builds and reads the messages; nothing here knows PKCS#7.
 #pragma once
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/backup.hpp"
+#include "tokenprov/capabilities.hpp"
 
 #include "tokenprov/fileio.hpp"
 #include "tokenprov/key_policy.hpp"
@@ -161,6 +162,25 @@ BackupResult make_backup(const p11::Session& s, const BackupRequest& req, const 
 }
 
 namespace {
+// NSS softoken (3.87, Debian 12) stores an EC private key only with its public
+// point beside it, in the vendor attribute CKA_NSS_DB (0xD5A0DB00): its
+// C_UnwrapKey of an EC key without it fails (CKR_TEMPLATE_INCOMPLETE). NSS's
+// own importer sends it to its internal token only, and so do we: the
+// attribute is NSS's, so it goes only to a token whose manufacturer says it
+// is NSS softoken; any other module would refuse an attribute it does not know.
+constexpr CK_ATTRIBUTE_TYPE kCkaNssDb = 0xD5A0DB00UL;
+
+void add_nss_public_value(const p11::Session& s, p11::Attributes& t, EVP_PKEY* key) {
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) return;
+  if (s.token_info().manufacturer != "Mozilla Foundation") return;
+  std::size_t len = 0;
+  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &len) != 1 || len == 0) return;
+  p11::Bytes pt(len);
+  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, pt.data(), pt.size(), &len) != 1) return;
+  pt.resize(len);
+  t.add_bytes(kCkaNssDb, pt);
+}
+
 // Imports the private key by unwrapping it under a session AES key.
 CK_OBJECT_HANDLE import_private_key(p11::Session& s, EVP_PKEY* key, const std::string& label, const p11::Bytes& id,
                                     const KeyPolicyAttrs& pa) {
@@ -172,6 +192,7 @@ CK_OBJECT_HANDLE import_private_key(p11::Session& s, EVP_PKEY* key, const std::s
   i2d_PKCS8_PRIV_KEY_INFO(info.get(), &p);
   p11::Attributes t;
   add_private_template(t, pa, label, id);
+  add_nss_public_value(s, t, key);
   const std::string what = "putting the key '" + label + "' on the token";
   try {
     auto h = unwrap_in_pkcs8(s, pkcs8, t, what);
@@ -285,6 +306,7 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
          "The key in '" + req.in + "' is of a type tokenprov cannot restore (RSA, EC P-256/P-384 and Ed25519 only).");
   KeyPolicyAttrs pa{kt, req.usage ? req.usage : default_usage(kt), req.exportable};
   check_usage(pa.usage, kt, key_type_name(kt));
+  require_key_type(s.module(), s.slot(), kt);
   std::string label = req.label;
   if (label.empty()) label = c.friendly_name;
   if (label.empty() && c.leaf) label = cert_label(c.leaf.get());

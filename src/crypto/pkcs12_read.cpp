@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "pkcs12_detail.hpp"
+#include "tokenprov/certs.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -367,34 +368,11 @@ bool is_issuer(X509* issuer, X509* subject) {
   return X509_check_issued(issuer, subject) == X509_V_OK;
 }
 
-bool self_issued(X509* c) {
-  return is_issuer(c, c);
-}
 
-// The certificates of POOL ordered as a chain up from START (issuer first);
-// what is not on that chain follows in its order.
-std::vector<X509Ptr> order_chain(X509* start, std::vector<X509Ptr> pool) {
-  std::vector<X509Ptr> out;
-  X509* cur = start;
-  while (cur && !self_issued(cur) && !pool.empty()) {
-    auto best = pool.end();
-    for (auto it = pool.begin(); it != pool.end(); ++it) {
-      if (!is_issuer(it->get(), cur)) continue;
-      // Several candidates (a re-keyed CA, a cross certificate): prefer the
-      // one whose key verifies the signature.
-      EVP_PKEY* k = X509_get0_pubkey(it->get());
-      if (k && X509_verify(cur, k) == 1) {
-        best = it;
-        break;
-      }
-      if (best == pool.end()) best = it;
-    }
-    if (best == pool.end()) break;
-    out.push_back(std::move(*best));
-    pool.erase(best);
-    cur = out.back().get();
-  }
-  ERR_clear_error();
+// The certificates of POOL ordered as a chain up from START (issuer first,
+// tokenprov::order_chain's rule); what is not on that chain follows in its order.
+std::vector<X509Ptr> chain_then_rest(X509* start, std::vector<X509Ptr> pool) {
+  std::vector<X509Ptr> out = tokenprov::order_chain(start, pool);
   for (auto& c : pool)
     out.push_back(std::move(c));
   return out;
@@ -479,7 +457,7 @@ Contents parse(std::span<const std::uint8_t> der, const Secret& password, const 
     if (i != leaf) pool.push_back(std::move(certs[i].cert));
   if (leaf != certs.size()) {
     out.leaf = std::move(certs[leaf].cert);
-    out.chain = order_chain(out.leaf.get(), std::move(pool));
+    out.chain = chain_then_rest(out.leaf.get(), std::move(pool));
   } else {
     // Only CA certificates: start from one that issued none of the others.
     X509* start = nullptr;
@@ -496,7 +474,7 @@ Contents parse(std::span<const std::uint8_t> der, const Secret& password, const 
       auto it = std::find_if(pool.begin(), pool.end(), [&](const X509Ptr& c) { return c.get() == start; });
       X509Ptr first = std::move(*it);
       pool.erase(it);
-      out.chain = order_chain(first.get(), std::move(pool));
+      out.chain = chain_then_rest(first.get(), std::move(pool));
       out.chain.insert(out.chain.begin(), std::move(first));
     } else {
       out.chain = std::move(pool);

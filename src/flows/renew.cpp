@@ -29,27 +29,6 @@ ossl::X509Ptr issued_for(std::vector<ossl::X509Ptr>& certs, EVP_PKEY* pub, std::
   return leaf;
 }
 
-bool sig_alg_matches(int nid, CK_KEY_TYPE kt) {
-  return (kt == CKK_RSA && nid == NID_sha256WithRSAEncryption) || (kt == CKK_EC && nid == NID_ecdsa_with_SHA256) ||
-         (kt == CKK_EC_EDWARDS && nid == NID_ED25519);
-}
-
-// What /csrattrs asked for, sorted into what the request carries and what is ignored.
-void sort_csrattrs(const std::vector<std::string>& asked, const KeyRef& k, bool have_sans, EstEnrollResult& r) {
-  for (auto& a : asked) {
-    std::string dotted = a.substr(0, a.find(' '));
-    ASN1_OBJECT* o = OBJ_txt2obj(dotted.c_str(), 1);
-    int nid = o ? OBJ_obj2nid(o) : NID_undef;
-    ASN1_OBJECT_free(o);
-    ERR_clear_error();
-    if (sig_alg_matches(nid, k.type) || ((nid == NID_ext_req || nid == NID_subject_alt_name) && have_sans) ||
-        nid == NID_commonName)
-      r.csrattrs_applied.push_back(a);
-    else
-      r.csrattrs_ignored.push_back(a);
-  }
-}
-
 Algorithm algorithm_of(EVP_PKEY* pub) {
   int id = EVP_PKEY_get_base_id(pub);
   if (id == EVP_PKEY_RSA) {
@@ -92,59 +71,6 @@ std::string archived_label(const std::string& label, std::time_t when) {
   return label + " (archived " + day + ")";
 }
 
-// ---- enroll over EST ------------------------------------------------------------------------
-
-EstEnrollResult est_enroll(p11::Session& s, const EstEnrollRequest& req, const KeyRef* existing) {
-  EstEnrollResult out;
-  say(req.progress, "Asking the EST server at " + req.est.url + " for its CA certificates...");
-  auto cas = est::cacerts(req.est); // the TLS trust is checked here, before anything is generated
-  std::vector<std::string> asked;
-  try {
-    asked = est::csrattrs(req.est);
-  } catch (const Error& e) {
-    say(req.progress, std::string("The EST server's /csrattrs could not be read (") + e.what() + "); the request is made without it.");
-  }
-  KeyRef k;
-  bool generated = false;
-  if (existing) {
-    k = *existing;
-  } else {
-    say(req.progress, "Generating a " + algorithm_name(req.algorithm) + " key '" + req.policy.label + "' on the token...");
-    k = generate_key(s, req.algorithm, req.policy);
-    generated = true;
-  }
-  try {
-    sort_csrattrs(asked, k, !req.sans.empty(), out);
-    if (!out.csrattrs_ignored.empty()) {
-      std::string list;
-      for (auto& a : out.csrattrs_ignored) list += (list.empty() ? "" : ", ") + a;
-      say(req.progress, "The EST server asks for attributes tokenprov does not put in this request (ignored): " + list + ".");
-    }
-    CsrRequest creq{req.subject, req.sans, SigScheme::Default, nullptr};
-    auto csr = make_csr(s, k, creq);
-    say(req.progress, "Sending the request to " + req.est.url + "/simpleenroll...");
-    auto answer = est::simpleenroll(req.est, csr.get());
-    auto pub = public_key(s, k);
-    std::vector<ossl::X509Ptr> rest;
-    auto leaf = issued_for(answer, pub.get(), rest);
-    if (!leaf)
-      fail(ExitCode::Ca, "The EST server at " + req.est.url + " issued a certificate for another key; nothing was written.");
-    std::vector<ossl::X509Ptr> certs;
-    certs.push_back(std::move(leaf));
-    for (auto& c : cas) certs.push_back(std::move(c)); // the chain written is /cacerts'
-    say(req.progress, "Writing the certificate and its chain to the token...");
-    PickupOptions po;
-    po.allow_expired = req.allow_expired;
-    po.key = k;
-    out.enrolled.pickup = pickup_certificates(s, std::move(certs), po, req.est.url);
-    out.enrolled.key = k;
-    return out;
-  } catch (...) {
-    if (generated) destroy_key_noexcept(s, k);
-    throw;
-  }
-}
-
 // ---- renew and rekey ------------------------------------------------------------------------
 
 RenewProtocol parse_renew_protocol(const std::string& name) {
@@ -177,7 +103,14 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
       est::ClientAuth auth{pkey.get(), cur_cert};
       auto cas = est::cacerts(req.est);
       say(req.progress, "Sending the request to " + req.est.url + "/simplereenroll, authenticated by the current certificate...");
-      auto answer = est::simplereenroll(req.est, csr, auth);
+      (void)take_token_error();
+      std::vector<ossl::X509Ptr> answer;
+      try {
+        answer = est::simplereenroll(req.est, csr, auth);
+      } catch (const Error&) {
+        if (auto te = take_token_error()) std::rethrow_exception(te); // the token failed in the TLS handshake
+        throw;
+      }
       for (auto& c : cas) answer.push_back(std::move(c)); // the chain written is /cacerts'
       return answer;
     };

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tokenprov/enroll.hpp"
+
+#include "tokenprov/token_pkey.hpp"
+
+#include <openssl/err.h>
+#include <openssl/objects.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace tokenprov {
+
+EnrollProtocol parse_protocol(const std::string& name) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (n == "scep") return EnrollProtocol::Scep;
+  if (n == "cmp") return EnrollProtocol::Cmp;
+  if (n == "est") return EnrollProtocol::Est;
+  fail(ExitCode::Usage, "Unknown enrollment protocol '" + name + "'.", "Use --protocol scep, cmp or est.");
+}
+
+std::string protocol_name(EnrollProtocol p) {
+  switch (p) {
+  case EnrollProtocol::Scep: return "scep";
+  case EnrollProtocol::Cmp: return "cmp";
+  case EnrollProtocol::Est: return "est";
+  }
+  return "scep";
+}
+
+const std::string& enroll_url(const EnrollRequest& req) {
+  static const std::string none;
+  switch (req.protocol) {
+  case EnrollProtocol::Scep: return req.scep.url;
+  case EnrollProtocol::Cmp: return req.cmp.url;
+  case EnrollProtocol::Est: return req.est.url;
+  }
+  return none;
+}
+
+namespace {
+void say(const EnrollRequest& req, const std::string& line) {
+  auto& progress = req.protocol == EnrollProtocol::Cmp   ? req.cmp.progress
+                   : req.protocol == EnrollProtocol::Est ? req.est.progress
+                                                         : req.scep.progress;
+  if (progress) progress(line);
+}
+
+// What the protocol learns before a key is made (SCEP: the CA, pinned).
+struct Prepared {
+  std::string fingerprint;
+  scep::CaInfo scep_ca;
+  scep::Options scep;
+  std::vector<ossl::X509Ptr> est_cacerts;  // EST: /cacerts, the chain written
+  std::vector<std::string> est_csrattrs;   // EST: what /csrattrs asked for
+};
+
+// ---- SCEP ----
+void prepare_scep(const EnrollRequest& req, Prepared& p) {
+  if (req.algorithm != Algorithm::Rsa2048 && req.algorithm != Algorithm::Rsa3072 && req.algorithm != Algorithm::Rsa4096)
+    fail(ExitCode::Usage, "SCEP enrollment needs an RSA key; " + algorithm_name(req.algorithm) + " cannot be used.",
+         "Choose --algorithm rsa2048 (or rsa3072, rsa4096), or --protocol cmp.");
+  say(req, "Asking the CA at " + req.scep.url + " for its certificate...");
+  p.scep_ca = scep::get_ca(req.scep);
+  p.fingerprint = ossl::cert_fingerprint_sha256(p.scep_ca.ca.get());
+  p.scep = req.scep;
+  if (p.scep.ca_fingerprint.empty()) p.scep.ca_fingerprint = p.fingerprint; // confirmed once: do not ask again
+}
+
+EnrollResult run_scep(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& challenge,
+                      Prepared& p) {
+  EnrollResult r;
+  r.key = k;
+  r.ca_fingerprint = p.fingerprint;
+  CsrRequest creq{req.subject, req.sans, SigScheme::Default, &challenge};
+  auto csr = make_csr(s, k, creq);
+  auto pkey = token_rsa_pkey(s, k);
+  say(req, "Sending the request to " + p.scep.url + "...");
+  auto issued = scep::enroll(p.scep, p.scep_ca, csr.get(), pkey.get()); // the CA's answer from prepare: asked once
+  std::vector<ossl::X509Ptr> certs;
+  certs.push_back(std::move(issued.cert));
+  for (auto& c : issued.chain) certs.push_back(std::move(c));
+  say(req, "Writing the certificate and its chain to the token...");
+  r.pickup = pickup_certificates(s, std::move(certs), {"", req.allow_expired}, p.scep.url);
+  if (r.pickup.key.id != k.id)
+    fail(ExitCode::Ca, "The CA at " + p.scep.url + " issued a certificate for another key.");
+  return r;
+}
+
+// ---- CMP ----
+void prepare_cmp(const EnrollRequest& req, Prepared&) {
+  if (req.cmp.url.empty()) fail(ExitCode::Usage, "CMP enrollment needs --cmp-url.");
+  if (req.cmp.ca_bundle.empty() && req.cmp.ca_fingerprint.empty())
+    fail(ExitCode::Usage, "CMP enrollment needs the CA's trust anchor: --ca-bundle FILE or --ca-fingerprint SHA256HEX.",
+         "Take the fingerprint or the CA certificate from your CA's enrollment mail or web page.");
+}
+
+// Removes the certificates a pickup wrote (the leaf, and CA certificates that
+// were not on the token before it). Errors swallowed: used for roll-back.
+void remove_written(const p11::Session& s, const std::vector<ossl::Bytes>& before_missing) noexcept {
+  try {
+    for (auto& der : before_missing) {
+      auto c = ossl::cert_from_der(der);
+      for (auto h : find_certificate(s, c.get())) s.destroy(h);
+    }
+  } catch (...) {
+  }
+}
+
+EnrollResult run_cmp(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& secret, Prepared&) {
+  EnrollResult r;
+  r.key = k;
+  std::vector<ossl::Bytes> written; // DER of what the store step wrote (for roll-back after it)
+  bool stored = false;
+  PickupOptions po{req.cmp.ca_bundle, req.allow_expired, k};
+  auto store = [&](const cmp::Issued& is) {
+    std::vector<ossl::X509Ptr> certs;
+    certs.push_back(ossl::dup(is.cert.get()));
+    for (auto& c : is.chain) certs.push_back(ossl::dup(c.get()));
+    for (auto& c : certs)
+      if (find_certificate(s, c.get()).empty()) written.push_back(ossl::to_der(c.get()));
+    say(req, "Writing the certificate and its chain to the token...");
+    r.pickup = pickup_certificates(s, std::move(certs), po, req.cmp.url);
+    stored = true;
+    if (r.pickup.key.id != k.id) {
+      remove_written(s, written);
+      fail(ExitCode::Ca, "The CA at " + req.cmp.url + " issued a certificate for another key; nothing was kept.");
+    }
+  };
+  try {
+    auto issued = cmp::enroll(req.cmp, s, k, req.subject, req.sans, secret, store);
+    r.polls = issued.polls;
+    r.trust_note = issued.mac_only
+                       ? "The CA's answers were protected by the shared secret (MAC) only, as RFC 9483 allows for "
+                         "this first enrollment; the certificate's chain was checked against " +
+                             std::string(req.cmp.ca_bundle.empty() ? "--ca-fingerprint." : "--ca-bundle.")
+                       : "The CA's answers were signed by a certificate verified against " +
+                             std::string(req.cmp.ca_bundle.empty() ? "--ca-fingerprint." : "--ca-bundle.");
+    r.ca_fingerprint = req.cmp.ca_fingerprint;
+  } catch (...) {
+    if (stored) remove_written(s, written); // certConf failed after the write: the CA did not take the pickup
+    throw;
+  }
+  return r;
+}
+
+// ---- EST ----
+// /cacerts first: the TLS trust (--ca-bundle alone) is checked before a key is made.
+void prepare_est(const EnrollRequest& req, Prepared& p) {
+  if (req.est.url.empty()) fail(ExitCode::Usage, "EST enrollment needs --est-url.");
+  if (req.est.user.empty()) fail(ExitCode::Usage, "EST enrollment needs --est-user (and --secret-source for the password).");
+  say(req, "Asking the EST server at " + req.est.url + " for its CA certificates...");
+  p.est_cacerts = est::cacerts(req.est);
+  try {
+    p.est_csrattrs = est::csrattrs(req.est);
+  } catch (const Error& e) {
+    say(req, std::string("The EST server's /csrattrs could not be read (") + e.what() + "); the request is made without it.");
+  }
+}
+
+bool sig_alg_matches(int nid, CK_KEY_TYPE kt) {
+  return (kt == CKK_RSA && nid == NID_sha256WithRSAEncryption) || (kt == CKK_EC && nid == NID_ecdsa_with_SHA256) ||
+         (kt == CKK_EC_EDWARDS && nid == NID_ED25519);
+}
+
+// What /csrattrs asked for that the request carries (the key's signature algorithm, the
+// subjectAltNames given, the subject's CN); the rest is ignored and said so.
+void sort_csrattrs(const std::vector<std::string>& asked, const KeyRef& k, bool have_sans, EnrollResult& r) {
+  for (auto& a : asked) {
+    std::string dotted = a.substr(0, a.find(' '));
+    ASN1_OBJECT* o = OBJ_txt2obj(dotted.c_str(), 1);
+    int nid = o ? OBJ_obj2nid(o) : NID_undef;
+    ASN1_OBJECT_free(o);
+    ERR_clear_error();
+    if (sig_alg_matches(nid, k.type) || ((nid == NID_ext_req || nid == NID_subject_alt_name) && have_sans) ||
+        nid == NID_commonName)
+      r.csrattrs_applied.push_back(a);
+    else
+      r.csrattrs_ignored.push_back(a);
+  }
+}
+
+EnrollResult run_est(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& password, Prepared& p) {
+  EnrollResult r;
+  r.key = k;
+  sort_csrattrs(p.est_csrattrs, k, !req.sans.empty(), r);
+  if (!r.csrattrs_ignored.empty()) {
+    std::string list;
+    for (auto& a : r.csrattrs_ignored) list += (list.empty() ? "" : ", ") + a;
+    say(req, "The EST server asks for attributes tokenprov does not put in this request (ignored): " + list + ".");
+  }
+  CsrRequest creq{req.subject, req.sans, SigScheme::Default, nullptr};
+  auto csr = make_csr(s, k, creq);
+  est::Options opts = req.est;
+  opts.password = &password;
+  say(req, "Sending the request to " + req.est.url + "/simpleenroll...");
+  auto answer = est::simpleenroll(opts, csr.get());
+  auto spki = ossl::spki_der(public_key(s, k).get());
+  std::vector<ossl::X509Ptr> certs;
+  for (auto& c : answer)
+    if (certs.empty() && ossl::spki_der(c.get()) == spki) certs.push_back(std::move(c));
+  if (certs.empty())
+    fail(ExitCode::Ca, "The EST server at " + req.est.url + " issued a certificate for another key; nothing was written.");
+  for (auto& c : p.est_cacerts) certs.push_back(ossl::dup(c.get())); // the chain written is /cacerts'
+  say(req, "Writing the certificate and its chain to the token...");
+  PickupOptions po;
+  po.allow_expired = req.allow_expired;
+  po.key = k;
+  r.pickup = pickup_certificates(s, std::move(certs), po, req.est.url);
+  return r;
+}
+
+// ---- dispatch: the one place that knows the protocols ----
+void prepare(const EnrollRequest& req, Prepared& p) {
+  switch (req.protocol) {
+  case EnrollProtocol::Scep: return prepare_scep(req, p);
+  case EnrollProtocol::Cmp: return prepare_cmp(req, p);
+  case EnrollProtocol::Est: return prepare_est(req, p);
+  }
+  fail(ExitCode::Usage, "Enrollment over " + protocol_name(req.protocol) + " is not available in this build.");
+}
+
+EnrollResult run(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& secret, Prepared& p) {
+  switch (req.protocol) {
+  case EnrollProtocol::Scep: return run_scep(s, k, req, secret, p);
+  case EnrollProtocol::Cmp: return run_cmp(s, k, req, secret, p);
+  case EnrollProtocol::Est: return run_est(s, k, req, secret, p);
+  }
+  fail(ExitCode::Usage, "Enrollment over " + protocol_name(req.protocol) + " is not available in this build.");
+}
+} // namespace
+
+EnrollResult enroll(p11::Session& s, const EnrollRequest& req, const Secret& secret) {
+  Prepared p;
+  prepare(req, p);
+  say(req, "Generating a " + algorithm_name(req.algorithm) + " key '" + req.policy.label + "' on the token...");
+  auto k = generate_key(s, req.algorithm, req.policy);
+  try {
+    return run(s, k, req, secret, p);
+  } catch (const Error& e) {
+    destroy_key_noexcept(s, k);
+    throw Error(e.code(), std::string(e.what()) + " The key '" + k.label + "' made for it was removed again.", e.hint());
+  } catch (...) {
+    destroy_key_noexcept(s, k);
+    throw;
+  }
+}
+
+EnrollResult enroll_existing(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& secret) {
+  Prepared p;
+  prepare(req, p);
+  return run(s, k, req, secret, p);
+}
+
+} // namespace tokenprov
