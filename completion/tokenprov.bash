@@ -21,7 +21,7 @@ _tokenprov_cmd_opts() {
     keygen) echo "--algorithm --label --id --exportable --usage" ;;
     csr) echo "--key --subject --san --out --pss --force" ;;
     pickup) echo "--cert --ca-bundle --allow-expired" ;;
-    enroll) echo "--protocol --scep-url --est-url --est-user --secret-source --ca-bundle --key --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
+    enroll) echo "--protocol --scep-url --cmp-url --reference --cmp-request --est-url --est-user --secret-source --ca-bundle --key --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
     status) echo "--expiring" ;;
     renew) echo "--key --rekey --protocol --est-url --ca-bundle --scep-url --ca-fingerprint --wait" ;;
     backup) echo "--key --out --compat --password-source --cert-only --force" ;;
@@ -144,7 +144,7 @@ _tokenprov() {
       ;;
     --compat) _tokenprov_reply "$cur" "modern legacy"; return ;;
     --protocol)
-      if [[ "$cmd" == renew ]]; then _tokenprov_reply "$cur" "est scep cmp"; else _tokenprov_reply "$cur" "scep est"; fi
+      if [[ "$cmd" == renew ]]; then _tokenprov_reply "$cur" "est scep cmp"; else _tokenprov_reply "$cur" "scep cmp est"; fi
       return
       ;;
     --usage)

@@ -14,20 +14,23 @@
 namespace tokenprov {
 
 // ---- renew and rekey ------------------------------------------------------------------------
-enum class RenewProtocol { Est, Scep, Cmp };
-RenewProtocol parse_renew_protocol(const std::string& name); // Error(Usage) for others
-
 // The CA exchange of a renewal: given the current key and certificate (which
-// authenticate the request) and the CSR of the key to certify (the same key,
-// or the new one with --rekey), the CA's certificates (the issued one among
-// them, its chain beside it).
-using RenewExchange =
-    std::function<std::vector<ossl::X509Ptr>(p11::Session& s, const KeyRef& current, X509* current_cert, X509_REQ* csr)>;
+// authenticate the request), the key to certify (TARGET: the same key, or the
+// new one with --rekey) and its CSR (signed by TARGET, with the current
+// certificate's subject and subjectAltName), the CA's certificates (the issued
+// one among them, its chain beside it). Nothing on the token has changed when
+// it returns; renew() writes afterwards and undoes its writes on failure.
+// CMP (kur, RFC 9483 section 4.1.3) plugs in here: the lead wires
+// RenewRequest::cmp_kur to the CMP client's key update after the cmp merge
+// (the CMP client confirms with certConf; if it needs the write before
+// certConf, it can take renew()'s write as its store step).
+using RenewExchange = std::function<std::vector<ossl::X509Ptr>(p11::Session& s, const KeyRef& current,
+                                                               X509* current_cert, const KeyRef& target, X509_REQ* csr)>;
 
 struct RenewRequest {
   std::string key;    // selector of the key whose certificate is renewed
   bool rekey = false; // a new key pair; the old one archived
-  RenewProtocol protocol = RenewProtocol::Est;
+  EnrollProtocol protocol = EnrollProtocol::Est; // the one protocol enum (enroll.hpp)
   est::Options est;   // protocol est (no password: TLS client auth with the current certificate)
   scep::Options scep; // protocol scep (RenewalReq signed with the current key and certificate)
   // protocol cmp: the CMP client's key update (cmp_kur()), wired by the caller.

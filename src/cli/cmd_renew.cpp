@@ -47,22 +47,23 @@ void register_renew(CLI::App& app, Global& g, Registry& r) {
                  take_key_uri(g, ro.key);
                  RenewRequest req;
                  std::string proto = ro.protocol;
-                 // After the cmp merge: the profile's protocol when --protocol is absent.
-                 req.protocol = parse_renew_protocol(proto.empty() ? "est" : proto);
+                 if (proto.empty() && !g.profile.empty()) proto = profile(g).protocol; // the profile's, else est
+                 req.protocol = parse_protocol(proto.empty() ? "est" : proto);
                  req.key = ro.key;
                  req.rekey = ro.rekey;
-                 if (req.protocol == RenewProtocol::Est && ro.est_url.empty())
+                 if (req.protocol == EnrollProtocol::Est && ro.est_url.empty())
                    fail(ExitCode::Usage, "renew --protocol est needs --est-url and --ca-bundle.");
-                 if (req.protocol == RenewProtocol::Scep && ro.scep_url.empty())
+                 if (req.protocol == EnrollProtocol::Scep && ro.scep_url.empty())
                    fail(ExitCode::Usage, "renew --protocol scep needs --scep-url (and --ca-fingerprint).");
                  req.est = est_options(g, ro.est_url, ro.ca_bundle, ro.wait);
                  req.scep = scep_options(g, ro.scep_url, scep::normalize_fingerprint(ro.ca_fingerprint), ro.wait);
                  req.progress = [&g](const std::string& line) { status(g, line); };
-                 // Hook for the CMP client (cmp branch): req.cmp_kur = ... cmp_kur() ... when merged.
+                 // CMP: set req.cmp_kur here to the CMP client's key update (cmp::kur, issue 16) once it
+                 // exists; until then renew --protocol cmp is a usage error (exit 2).
                  Secret pin = user_pin(g);
                  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
                  auto res = renew(*ctx.session, req);
-                 nlohmann::json j = {{"protocol", proto.empty() ? "est" : proto},
+                 nlohmann::json j = {{"protocol", protocol_name(req.protocol)},
                                      {"rekey", ro.rekey},
                                      {"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}}},
                                      {"certificate", cert_json(res.cert.get())},

@@ -73,13 +73,6 @@ std::string archived_label(const std::string& label, std::time_t when) {
 
 // ---- renew and rekey ------------------------------------------------------------------------
 
-RenewProtocol parse_renew_protocol(const std::string& name) {
-  if (name == "est") return RenewProtocol::Est;
-  if (name == "scep") return RenewProtocol::Scep;
-  if (name == "cmp") return RenewProtocol::Cmp;
-  fail(ExitCode::Usage, "Unknown protocol '" + name + "'.", "Use --protocol est, scep or cmp.");
-}
-
 RenewResult renew(p11::Session& s, const RenewRequest& req) {
   RenewResult r;
   KeyRef old = find_key(s, req.key);
@@ -92,13 +85,13 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
   // The exchange, chosen before anything is generated.
   RenewExchange exchange;
   switch (req.protocol) {
-  case RenewProtocol::Est:
+  case EnrollProtocol::Est:
     if (old.type != CKK_RSA)
       fail(ExitCode::Usage,
            "EST re-enrollment authenticates with the current key in TLS, which tokenprov does with RSA keys only; '" +
                old.label + "' is not one.",
            "Renew this key over another protocol (--protocol cmp), or enroll a new RSA key.");
-    exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, X509_REQ* csr) {
+    exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, const KeyRef&, X509_REQ* csr) {
       auto pkey = token_rsa_pkey(sess, cur);
       est::ClientAuth auth{pkey.get(), cur_cert};
       auto cas = est::cacerts(req.est);
@@ -115,16 +108,16 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
       return answer;
     };
     break;
-  case RenewProtocol::Cmp:
+  case EnrollProtocol::Cmp:
     if (!req.cmp_kur)
       fail(ExitCode::Usage, "Renewal over CMP (key update) is not wired into this build yet.", "Use --protocol est.");
     exchange = req.cmp_kur;
     break;
-  case RenewProtocol::Scep:
+  case EnrollProtocol::Scep:
     if (old.type != CKK_RSA)
       fail(ExitCode::Usage, "SCEP renewal signs with the current key, which must be RSA; '" + old.label + "' is not.",
            "Renew this key over EST or CMP.");
-    exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, X509_REQ* csr) {
+    exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, const KeyRef&, X509_REQ* csr) {
       say(req.progress, "Asking the CA at " + req.scep.url + " for its certificate...");
       auto ca = scep::get_ca(req.scep);
       auto pkey = token_rsa_pkey(sess, cur);
@@ -156,7 +149,7 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
     CsrRequest creq;
     creq.like = r.old_cert.get();
     auto csr = make_csr(s, target, creq);
-    auto answer = exchange(s, old, r.old_cert.get(), csr.get());
+    auto answer = exchange(s, old, r.old_cert.get(), target, csr.get());
     auto target_pub = public_key(s, target);
     std::vector<ossl::X509Ptr> rest;
     auto leaf = issued_for(answer, target_pub.get(), rest);
@@ -188,8 +181,8 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
     po.key = target;
     say(req.progress, "Writing the new certificate to the token...");
     auto pick = pickup_certificates(s, std::move(certs), po,
-                                    req.protocol == RenewProtocol::Est    ? req.est.url
-                                    : req.protocol == RenewProtocol::Scep ? req.scep.url
+                                    req.protocol == EnrollProtocol::Est    ? req.est.url
+                                    : req.protocol == EnrollProtocol::Scep ? req.scep.url
                                                                           : std::string("the CA"));
     new_certs = find_certificate(s, pick.leaf.get());
     for (auto& c : pick.chain) {
