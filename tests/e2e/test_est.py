@@ -5,6 +5,7 @@ renew over /simplereenroll authenticated by the token key in TLS, and --rekey ke
 curl and openssl are independent clients of the same server."""
 # ctest: one test per function
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -78,6 +79,27 @@ def test_est_enroll_pending_and_chain():
         pem = sb.path("leaf.pem")
         sh(["openssl", "x509", "-inform", "DER", "-in", der, "-out", pem])
         sh(["openssl", "verify", "-CAfile", est.ca_path, pem])
+
+
+def test_est_enroll_existing_ec_key_and_csrattrs():
+    """--key: an EC key already on the token (EST takes every algorithm); /csrattrs read and sorted."""
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp",
+                                    csrattrs=["1.2.840.10045.4.3.2", "1.2.840.113549.1.9.7"]) as est:
+        sb.create_token("e3")
+        kid = sb.tpj("keygen", "--token", "e3", "--pin-source", "env:TP_PIN", "--algorithm", "ec-p256",
+                     "--label", "gus")["key"]["id"]
+        args = enroll_args(est, "e3", "gus")
+        i = args.index("--label")
+        del args[i:i + 2]
+        r = sb.tp(*(args + ["--key", "gus", "--json"]), env={"EST_PW": "otp"}, check=0)
+        doc = json.loads(r.stdout)
+        expect(doc["key"]["id"] == kid and doc["protocol"] == "est", doc)
+        # ecdsa-with-SHA256 is what the request carries; challengePassword (tls-unique) is not done.
+        expect(doc["csrattrs"]["applied"] == ["1.2.840.10045.4.3.2 ecdsa-with-SHA256"], doc["csrattrs"])
+        expect(doc["csrattrs"]["ignored"] == ["1.2.840.113549.1.9.7 challengePassword"], doc["csrattrs"])
+        expect("ignored" in r.stderr and "challengePassword" in r.stderr, r.stderr)
+        lv = leaves(sb, "e3")
+        expect(len(lv) == 1 and lv[0]["id"] == kid and lv[0]["label"] == "gus", lv)
 
 
 def test_est_refusals_leave_token_unchanged():
@@ -243,5 +265,6 @@ def test_renew_service_script():
 
 if __name__ == "__main__":
     main([test_est_server_with_curl_and_openssl, test_est_enroll_pending_and_chain,
+          test_est_enroll_existing_ec_key_and_csrattrs,
           test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_refusals,
           test_renew_service_script])
