@@ -8,7 +8,7 @@
 # The lists below follow `tokenprov --help` and `tokenprov COMMAND --help`;
 # tests/e2e/test_docs.py fails when a command or an option is missing here.
 
-_tokenprov_commands="list init pin keygen csr pickup enroll revoke backup restore provision fleet delete"
+_tokenprov_commands="list init pin keygen csr pickup enroll revoke backup restore provision fleet delete status renew"
 _tokenprov_global_opts="--module --profile --token --pin-source --so-pin-source --json -q --quiet --timings --lock-wait -h --help --version"
 
 # Options of each command (global options are accepted everywhere as well).
@@ -21,8 +21,10 @@ _tokenprov_cmd_opts() {
     keygen) echo "--algorithm --label --id --exportable --usage" ;;
     csr) echo "--key --subject --san --out --pss --force" ;;
     pickup) echo "--cert --ca-bundle --allow-expired" ;;
-    enroll) echo "--protocol --scep-url --challenge-source --cmp-url --reference --secret-source --cmp-request --key --ca-bundle --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
+    enroll) echo "--protocol --scep-url --cmp-url --reference --cmp-request --est-url --est-user --secret-source --ca-bundle --key --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
     revoke) echo "--key --reason --cmp-url --reference --secret-source --ca-bundle --ca-fingerprint --protocol" ;;
+    status) echo "--expiring" ;;
+    renew) echo "--key --rekey --protocol --est-url --ca-bundle --scep-url --ca-fingerprint --wait" ;;
     backup) echo "--key --out --compat --password-source --cert-only --force" ;;
     restore) echo "--in --password-source --label --exportable --usage --role" ;;
     provision) echo "--subject --san --user --label $enroll_opts" ;;
@@ -32,7 +34,7 @@ _tokenprov_cmd_opts() {
 }
 
 # Options that take no value.
-_tokenprov_flags=" --json -q --quiet --timings -h --help --version --force --exportable --pss --allow-expired --cert-only --dry-run --check-signature --with-certificate "
+_tokenprov_flags=" --json -q --quiet --timings -h --help --version --force --exportable --pss --allow-expired --cert-only --dry-run --check-signature --with-certificate --rekey "
 
 # Profile names: the folders tokenprov searches for --profile NAME.
 _tokenprov_profiles() {
@@ -143,7 +145,10 @@ _tokenprov() {
       return
       ;;
     --compat) _tokenprov_reply "$cur" "modern legacy"; return ;;
-    --protocol) _tokenprov_reply "$cur" "scep cmp"; return ;;
+    --protocol)
+      if [[ "$cmd" == renew ]]; then _tokenprov_reply "$cur" "est scep cmp"; else _tokenprov_reply "$cur" "scep cmp est"; fi
+      return
+      ;;
     --cmp-request) _tokenprov_reply "$cur" "ir p10cr"; return ;;
     --usage)
       local done_part="" last=$cur
@@ -163,7 +168,8 @@ _tokenprov() {
       _tokenprov_files "$cur"; _tokenprov_fix_colon "$cur"; return ;;
     --csr-dir | --cert-dir | --backup-dir)
       _tokenprov_files -d "$cur"; _tokenprov_fix_colon "$cur"; return ;;
-    --token | --key | --label | --id | --subject | --user | --scep-url | --ca-fingerprint | --wait | --jobs)
+    --token | --key | --label | --id | --subject | --user | --scep-url | --ca-fingerprint | --wait | --jobs | \
+      --est-url | --est-user | --expiring)
       COMPREPLY=()
       return
       ;;

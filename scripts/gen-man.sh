@@ -226,6 +226,9 @@ mismatch
 refused to overwrite or erase without \fB\-\-force\fR: an existing object, an
 initialized token, an existing file
 .TP
+.B 9
+\fBstatus \-\-expiring\fR: a certificate expires within the window (or has expired)
+.TP
 .B 10
 \fBfleet\fR finished and at least one token failed
 .PP

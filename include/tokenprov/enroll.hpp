@@ -8,6 +8,7 @@
 
 #include "tokenprov/cmp.hpp"
 #include "tokenprov/csr.hpp"
+#include "tokenprov/est.hpp"
 #include "tokenprov/pickup.hpp"
 #include "tokenprov/scep.hpp"
 
@@ -24,6 +25,7 @@ struct EnrollRequest {
   EnrollProtocol protocol = EnrollProtocol::Scep;
   scep::Options scep; // protocol scep
   cmp::Options cmp;   // protocol cmp
+  est::Options est;   // protocol est (the password is the SECRET of enroll(); user and bundle here)
   Algorithm algorithm = Algorithm::Rsa2048;
   KeyPolicy policy;
   std::string subject;
@@ -39,6 +41,8 @@ struct EnrollResult {
   // secret's MAC alone, or the signature verified against the bundle/pin).
   std::string trust_note;
   int polls = 0; // how often a pending request was asked after (CMP)
+  // EST: what /csrattrs asked for, sorted into what the request carries and what was ignored.
+  std::vector<std::string> csrattrs_applied, csrattrs_ignored;
 };
 
 // The URL the request's protocol talks to ("" when none is set).
@@ -46,7 +50,8 @@ const std::string& enroll_url(const EnrollRequest& req);
 
 // Checks the CA first where the protocol can (SCEP: nothing is generated for
 // a CA that is refused), then generates the key, sends the request with
-// SECRET (SCEP: the challenge; CMP: the shared secret of the reference) and
+// SECRET (SCEP: the challenge; CMP: the shared secret of the reference; EST:
+// the HTTP Basic password) and
 // picks the certificate up. Any failure after keygen removes the key.
 EnrollResult enroll(p11::Session& s, const EnrollRequest& req, const Secret& secret);
 

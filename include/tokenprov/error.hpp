@@ -20,6 +20,7 @@ enum class ExitCode : int {
   Token = 6,        // module will not load, token not found, device error, token full
   Ca = 7,           // CA or enrollment failure
   Exists = 8,       // refused to overwrite or erase without --force
+  Expiring = 9,     // status --expiring: a certificate expires within the window
   FleetFailed = 10, // fleet finished and at least one token failed
 };
 

@@ -67,6 +67,11 @@ Issued enroll(const Options& opts, X509_REQ* csr, EVP_PKEY* key);
 // (GetCACaps and GetCACert are not asked again); the pin was checked there.
 Issued enroll(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key);
 
+// RenewalReq (RFC 8894 section 3.3.1.2): the request signed with KEY and its
+// CURRENT certificate (no challenge needed); the answer is encrypted to CURRENT
+// and decrypted with KEY. CSR may be for KEY (renewal) or a new key (rekey).
+Issued renew(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key, X509* current);
+
 // "AB:cd:..." -> 64 lower-case hex digits. Error(Usage) for anything that is
 // not a SHA-256 fingerprint. An empty string stays empty.
 std::string normalize_fingerprint(const std::string& fingerprint);

@@ -6,6 +6,7 @@
 #include "tokenprov/cmp.hpp"
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
+#include "tokenprov/est.hpp"
 #include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
 
@@ -44,6 +45,8 @@ void register_backup(CLI::App& app, Global& g, Registry& r);
 void register_provision(CLI::App& app, Global& g, Registry& r);
 void register_revoke(CLI::App& app, Global& g, Registry& r);
 void register_delete(CLI::App& app, Global& g, Registry& r);
+void register_status(CLI::App& app, Global& g, Registry& r);
+void register_renew(CLI::App& app, Global& g, Registry& r);
 
 // Status lines go to stderr (never stdout, which carries data and JSON).
 void status(const Global& g, const std::string& line);
@@ -53,6 +56,8 @@ int finish(const Global& g, nlohmann::json result, const std::string& human);
 
 // SCEP options from the command line: interactive CA confirmation on a terminal.
 scep::Options scep_options(const Global& g, const std::string& url, const std::string& fingerprint, int wait);
+// EST options from the command line (progress lines to stderr).
+est::Options est_options(const Global& g, const std::string& url, const std::string& ca_bundle, int wait);
 
 // CMP options from the command line (REQUEST: "", "ir" or "p10cr").
 cmp::Options cmp_options(const Global& g, const std::string& url, const std::string& reference, const std::string& fp,

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
   register_provision(app, g, reg);
   register_revoke(app, g, reg);
   register_delete(app, g, reg);
+  register_status(app, g, reg);
+  register_renew(app, g, reg);
   for (auto& c : reg) c.app->fallthrough();
 
   try {

@@ -94,6 +94,7 @@ struct X509StackFree {
 using X509StackPtr = std::unique_ptr<STACK_OF(X509), X509StackFree>;
 
 constexpr const char* kPkcsReq = "19";
+constexpr const char* kRenewalReq = "17";
 constexpr const char* kCertPoll = "20";
 constexpr const char* kCertRep = "3";
 
@@ -664,13 +665,14 @@ CaInfo get_ca(const Options& opts) {
 
 namespace {
 // Checks the request and its key before anything is sent; returns the CSR's public key.
-EVP_PKEY* checked_request(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
+EVP_PKEY* checked_request(const Options& opts, X509_REQ* csr, EVP_PKEY* key, bool renewal = false) {
   if (!csr || !key) fail(ExitCode::Internal, "scep::enroll needs a CSR and a key.");
   EVP_PKEY* csr_pub = X509_REQ_get0_pubkey(csr);
   if (!csr_pub) ossl::fail_ssl(ExitCode::BadInput, "The certificate request has no readable public key");
   if (EVP_PKEY_get_base_id(csr_pub) != EVP_PKEY_RSA)
     fail(ExitCode::Usage, "SCEP enrollment needs an RSA key; this request's key is not RSA.",
          "Generate the key with --algorithm rsa2048 (or rsa3072/rsa4096) for SCEP.");
+  if (renewal) return csr_pub; // RenewalReq: signed by the current key, which a rekey's request does not carry
   if (ossl::spki_der(csr_pub) != ossl::spki_der(key))
     fail(ExitCode::Internal, "The certificate request's public key is not the enrollment key's.");
   if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0)
@@ -678,10 +680,14 @@ EVP_PKEY* checked_request(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
   return csr_pub;
 }
 
-Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key, EVP_PKEY* csr_pub) {
+Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key, EVP_PKEY* csr_pub,
+                   X509* current = nullptr) {
   Request rq;
-  X509Ptr signer = make_signer_cert(csr, key);
+  // PKCSReq: a transient self-signed signer; RenewalReq: the current certificate (RFC 8894 section 3.3.1.2).
+  X509Ptr signer = current ? ossl::dup(current) : make_signer_cert(csr, key);
   rq.signer = signer.get();
+  const char* req_type = current ? kRenewalReq : kPkcsReq;
+  const std::string req_name = current ? "RenewalReq" : "PKCSReq";
   rq.key = key;
   rq.recipient = ca.ra_encrypt.get();
   rq.cipher = pick_cipher(ca.caps);
@@ -703,11 +709,11 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
   };
 
   Bytes csr_der = ossl::to_der(csr);
-  say(opts, std::string("Sending the enrollment request (PKCSReq, ") + (post ? "POST" : "GET") + ", " +
+  say(opts, "Sending the enrollment request (" + req_name + ", " + (post ? "POST" : "GET") + ", " +
                 OBJ_nid2sn(EVP_CIPHER_get_nid(rq.cipher)) + ", transaction " + rq.transaction_id + ")");
   CertRep rep;
   try {
-    rep = send(kPkcsReq, csr_der, "PKCSReq");
+    rep = send(req_type, csr_der, req_name);
   } catch (...) {
     OPENSSL_cleanse(csr_der.data(), csr_der.size()); // it carries the challenge password
     throw;
@@ -756,6 +762,15 @@ Issued enroll(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* ke
   EVP_PKEY* csr_pub = checked_request(opts, csr, key);
   if (!ca.ca || !ca.ra_encrypt) fail(ExitCode::Internal, "scep::enroll was given an empty CaInfo.");
   return enroll_with(opts, ca, csr, key, csr_pub);
+}
+
+Issued renew(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key, X509* current) {
+  if (!current) fail(ExitCode::Internal, "scep::renew needs the current certificate.");
+  EVP_PKEY* csr_pub = checked_request(opts, csr, key, true);
+  if (ossl::spki_der(current) != ossl::spki_der(key))
+    fail(ExitCode::Internal, "The current certificate is not the signing key's.");
+  if (!ca.ca || !ca.ra_encrypt) fail(ExitCode::Internal, "scep::renew was given an empty CaInfo.");
+  return enroll_with(opts, ca, csr, key, csr_pub, current);
 }
 
 } // namespace tokenprov::scep

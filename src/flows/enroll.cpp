@@ -9,6 +9,9 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
+#include <openssl/err.h>
+#include <openssl/objects.h>
+
 #include <algorithm>
 #include <cctype>
 #include <optional>
@@ -40,14 +43,16 @@ const std::string& enroll_url(const EnrollRequest& req) {
   switch (req.protocol) {
   case EnrollProtocol::Scep: return req.scep.url;
   case EnrollProtocol::Cmp: return req.cmp.url;
-  case EnrollProtocol::Est: return none;
+  case EnrollProtocol::Est: return req.est.url;
   }
   return none;
 }
 
 namespace {
 void say(const EnrollRequest& req, const std::string& line) {
-  auto& progress = req.protocol == EnrollProtocol::Cmp ? req.cmp.progress : req.scep.progress;
+  auto& progress = req.protocol == EnrollProtocol::Cmp   ? req.cmp.progress
+                   : req.protocol == EnrollProtocol::Est ? req.est.progress
+                                                         : req.scep.progress;
   if (progress) progress(line);
 }
 
@@ -56,6 +61,8 @@ struct Prepared {
   std::string fingerprint;
   scep::CaInfo scep_ca;
   scep::Options scep;
+  std::vector<ossl::X509Ptr> est_cacerts;  // EST: /cacerts, the chain written
+  std::vector<std::string> est_csrattrs;   // EST: what /csrattrs asked for
 };
 
 // ---- SCEP ----
@@ -148,12 +155,78 @@ EnrollResult run_cmp(p11::Session& s, const KeyRef& k, const EnrollRequest& req,
   return r;
 }
 
+// ---- EST ----
+// /cacerts first: the TLS trust (--ca-bundle alone) is checked before a key is made.
+void prepare_est(const EnrollRequest& req, Prepared& p) {
+  if (req.est.url.empty()) fail(ExitCode::Usage, "EST enrollment needs --est-url.");
+  if (req.est.user.empty()) fail(ExitCode::Usage, "EST enrollment needs --est-user (and --secret-source for the password).");
+  say(req, "Asking the EST server at " + req.est.url + " for its CA certificates...");
+  p.est_cacerts = est::cacerts(req.est);
+  try {
+    p.est_csrattrs = est::csrattrs(req.est);
+  } catch (const Error& e) {
+    say(req, std::string("The EST server's /csrattrs could not be read (") + e.what() + "); the request is made without it.");
+  }
+}
+
+bool sig_alg_matches(int nid, CK_KEY_TYPE kt) {
+  return (kt == CKK_RSA && nid == NID_sha256WithRSAEncryption) || (kt == CKK_EC && nid == NID_ecdsa_with_SHA256) ||
+         (kt == CKK_EC_EDWARDS && nid == NID_ED25519);
+}
+
+// What /csrattrs asked for that the request carries (the key's signature algorithm, the
+// subjectAltNames given, the subject's CN); the rest is ignored and said so.
+void sort_csrattrs(const std::vector<std::string>& asked, const KeyRef& k, bool have_sans, EnrollResult& r) {
+  for (auto& a : asked) {
+    std::string dotted = a.substr(0, a.find(' '));
+    ASN1_OBJECT* o = OBJ_txt2obj(dotted.c_str(), 1);
+    int nid = o ? OBJ_obj2nid(o) : NID_undef;
+    ASN1_OBJECT_free(o);
+    ERR_clear_error();
+    if (sig_alg_matches(nid, k.type) || ((nid == NID_ext_req || nid == NID_subject_alt_name) && have_sans) ||
+        nid == NID_commonName)
+      r.csrattrs_applied.push_back(a);
+    else
+      r.csrattrs_ignored.push_back(a);
+  }
+}
+
+EnrollResult run_est(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& password, Prepared& p) {
+  EnrollResult r;
+  r.key = k;
+  sort_csrattrs(p.est_csrattrs, k, !req.sans.empty(), r);
+  if (!r.csrattrs_ignored.empty()) {
+    std::string list;
+    for (auto& a : r.csrattrs_ignored) list += (list.empty() ? "" : ", ") + a;
+    say(req, "The EST server asks for attributes tokenprov does not put in this request (ignored): " + list + ".");
+  }
+  CsrRequest creq{req.subject, req.sans, SigScheme::Default, nullptr};
+  auto csr = make_csr(s, k, creq);
+  est::Options opts = req.est;
+  opts.password = &password;
+  say(req, "Sending the request to " + req.est.url + "/simpleenroll...");
+  auto answer = est::simpleenroll(opts, csr.get());
+  auto spki = ossl::spki_der(public_key(s, k).get());
+  std::vector<ossl::X509Ptr> certs;
+  for (auto& c : answer)
+    if (certs.empty() && ossl::spki_der(c.get()) == spki) certs.push_back(std::move(c));
+  if (certs.empty())
+    fail(ExitCode::Ca, "The EST server at " + req.est.url + " issued a certificate for another key; nothing was written.");
+  for (auto& c : p.est_cacerts) certs.push_back(ossl::dup(c.get())); // the chain written is /cacerts'
+  say(req, "Writing the certificate and its chain to the token...");
+  PickupOptions po;
+  po.allow_expired = req.allow_expired;
+  po.key = k;
+  r.pickup = pickup_certificates(s, std::move(certs), po, req.est.url);
+  return r;
+}
+
 // ---- dispatch: the one place that knows the protocols ----
 void prepare(const EnrollRequest& req, Prepared& p) {
   switch (req.protocol) {
   case EnrollProtocol::Scep: return prepare_scep(req, p);
   case EnrollProtocol::Cmp: return prepare_cmp(req, p);
-  case EnrollProtocol::Est: break;
+  case EnrollProtocol::Est: return prepare_est(req, p);
   }
   fail(ExitCode::Usage, "Enrollment over " + protocol_name(req.protocol) + " is not available in this build.");
 }
@@ -162,7 +235,7 @@ EnrollResult run(p11::Session& s, const KeyRef& k, const EnrollRequest& req, con
   switch (req.protocol) {
   case EnrollProtocol::Scep: return run_scep(s, k, req, secret, p);
   case EnrollProtocol::Cmp: return run_cmp(s, k, req, secret, p);
-  case EnrollProtocol::Est: break;
+  case EnrollProtocol::Est: return run_est(s, k, req, secret, p);
   }
   fail(ExitCode::Usage, "Enrollment over " + protocol_name(req.protocol) + " is not available in this build.");
 }

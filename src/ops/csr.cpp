@@ -80,13 +80,25 @@ ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrReque
   auto pub = public_key(s, k);
   ossl::X509ReqPtr req(X509_REQ_new());
   X509_REQ_set_version(req.get(), 0);
-  auto name = ossl::parse_dn(r.subject);
-  X509_REQ_set_subject_name(req.get(), name.get());
+  if (r.like) {
+    X509_REQ_set_subject_name(req.get(), X509_get_subject_name(r.like));
+  } else {
+    auto name = ossl::parse_dn(r.subject);
+    X509_REQ_set_subject_name(req.get(), name.get());
+  }
   bool direct = r.write_only && ossl::set_pubkey_direct(X509_REQ_get_X509_PUBKEY(req.get()), pub.get());
   if (!direct && !X509_REQ_set_pubkey(req.get(), pub.get()))
     ossl::fail_ssl(ExitCode::Internal, "Cannot set the request's key");
 
-  if (!r.sans.empty()) {
+  if (r.like) {
+    int at = X509_get_ext_by_NID(r.like, NID_subject_alt_name, -1);
+    if (at >= 0) {
+      STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
+      sk_X509_EXTENSION_push(exts, X509_EXTENSION_dup(X509_get_ext(r.like, at)));
+      X509_REQ_add_extensions(req.get(), exts);
+      sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    }
+  } else if (!r.sans.empty()) {
     GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
     try {
       for (auto& san : r.sans)

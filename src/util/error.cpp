@@ -14,6 +14,7 @@ const char* exit_code_name(ExitCode c) noexcept {
   case ExitCode::Token: return "token";
   case ExitCode::Ca: return "ca";
   case ExitCode::Exists: return "exists";
+  case ExitCode::Expiring: return "expiring";
   case ExitCode::FleetFailed: return "fleet-failed";
   }
   return "unknown";

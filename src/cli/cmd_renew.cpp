@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// renew (and est_options(), which enroll --protocol est shares).
+#include "common.hpp"
+
+#include "tokenprov/renew.hpp"
+#include "tokenprov/token.hpp"
+#include "tokenprov/uri.hpp"
+
+namespace tokenprov::cli {
+
+namespace {
+struct RenewOpts {
+  std::string key, protocol, est_url, ca_bundle, scep_url, ca_fingerprint;
+  bool rekey = false;
+  int wait = 0;
+};
+
+nlohmann::json cert_json(X509* c) {
+  return {{"subject", ossl::name_oneline(X509_get_subject_name(c))},
+          {"issuer", ossl::name_oneline(X509_get_issuer_name(c))},
+          {"serial", ossl::serial_hex(c)},
+          {"not_after", ossl::asn1_time_rfc3339(X509_get0_notAfter(c))}};
+}
+} // namespace
+
+est::Options est_options(const Global& g, const std::string& url, const std::string& ca_bundle, int wait) {
+  est::Options o;
+  o.url = url;
+  o.ca_bundle = ca_bundle;
+  o.wait_seconds = wait;
+  o.progress = [&g](const std::string& line) { status(g, line); };
+  return o;
+}
+
+void register_renew(CLI::App& app, Global& g, Registry& r) {
+  static RenewOpts ro;
+  auto* cmd = app.add_subcommand("renew", "a new certificate for a key that has one (--rekey: a new key; the old one archived)");
+  cmd->add_option("--key", ro.key, "the key whose certificate is renewed: pkcs11: URI, id:HEX or label")->required();
+  cmd->add_flag("--rekey", ro.rekey, "make a new key pair; the old key and certificate are kept, labelled archived");
+  cmd->add_option("--protocol", ro.protocol, "est (default), scep or cmp");
+  cmd->add_option("--est-url", ro.est_url, "the EST base, e.g. https://ca:8443/.well-known/est");
+  cmd->add_option("--ca-bundle", ro.ca_bundle, "the CA certificates the EST server's TLS certificate chains to");
+  cmd->add_option("--scep-url", ro.scep_url, "the CA's SCEP URL (--protocol scep)");
+  cmd->add_option("--ca-fingerprint", ro.ca_fingerprint, "SCEP: SHA-256 fingerprint of the CA certificate (hex)");
+  cmd->add_option("--wait", ro.wait, "seconds to wait for a pending (HTTP 202) answer (default 0)");
+  r.push_back({cmd, [&g]() {
+                 take_key_uri(g, ro.key);
+                 RenewRequest req;
+                 std::string proto = ro.protocol;
+                 if (proto.empty() && !g.profile.empty()) proto = profile(g).protocol; // the profile's, else est
+                 req.protocol = parse_protocol(proto.empty() ? "est" : proto);
+                 req.key = ro.key;
+                 req.rekey = ro.rekey;
+                 if (req.protocol == EnrollProtocol::Est && ro.est_url.empty())
+                   fail(ExitCode::Usage, "renew --protocol est needs --est-url and --ca-bundle.");
+                 if (req.protocol == EnrollProtocol::Scep && ro.scep_url.empty())
+                   fail(ExitCode::Usage, "renew --protocol scep needs --scep-url (and --ca-fingerprint).");
+                 req.est = est_options(g, ro.est_url, ro.ca_bundle, ro.wait);
+                 req.scep = scep_options(g, ro.scep_url, scep::normalize_fingerprint(ro.ca_fingerprint), ro.wait);
+                 req.progress = [&g](const std::string& line) { status(g, line); };
+                 // CMP: set req.cmp_kur here to the CMP client's key update (cmp::kur, issue 16) once it
+                 // exists; until then renew --protocol cmp is a usage error (exit 2).
+                 Secret pin = user_pin(g);
+                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+                 auto res = renew(*ctx.session, req);
+                 nlohmann::json j = {{"protocol", protocol_name(req.protocol)},
+                                     {"rekey", ro.rekey},
+                                     {"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}}},
+                                     {"certificate", cert_json(res.cert.get())},
+                                     {"old_certificate", cert_json(res.old_cert.get())},
+                                     {"old_certificate_state", res.old_cert_state}};
+                 if (res.archived_key)
+                   j["archived_key"] = {{"label", res.archived_key->label}, {"id", to_hex(res.archived_key->id)}};
+                 std::string human = "Renewed the certificate of '" + res.key.label + "' (id " + to_hex(res.key.id) +
+                                     "): valid until " + ossl::asn1_time_rfc3339(X509_get0_notAfter(res.cert.get())) + ".";
+                 if (res.archived_key)
+                   human += " New key; the old key and certificate are kept under id " + to_hex(res.archived_key->id) +
+                            " as '" + res.archived_label + "'.";
+                 else
+                   human += " The old certificate was removed.";
+                 return finish(g, j, human);
+               }});
+}
+
+} // namespace tokenprov::cli
