@@ -31,6 +31,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -316,38 +317,63 @@ int main(int argc, char** argv) {
   if (!arg(a, "--log").empty()) ca.log = std::fopen(arg(a, "--log").c_str(), "a");
   ca.sign_answers = arg(a, "--protect", "mac") == "signature";
 
-  OSSL_CMP_SRV_CTX* srv = OSSL_CMP_SRV_CTX_new(nullptr, nullptr);
-  OSSL_CMP_SRV_CTX_init(srv, &ca, cert_request, rr, nullptr, error_cb, cert_conf, poll_req);
-  OSSL_CMP_CTX* ctx = OSSL_CMP_SRV_CTX_get0_cmp_ctx(srv);
-  OSSL_CMP_CTX_set_log_verbosity(ctx, OSSL_CMP_LOG_ERR);
-  if (ca.sign_answers) {
-    STACK_OF(X509)* sc = read_certs(arg(a, "--srv-cert"));
-    EVP_PKEY* sk = read_key(arg(a, "--srv-key"));
-    OSSL_CMP_CTX_set1_cert(ctx, sk_X509_value(sc, 0));
-    OSSL_CMP_CTX_set1_pkey(ctx, sk);
-    // extraCerts of signed answers: the signer and its chain (RFC 9483 section 3.3)
-    STACK_OF(X509)* up = X509_chain_up_ref(ca.chain);
-    if (ca.capubs)
-      for (int i = 0; i < sk_X509_num(ca.capubs); ++i) {
-        X509_up_ref(sk_X509_value(ca.capubs, i));
-        sk_X509_push(up, sk_X509_value(ca.capubs, i));
-      }
-    OSSL_CMP_CTX_set1_untrusted(ctx, up);
-    sk_X509_pop_free(up, X509_free);
-  }
-  OSSL_CMP_SRV_CTX_set_send_unprotected_errors(srv, 0);
-  // Signed requests (rr, kur) are checked against the root and the chain.
-  X509_STORE* trusted = X509_STORE_new();
-  for (STACK_OF(X509)* sk : {ca.capubs, ca.chain})
-    for (int i = 0; sk && i < sk_X509_num(sk); ++i) X509_STORE_add_cert(trusted, sk_X509_value(sk, i));
-  OSSL_CMP_CTX_set0_trustedStore(ctx, trusted);
-  OSSL_CMP_CTX_set_option(ctx, OSSL_CMP_OPT_IGNORE_KEYUSAGE, 1);
-  if (!ca.sign_answers) {
-    OSSL_CMP_CTX_set1_referenceValue(ctx, reinterpret_cast<const unsigned char*>(ca.ref.data()),
-                                     static_cast<int>(ca.ref.size()));
-    OSSL_CMP_CTX_set1_secretValue(ctx, reinterpret_cast<const unsigned char*>(ca.secret.data()),
-                                  static_cast<int>(ca.secret.size()));
-  }
+  // One server context per transaction (OpenSSL 3.0's OSSL_CMP_SRV_CTX follows one
+  // transaction at a time, and the polling state below is per request), so that
+  // concurrent clients (a fleet with several workers) each get their own.
+  struct Transaction {
+    Ca state;
+    OSSL_CMP_SRV_CTX* srv = nullptr;
+  };
+  std::map<std::string, std::unique_ptr<Transaction>> transactions;
+  auto make_srv = [&](Transaction& tr) {
+    Ca& t = tr.state;
+    OSSL_CMP_SRV_CTX* srv = OSSL_CMP_SRV_CTX_new(nullptr, nullptr);
+    OSSL_CMP_SRV_CTX_init(srv, &t, cert_request, rr, nullptr, error_cb, cert_conf, poll_req);
+    OSSL_CMP_CTX* ctx = OSSL_CMP_SRV_CTX_get0_cmp_ctx(srv);
+    OSSL_CMP_CTX_set_log_verbosity(ctx, OSSL_CMP_LOG_ERR);
+    if (ca.sign_answers) {
+      STACK_OF(X509)* sc = read_certs(arg(a, "--srv-cert"));
+      EVP_PKEY* sk = read_key(arg(a, "--srv-key"));
+      OSSL_CMP_CTX_set1_cert(ctx, sk_X509_value(sc, 0));
+      OSSL_CMP_CTX_set1_pkey(ctx, sk);
+      // extraCerts of signed answers: the signer and its chain (RFC 9483 section 3.3)
+      STACK_OF(X509)* up = X509_chain_up_ref(ca.chain);
+      if (ca.capubs)
+        for (int i = 0; i < sk_X509_num(ca.capubs); ++i) {
+          X509_up_ref(sk_X509_value(ca.capubs, i));
+          sk_X509_push(up, sk_X509_value(ca.capubs, i));
+        }
+      OSSL_CMP_CTX_set1_untrusted(ctx, up);
+      sk_X509_pop_free(up, X509_free);
+    }
+    OSSL_CMP_SRV_CTX_set_send_unprotected_errors(srv, 0);
+    // Signed requests (rr, kur) are checked against the root and the chain.
+    X509_STORE* trusted = X509_STORE_new();
+    for (STACK_OF(X509)* sk : {ca.capubs, ca.chain})
+      for (int i = 0; sk && i < sk_X509_num(sk); ++i) X509_STORE_add_cert(trusted, sk_X509_value(sk, i));
+    OSSL_CMP_CTX_set0_trustedStore(ctx, trusted);
+    OSSL_CMP_CTX_set_option(ctx, OSSL_CMP_OPT_IGNORE_KEYUSAGE, 1);
+    if (!ca.sign_answers) {
+      OSSL_CMP_CTX_set1_referenceValue(ctx, reinterpret_cast<const unsigned char*>(ca.ref.data()),
+                                       static_cast<int>(ca.ref.size()));
+      OSSL_CMP_CTX_set1_secretValue(ctx, reinterpret_cast<const unsigned char*>(ca.secret.data()),
+                                    static_cast<int>(ca.secret.size()));
+    }
+    tr.srv = srv;
+  };
+  auto server_for = [&](OSSL_CMP_MSG* req) -> OSSL_CMP_SRV_CTX* {
+    const ASN1_OCTET_STRING* tid = OSSL_CMP_HDR_get0_transactionID(OSSL_CMP_MSG_get0_header(req));
+    std::string key = tid ? std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(tid)),
+                                        static_cast<std::size_t>(ASN1_STRING_length(tid)))
+                          : std::string();
+    auto& tr = transactions[key];
+    if (!tr) {
+      tr = std::make_unique<Transaction>();
+      tr->state = ca;
+      make_srv(*tr);
+    }
+    return tr->srv;
+  };
 
   int s = ::socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
@@ -385,9 +411,9 @@ int main(int argc, char** argv) {
         OSSL_CMP_CTX_free(check);
         ERR_clear_error();
         if (!mac_ok) logf(ca, "error request MAC does not verify");
-        OSSL_CMP_SRV_CTX_set_accept_unprotected(srv, mac_ok ? 1 : 0);
+        OSSL_CMP_SRV_CTX_set_accept_unprotected(server_for(req), mac_ok ? 1 : 0);
       }
-      OSSL_CMP_MSG* rsp = req ? OSSL_CMP_SRV_process_request(srv, req) : nullptr;
+      OSSL_CMP_MSG* rsp = req ? OSSL_CMP_SRV_process_request(server_for(req), req) : nullptr;
       if (!rsp) {
         unsigned long e = ERR_peek_last_error();
         logf(ca, std::string("error processing: ") + (e ? ERR_reason_error_string(e) : "?"));
@@ -418,6 +444,7 @@ int main(int argc, char** argv) {
     ::close(c);
   }
   ::close(s);
-  OSSL_CMP_SRV_CTX_free(srv);
+  for (auto& kv : transactions)
+    OSSL_CMP_SRV_CTX_free(kv.second->srv);
   return 0;
 }

@@ -138,7 +138,10 @@ TEST_CASE("provision takes a blank token to key, request, certificate and backup
   TempDir dir;
   auto pki = make_pki(KeyAlg::EcP256);
   Secret backup_pw{std::string("backup password 1")};
-  ProvisionSecrets secrets{&user_pin(), &so_pin(), nullptr, &backup_pw};
+  ProvisionSecrets secrets;
+  secrets.user_pin = &user_pin();
+  secrets.so_pin = &so_pin();
+  secrets.backup_password = &backup_pw;
   ProvisionRequest req;
   req.profile = demo_profile();
   req.module_path = kSoftHsmModule;
