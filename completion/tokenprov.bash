@@ -24,7 +24,7 @@ _tokenprov_cmd_opts() {
     enroll) echo "--protocol --scep-url --cmp-url --reference --cmp-request --est-url --est-user --secret-source --ca-bundle --key --challenge-source --algorithm --label --id --subject --san --exportable --ca-fingerprint --wait --allow-expired" ;;
     revoke) echo "--key --reason --cmp-url --reference --secret-source --ca-bundle --ca-fingerprint --protocol" ;;
     status) echo "--expiring" ;;
-    renew) echo "--key --rekey --protocol --est-url --ca-bundle --scep-url --ca-fingerprint --wait" ;;
+    renew) echo "--key --rekey --protocol --est-url --ca-bundle --scep-url --cmp-url --ca-fingerprint --wait" ;;
     backup) echo "--key --out --compat --password-source --cert-only --force" ;;
     restore) echo "--in --password-source --label --exportable --usage --role" ;;
     provision) echo "--subject --san --user --label $enroll_opts" ;;

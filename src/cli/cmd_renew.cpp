@@ -2,6 +2,7 @@
 // renew (and est_options(), which enroll --protocol est shares).
 #include "common.hpp"
 
+#include "tokenprov/cmp.hpp"
 #include "tokenprov/renew.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
@@ -10,7 +11,7 @@ namespace tokenprov::cli {
 
 namespace {
 struct RenewOpts {
-  std::string key, protocol, est_url, ca_bundle, scep_url, ca_fingerprint;
+  std::string key, protocol, est_url, ca_bundle, scep_url, ca_fingerprint, cmp_url;
   bool rekey = false;
   int wait = 0;
 };
@@ -41,7 +42,8 @@ void register_renew(CLI::App& app, Global& g, Registry& r) {
   cmd->add_option("--est-url", ro.est_url, "the EST base, e.g. https://ca:8443/.well-known/est");
   cmd->add_option("--ca-bundle", ro.ca_bundle, "the CA certificates the EST server's TLS certificate chains to");
   cmd->add_option("--scep-url", ro.scep_url, "the CA's SCEP URL (--protocol scep)");
-  cmd->add_option("--ca-fingerprint", ro.ca_fingerprint, "SCEP: SHA-256 fingerprint of the CA certificate (hex)");
+  cmd->add_option("--cmp-url", ro.cmp_url, "the CA's CMP endpoint (--protocol cmp: key update signed with the current key)");
+  cmd->add_option("--ca-fingerprint", ro.ca_fingerprint, "SCEP, CMP: SHA-256 fingerprint of the CA certificate (hex)");
   cmd->add_option("--wait", ro.wait, "seconds to wait for a pending (HTTP 202) answer (default 0)");
   r.push_back({cmd, [&g]() {
                  take_key_uri(g, ro.key);
@@ -58,8 +60,29 @@ void register_renew(CLI::App& app, Global& g, Registry& r) {
                  req.est = est_options(g, ro.est_url, ro.ca_bundle, ro.wait);
                  req.scep = scep_options(g, ro.scep_url, scep::normalize_fingerprint(ro.ca_fingerprint), ro.wait);
                  req.progress = [&g](const std::string& line) { status(g, line); };
-                 // CMP: set req.cmp_kur here to the CMP client's key update (cmp::kur, issue 16) once it
-                 // exists; until then renew --protocol cmp is a usage error (exit 2).
+                 if (req.protocol == EnrollProtocol::Cmp) {
+                   if (ro.cmp_url.empty() || (ro.ca_bundle.empty() && ro.ca_fingerprint.empty()))
+                     fail(ExitCode::Usage, "renew --protocol cmp needs --cmp-url and --ca-bundle or --ca-fingerprint.");
+                   if (ro.rekey)
+                     fail(ExitCode::Usage, "renew --rekey over CMP is not supported: CMP's key update (kur) "
+                                           "certifies the key that signs it.",
+                          "Renew the same key over CMP (without --rekey), or rekey over EST or SCEP.");
+                   auto copts = cmp_options(g, ro.cmp_url, "", scep::normalize_fingerprint(ro.ca_fingerprint),
+                                            ro.ca_bundle, ro.wait, "");
+                   // kur (RFC 4210 section 5.3.5) signed with the current key and certificate. The
+                   // client's store step keeps the answer for renew(), which checks it against the
+                   // key and writes it; certConf goes out when the store step returns, so before
+                   // that write (docs/user-guide.md, "renew").
+                   req.cmp_kur = [copts](p11::Session& sess, const KeyRef& cur, X509* cur_cert, const KeyRef&,
+                                         X509_REQ*) {
+                     std::vector<ossl::X509Ptr> answer;
+                     cmp::kur(copts, sess, cur, cur_cert, [&answer](const cmp::Issued& iss) {
+                       answer.push_back(ossl::dup(iss.cert.get()));
+                       for (auto& c : iss.chain) answer.push_back(ossl::dup(c.get()));
+                     });
+                     return answer;
+                   };
+                 }
                  Secret pin = user_pin(g);
                  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
                  auto res = renew(*ctx.session, req);

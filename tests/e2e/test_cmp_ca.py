@@ -251,6 +251,35 @@ def test_fleet_over_cmp_jobs_2():
             expect(len(leafs) == 1 and "Fleet User %d" % i in leafs[0]["subject"], leafs)
 
 
+def test_renew_over_cmp_replaces_the_certificate_of_the_same_key():
+    """renew --protocol cmp: kur signed with the token key and its certificate (one poll); afterwards one
+    leaf under the key's id, the new one; --rekey over CMP is refused (exit 2) with the token unchanged."""
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca) as srv:
+            doc = json.loads(enroll(sb, srv, "--algorithm", "rsa2048", "--label", "rex", "--subject", "/CN=rex",
+                                    "--ca-fingerprint", fp(ca.int), "--json", check=0).stdout)
+        with CmpTestCa(sb, ca, protect="signature", polls=1) as srv:
+            before = sb.objects("cmp")
+            r = sb.tp("renew", "--token", "cmp", *PIN, "--key", "rex", "--rekey", "--protocol", "cmp", "--cmp-url",
+                      srv.url, "--ca-fingerprint", fp(ca.int), "--json")
+            expect(r.returncode == 2 and "kur" in r.stdout + r.stderr, (r.returncode, r.stdout, r.stderr))
+            expect(sb.objects("cmp") == before, "a refused rekey changed the token")
+            r = sb.tp("renew", "--token", "cmp", *PIN, "--key", "rex", "--protocol", "cmp", "--cmp-url", srv.url,
+                      "--ca-fingerprint", fp(ca.int), "--wait", "30", "--json")
+            ev = srv.events()
+        expect(r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+        out = json.loads(r.stdout)
+        expect(out["protocol"] == "cmp" and out["old_certificate_state"] == "deleted", out)
+        expect(out["old_certificate"]["serial"] == doc["certificate"]["serial"], (out, doc))
+        expect(out["certificate"]["serial"] != doc["certificate"]["serial"], out)
+        expect("certConf accepted" in ev and any(e.endswith(" crmf") for e in ev), ev)
+        leafs = [o for o in sb.objects("cmp") if o["class"] == "certificate" and not o["authority"]]
+        expect([o["serial"] for o in leafs] == [out["certificate"]["serial"]], leafs)
+        expect(leafs[0]["id"] == doc["key"]["id"], leafs)
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
@@ -258,4 +287,5 @@ if __name__ == "__main__":
           test_wrong_secret_leaves_token_as_before, test_signed_answers_from_an_untrusted_signer_leave_token_as_before,
           test_provision_over_cmp, test_revoke_signed_and_mac,
           test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before,
-          test_kur_renews_with_the_current_key_and_certificate, test_fleet_over_cmp_jobs_2])
+          test_kur_renews_with_the_current_key_and_certificate, test_fleet_over_cmp_jobs_2,
+          test_renew_over_cmp_replaces_the_certificate_of_the_same_key])
