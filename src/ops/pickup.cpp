@@ -175,32 +175,27 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
   // token was pulled out) what is left is CA certificates only: the key still
   // lacks its certificate, and writing the same again completes it. A leaf on
   // the token thus always has its chain.
-  std::vector<CK_OBJECT_HANDLE> created;
-  try {
-    for (auto it = r.chain.rbegin(); it != r.chain.rend(); ++it) {
-      X509* c = it->get();
-      ossl::EvpPkeyPtr pk(X509_get_pubkey(c));
-      p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
-      if (auto found = find_certificate(s, c); !found.empty()) {
-        finish_certificate(s, found, cert_label(c), id);
-        ++r.present;
-        continue;
-      }
-      created.push_back(write_certificate(s, c, cert_label(c), id, true));
-      ++r.written;
-    }
-    if (auto found = find_certificate(s, r.leaf.get()); found.empty()) {
-      created.push_back(write_certificate(s, r.leaf.get(), r.key.label, r.key.id, false));
-      ++r.written;
-    } else {
-      finish_certificate(s, found, r.key.label, r.key.id);
+  p11::ObjectGuard created(s);
+  for (auto it = r.chain.rbegin(); it != r.chain.rend(); ++it) {
+    X509* c = it->get();
+    ossl::EvpPkeyPtr pk(X509_get_pubkey(c));
+    p11::Bytes id = pk ? derive_key_id(pk.get()) : p11::Bytes{};
+    if (auto found = find_certificate(s, c); !found.empty()) {
+      finish_certificate(s, found, cert_label(c), id);
       ++r.present;
+      continue;
     }
-  } catch (...) {
-    for (auto it = created.rbegin(); it != created.rend(); ++it)
-      s.destroy_noexcept(*it);
-    throw;
+    created.add(write_certificate(s, c, cert_label(c), id, true));
+    ++r.written;
   }
+  if (auto found = find_certificate(s, r.leaf.get()); found.empty()) {
+    created.add(write_certificate(s, r.leaf.get(), r.key.label, r.key.id, false));
+    ++r.written;
+  } else {
+    finish_certificate(s, found, r.key.label, r.key.id);
+    ++r.present;
+  }
+  created.commit();
   return r;
 }
 
