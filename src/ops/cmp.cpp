@@ -4,6 +4,7 @@
 #include "../enroll/http_post.hpp"
 #include "tokenprov/csr.hpp"
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/interrupt.hpp"
 #include "tokenprov/pickup.hpp"
 #include "tokenprov/token_pkey.hpp"
 
@@ -30,32 +31,9 @@ using X509StackPtr = std::unique_ptr<STACK_OF(X509), ossl::Deleter<free_x509_sta
 
 constexpr int kPollReqBody = 25; // PKIBody pollReq [25] (RFC 4210); OpenSSL 3.0 keeps its names private
 
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_interrupt(int) { g_interrupted = true; }
-
-// SIGINT/SIGTERM set a flag while the client runs (the polling wait looks at
-// it), so Ctrl-C ends with the key removed instead of killing the process
-// with the key left on the token.
-class InterruptGuard {
-public:
-  InterruptGuard() {
-    g_interrupted = false;
-    struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~InterruptGuard() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  InterruptGuard(const InterruptGuard&) = delete;
-  InterruptGuard& operator=(const InterruptGuard&) = delete;
-
-private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
+// SIGINT, SIGTERM and SIGHUP: the process-wide flag of util/interrupt.cpp (main installs
+// the handlers); the polling wait looks at it, so Ctrl-C withdraws the request and the
+// caller removes the key instead of the process dying with the key left on the token.
 
 // Everything the callbacks need; they never throw into OpenSSL's C code.
 struct Session {
@@ -326,7 +304,7 @@ CtxPtr new_ctx(const Options& o, Session& ses, const Secret* secret) {
 
 void sleep_interruptible(int seconds) {
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!g_interrupted && std::chrono::steady_clock::now() < until)
+  while (!interrupted() && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
@@ -366,13 +344,13 @@ void run_certreq(OSSL_CMP_CTX* ctx_raw, Session& ses, int type) {
     }
     // waiting: the CA has the request and has not decided yet
     int wait_for = std::max(1, check_after);
-    if (g_interrupted || std::chrono::steady_clock::now() + std::chrono::seconds(wait_for) > deadline)
-      give_up(g_interrupted);
+    if (interrupted() || std::chrono::steady_clock::now() + std::chrono::seconds(wait_for) > deadline)
+      give_up(interrupted());
     if (opts.progress)
       opts.progress("The CA has not decided yet; asking again in " + std::to_string(wait_for) + " s (poll " +
                     std::to_string(issued.polls + 1) + ")...");
     sleep_interruptible(wait_for);
-    if (g_interrupted) give_up(true);
+    if (interrupted()) give_up(true);
   }
 }
 
@@ -380,7 +358,6 @@ void run_certreq(OSSL_CMP_CTX* ctx_raw, Session& ses, int type) {
 
 Issued enroll(const Options& opts, p11::Session& s, const KeyRef& key, const std::string& subject,
               const std::vector<std::string>& sans, const Secret& secret, const StoreFn& store) {
-  InterruptGuard guard;
   ERR_clear_error(); // only this exchange's errors are reported
   Session ses;
   ses.opts = &opts;
@@ -434,7 +411,6 @@ ossl::EvpPkeyPtr sign_with(OSSL_CMP_CTX* ctx, p11::Session& s, const KeyRef& key
 } // namespace
 
 Issued kur(const Options& opts, p11::Session& s, const KeyRef& key, X509* current, const StoreFn& store) {
-  InterruptGuard guard;
   ERR_clear_error();
   Session ses;
   ses.opts = &opts;
