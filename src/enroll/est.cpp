@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/est.hpp"
 
+#include "curl_common.hpp"
+
 #include "tokenprov/certs.hpp"
 #include "tokenprov/fileio.hpp"
 
@@ -26,31 +28,10 @@ using ossl::Bytes;
 
 namespace {
 
-using CurlPtr = std::unique_ptr<CURL, ossl::Deleter<curl_easy_cleanup>>;
-using SlistPtr = std::unique_ptr<curl_slist, ossl::Deleter<curl_slist_free_all>>;
-
-constexpr std::size_t kMaxBody = 4u << 20;
-
-void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-struct Sink {
-  Bytes body;
-  bool too_big = false;
-};
-
-size_t est_curl_write(char* ptr, size_t size, size_t nmemb, void* user) {
-  auto* sink = static_cast<Sink*>(user);
-  std::size_t n = size * nmemb;
-  if (sink->body.size() + n > kMaxBody) {
-    sink->too_big = true;
-    return 0;
-  }
-  sink->body.insert(sink->body.end(), reinterpret_cast<std::uint8_t*>(ptr), reinterpret_cast<std::uint8_t*>(ptr) + n);
-  return n;
-}
+using curl::CurlPtr;
+using curl::kMaxBody;
+using curl::Sink;
+using curl::SlistPtr;
 
 // What the SSL_CTX callback puts into curl's OpenSSL context: our trust store
 // (replacing whatever curl loaded) and the client certificate and key.
@@ -114,7 +95,7 @@ Response exchange(const Options& opts, const Trust& trust, const std::string& op
   if (opts.url.rfind("https://", 0) != 0)
     fail(ExitCode::Usage, "The EST URL '" + opts.url + "' is not an https:// URL; EST runs over TLS.",
          "Give --est-url as https://HOST[:PORT]/.well-known/est.");
-  curl_init_once();
+  curl::init_once();
   CurlPtr c(curl_easy_init());
   if (!c) fail(ExitCode::Internal, "Cannot start an HTTP client (curl_easy_init failed).");
   std::string url = join(opts.url, op);
@@ -131,7 +112,7 @@ Response exchange(const Options& opts, const Trust& trust, const std::string& op
   curl_easy_setopt(c.get(), CURLOPT_PROTOCOLS_STR, "https");
 #endif
   curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "tokenprov/" TOKENPROV_VERSION);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, est_curl_write);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, curl::sink_write);
   curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
   // Trust: the bundle only. No CA file, no CA path, no default verify paths.
   curl_easy_setopt(c.get(), CURLOPT_SSL_VERIFYPEER, 1L);

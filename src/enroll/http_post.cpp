@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "http_post.hpp"
 
+#include "curl_common.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -14,31 +16,15 @@
 namespace tokenprov {
 
 namespace {
-using CurlPtr = std::unique_ptr<CURL, ossl::Deleter<curl_easy_cleanup>>;
-using SlistPtr = std::unique_ptr<curl_slist, ossl::Deleter<curl_slist_free_all>>;
-constexpr std::size_t kMaxBody = 4u << 20;
-
-struct Sink {
-  ossl::Bytes body;
-  bool too_big = false;
-};
-
-size_t post_write(char* ptr, size_t size, size_t nmemb, void* user) {
-  auto* sink = static_cast<Sink*>(user);
-  std::size_t n = size * nmemb;
-  if (sink->body.size() + n > kMaxBody) {
-    sink->too_big = true;
-    return 0;
-  }
-  sink->body.insert(sink->body.end(), reinterpret_cast<std::uint8_t*>(ptr), reinterpret_cast<std::uint8_t*>(ptr) + n);
-  return n;
-}
+using curl::CurlPtr;
+using curl::kMaxBody;
+using curl::Sink;
+using curl::SlistPtr;
 } // namespace
 
 HttpAnswer http_post(const std::string& url, const std::string& content_type, const ossl::Bytes& body,
                      int timeout_seconds, const std::string& what) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  curl::init_once();
   CurlPtr c(curl_easy_init());
   if (!c) fail(ExitCode::Internal, "Cannot start an HTTP client (curl_easy_init failed).");
   Sink sink;
@@ -57,7 +43,7 @@ HttpAnswer http_post(const std::string& url, const std::string& content_type, co
   curl_easy_setopt(c.get(), CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
   curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "tokenprov/" TOKENPROV_VERSION);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, post_write);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, curl::sink_write);
   curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
   // One exchange per connection, in HTTP/1.0 as OpenSSL's own CMP client

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "scep_http.hpp"
 
+#include "curl_common.hpp"
+
 #include "tokenprov/interrupt.hpp"
 
 #include <curl/curl.h>
@@ -19,35 +21,14 @@ using ossl::Bytes;
 
 namespace {
 
-using CurlPtr = std::unique_ptr<CURL, ossl::Deleter<curl_easy_cleanup>>;
-using SlistPtr = std::unique_ptr<curl_slist, ossl::Deleter<curl_slist_free_all>>;
-
-constexpr std::size_t kMaxBody = 4u << 20; // no SCEP answer is anywhere near this
-
-void curl_init_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-struct Sink {
-  Bytes body;
-  bool too_big = false;
-};
+using curl::CurlPtr;
+using curl::kMaxBody;
+using curl::Sink;
+using curl::SlistPtr;
 
 // Called by libcurl at least once a second during a transfer: a SIGINT,
 // SIGTERM or SIGHUP ends the transfer (CURLE_ABORTED_BY_CALLBACK).
 int scep_curl_progress(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) { return interrupted() ? 1 : 0; }
-
-size_t scep_curl_write(char* ptr, size_t size, size_t nmemb, void* user) {
-  auto* sink = static_cast<Sink*>(user);
-  std::size_t n = size * nmemb;
-  if (sink->body.size() + n > kMaxBody) {
-    sink->too_big = true;
-    return 0;
-  }
-  sink->body.insert(sink->body.end(), reinterpret_cast<std::uint8_t*>(ptr), reinterpret_cast<std::uint8_t*>(ptr) + n);
-  return n;
-}
 
 } // namespace
 
@@ -69,7 +50,7 @@ std::string op_url(const std::string& base, const std::string& op) {
 }
 
 Bytes http(const Options& opts, const std::string& url, const std::string& op, const Bytes* post_body) {
-  curl_init_once();
+  curl::init_once();
   CurlPtr c(curl_easy_init());
   if (!c) fail(ExitCode::Internal, "Cannot start an HTTP client (curl_easy_init failed).");
   Sink sink;
@@ -88,7 +69,7 @@ Bytes http(const Options& opts, const std::string& url, const std::string& op, c
   curl_easy_setopt(c.get(), CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #endif
   curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "tokenprov/" TOKENPROV_VERSION);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, scep_curl_write);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, curl::sink_write);
   curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c.get(), CURLOPT_XFERINFOFUNCTION, scep_curl_progress);
   curl_easy_setopt(c.get(), CURLOPT_NOPROGRESS, 0L);
@@ -132,7 +113,7 @@ Bytes http(const Options& opts, const std::string& url, const std::string& op, c
 }
 
 std::string url_escape(const std::string& s) {
-  curl_init_once();
+  curl::init_once();
   CurlPtr c(curl_easy_init());
   if (!c) fail(ExitCode::Internal, "Cannot start an HTTP client (curl_easy_init failed).");
   char* e = curl_easy_escape(c.get(), s.c_str(), static_cast<int>(s.size()));
