@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/provision.hpp"
 
+#include "cert_dir.hpp"
+
 #include "tokenprov/backup.hpp"
 #include "tokenprov/capabilities.hpp"
 #include "tokenprov/fileio.hpp"
@@ -45,106 +47,6 @@ std::string safe_file_part(std::string s) {
 std::string file_stem(const p11::TokenInfo& token, const std::string& key_label) {
   bool real_serial = token.serial.find_first_not_of('0') != std::string::npos;
   return safe_file_part((real_serial ? token.serial : token.label) + "-" + key_label);
-}
-
-std::vector<std::string> list_dir(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) fail(ExitCode::BadInput, "Cannot read the folder '" + dir + "'.", "Check --cert-dir.");
-  while (auto* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == ".." || n[0] == '.') continue;
-    out.push_back(dir + "/" + n);
-  }
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// What --cert-dir's files hold, read once per process: the raw bytes and the
-// DER of each PEM block, per file, kept while the file's identity, size and
-// modification time stay the same. A fleet looks for every token's key in the
-// same folder of answers; reading and decoding every file again for every key
-// made a fleet quadratic in its size.
-struct FileBlobs {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  off_t size = 0;
-  struct timespec mtime {};
-  std::vector<ossl::Bytes> blobs; // the file's bytes, then each PEM block's DER
-};
-std::mutex g_blobs_mutex;
-std::map<std::string, std::shared_ptr<const FileBlobs>>& blob_cache() {
-  static std::map<std::string, std::shared_ptr<const FileBlobs>> c;
-  return c;
-}
-
-std::shared_ptr<const FileBlobs> file_blobs(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
-  auto same = [&](const FileBlobs& f) {
-    return f.dev == st.st_dev && f.ino == st.st_ino && f.size == st.st_size && f.mtime.tv_sec == st.st_mtim.tv_sec &&
-           f.mtime.tv_nsec == st.st_mtim.tv_nsec;
-  };
-  {
-    std::lock_guard<std::mutex> lock(g_blobs_mutex);
-    auto it = blob_cache().find(path);
-    if (it != blob_cache().end() && same(*it->second)) return it->second;
-  }
-  auto f = std::make_shared<FileBlobs>();
-  f->dev = st.st_dev;
-  f->ino = st.st_ino;
-  f->size = st.st_size;
-  f->mtime = st.st_mtim;
-  try {
-    f->blobs.push_back(read_input_file(path, input::certificate));
-  } catch (const Error&) {
-    return nullptr;
-  }
-  const ossl::Bytes& data = f->blobs.front();
-  ossl::BioPtr b(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
-  char *name = nullptr, *header = nullptr;
-  unsigned char* der = nullptr;
-  long len = 0;
-  while (b && PEM_read_bio(b.get(), &name, &header, &der, &len) == 1) {
-    f->blobs.emplace_back(der, der + len);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(der);
-  }
-  ERR_clear_error();
-  std::lock_guard<std::mutex> lock(g_blobs_mutex);
-  blob_cache()[path] = f;
-  return f;
-}
-
-// Whether the file at PATH visibly carries the public key WANT (DER
-// SubjectPublicKeyInfo): its bytes, or a PEM block's, contain WANT. Cheap next
-// to parsing it: OpenSSL 3 decodes the key of every certificate it parses.
-bool may_hold_key(const std::string& path, const ossl::Bytes& want) {
-  auto f = file_blobs(path);
-  if (!f) return false;
-  std::boyer_moore_horspool_searcher search(want.begin(), want.end());
-  return std::any_of(f->blobs.begin(), f->blobs.end(), [&](const ossl::Bytes& b) {
-    return std::search(b.begin(), b.end(), search) != b.end(); // DER, PKCS#7, or a PEM block
-  });
-}
-
-// The files of --cert-dir in the order to try them for the key WANT: those
-// that visibly carry it first, then the rest (a certificate could encode the
-// key differently). In a folder of many answers (a fleet's) only the right
-// file gets parsed.
-std::vector<std::string> cert_files_for(const std::string& dir, const ossl::Bytes& want) {
-  auto files = list_dir(dir);
-  std::vector<char> likely(files.size());
-  for (std::size_t i = 0; i < files.size(); ++i)
-    likely[i] = may_hold_key(files[i], want);
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < files.size(); ++i)
-    if (likely[i]) out.push_back(files[i]);
-  for (std::size_t i = 0; i < files.size(); ++i)
-    if (!likely[i]) out.push_back(files[i]);
-  return out;
 }
 
 } // namespace
@@ -212,7 +114,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
     fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   if (!sec.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
   // The folders, before anything is written to the token.
-  if (!req.cert_dir.empty()) (void)list_dir(req.cert_dir);
+  if (!req.cert_dir.empty()) (void)cert_dir::list(req.cert_dir);
   for (auto* d : {&req.csr_dir, &req.backup_dir})
     if (!d->empty() && !is_directory(*d))
       fail(ExitCode::BadInput, "The folder '" + *d + "' does not exist (or is not a folder).",
@@ -408,7 +310,7 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
       } else {
         bool got = false;
         if (!req.cert_dir.empty()) {
-          for (auto& f : cert_files_for(req.cert_dir, want)) {
+          for (auto& f : cert_dir::files_for(req.cert_dir, want)) {
             std::vector<ossl::X509Ptr> certs;
             try {
               certs = load_certificate_file(f);
