@@ -47,14 +47,28 @@ struct ProvisionSecrets {
   const Secret* backup_password = nullptr;
 };
 
+// What provision found or did for one key, per step. Printed by state_name()
+// (the words of the JSON output and the contract's fleet lines).
+enum class KeyState { Generated, Present };
+enum class CertState { Enrolled, PickedUp, Present, AwaitingCertificate };
+enum class BackupState { Written, Present, NotRequested, NotPermitted, AwaitingCertificate };
+enum class SignatureCheck { Ok, AwaitingCertificate, NotRequested };
+
+const char* state_name(KeyState s);       // generated | present
+const char* state_name(CertState s);      // enrolled | picked-up | present | awaiting-certificate
+const char* state_name(BackupState s);    // written | present | not-requested | not-permitted | awaiting-certificate
+const char* state_name(SignatureCheck s); // ok | awaiting-certificate | not-requested
+
 struct KeyOutcome {
   std::string role, label, id_hex, algorithm;
-  std::string key_state;  // generated | present
-  std::string cert_state; // enrolled | picked-up | present | awaiting-certificate
+  KeyState key_state = KeyState::Present;
+  CertState cert_state = CertState::AwaitingCertificate;
   std::string cert_serial, cert_subject, csr_file;
-  std::string backup_state; // written | present | not-requested | not-permitted
-  std::string signature_check; // ok | awaiting-certificate | not-requested
+  BackupState backup_state = BackupState::NotRequested;
+  SignatureCheck signature_check = SignatureCheck::NotRequested;
   std::string backup_file;
+  // One line for people: "LABEL [ALG, id ID]: key ..., certificate ..., backup ...".
+  std::string summary() const;
 };
 
 struct ProvisionResult {

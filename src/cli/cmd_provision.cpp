@@ -134,10 +134,7 @@ void register_provision(CLI::App& app, Global& g, Registry& r) {
                    std::string human = "Token '" + res.token.label + "' (serial " + res.token.serial + "): ";
                    human += res.complete ? "provisioned." : "keys made; awaiting certificates (run again with --cert-dir).";
                    for (auto& k : res.keys) {
-                     human += "\n  " + k.label + " [" + k.algorithm + ", id " + k.id_hex + "]: key " + k.key_state +
-                              ", certificate " + k.cert_state + (k.cert_serial.empty() ? "" : " (serial " + k.cert_serial + ")") +
-                              ", backup " + k.backup_state + (k.backup_file.empty() ? "" : " (" + k.backup_file + ")") +
-                              (k.signature_check == "not-requested" ? "" : ", signature check " + k.signature_check);
+                     human += "\n  " + k.summary();
                    }
                    return finish(g, j, human);
                  } catch (const Error& e) {

@@ -158,8 +158,8 @@ TEST_CASE("provision takes a blank token to key, request, certificate and backup
   auto first = provision(req, secrets);
   CHECK(first.initialized_now);
   REQUIRE(first.keys.size() == 1);
-  CHECK(first.keys[0].key_state == "generated");
-  CHECK(first.keys[0].cert_state == "awaiting-certificate");
+  CHECK(first.keys[0].key_state == KeyState::Generated);
+  CHECK(first.keys[0].cert_state == CertState::AwaitingCertificate);
   CHECK(!first.complete);
   const std::string label = first.token.label;
   CHECK(label == "demo-alice");
@@ -170,18 +170,18 @@ TEST_CASE("provision takes a blank token to key, request, certificate and backup
   req.check_signature = true;
   auto second = provision(req, secrets);
   CHECK(!second.initialized_now);
-  CHECK(second.keys[0].key_state == "present");
-  CHECK(second.keys[0].cert_state == "picked-up");
-  CHECK(second.keys[0].backup_state == "written");
-  CHECK(second.keys[0].signature_check == "ok");
+  CHECK(second.keys[0].key_state == KeyState::Present);
+  CHECK(second.keys[0].cert_state == CertState::PickedUp);
+  CHECK(second.keys[0].backup_state == BackupState::Written);
+  CHECK(second.keys[0].signature_check == SignatureCheck::Ok);
   CHECK(second.complete);
   const std::string p12 = second.keys[0].backup_file;
   CHECK(fs::status(p12).permissions() == (fs::perms::owner_read | fs::perms::owner_write));
 
   // A third run changes nothing.
   auto third = provision(req, secrets);
-  CHECK(third.keys[0].cert_state == "present");
-  CHECK(third.keys[0].backup_state == "present");
+  CHECK(third.keys[0].cert_state == CertState::Present);
+  CHECK(third.keys[0].backup_state == BackupState::Present);
 
   // The backup restores onto another token, where the key signs for the certificate's public key.
   hsm.create_token("spare");
