@@ -19,6 +19,7 @@ struct KeySpec {                  // one key the profile makes
   std::string label_template; // e.g. "{role}-{user}"; placeholders {role} {user} {serial} {cn}
   bool backup = false;        // make a PKCS#12 backup when --backup-dir is given (requires exportable)
   std::string id;             // optional fixed CKA_ID, lower-case hex ("" = the tool picks one)
+  bool rekey = false;         // renew = "rekey": a renewal makes a new key (the old one archived); default "same-key"
 };
 
 struct PinPolicy {

@@ -30,10 +30,17 @@ struct ProvisionRequest {
   EnrollProtocol protocol = EnrollProtocol::Scep; // which of the options below enrolls
   scep::Options scep;        // url empty: no SCEP
   cmp::Options cmp;          // url empty: no CMP
+  est::Options est;          // url empty: no EST (its password is the enrollment secret)
   std::string csr_dir, cert_dir;
   std::string backup_dir;
   bool allow_expired = false;
   bool check_signature = false; // sign on the token, verify with the certificate
+  // Renewals (issue 17): once the profile's keys are in place, every leaf
+  // certificate on the token whose private key is there, which is not
+  // archived, and which expires within this many days (infinity: every one,
+  // now) is renewed over PROTOCOL, authenticated by itself. Unset: none.
+  std::optional<double> renew_within_days;
+  bool rekey = false; // renewals make new keys; else each profile key's `renew` setting decides
   std::function<void(const std::string&)> progress;
 };
 
@@ -71,10 +78,21 @@ struct KeyOutcome {
   std::string summary() const;
 };
 
+// One certificate provision renewed (ProvisionRequest::renew_within_days).
+struct RenewalOutcome {
+  std::string label, id_hex;            // the key that holds the new certificate
+  bool rekey = false;
+  std::string archived_label;           // rekey: the old key's and certificate's label now
+  std::string archived_id_hex;          // rekey: their CKA_ID
+  std::string old_serial, old_not_after, serial, not_after;
+  nlohmann::json to_json() const;
+};
+
 struct ProvisionResult {
   p11::TokenInfo token;
   bool initialized_now = false;
   std::vector<KeyOutcome> keys;
+  std::vector<RenewalOutcome> renewals;
   bool complete = false; // every key has its certificate
   nlohmann::json to_json() const;
 };

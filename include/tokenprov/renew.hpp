@@ -52,6 +52,12 @@ struct RenewResult {
 
 // The label an archived object gets: "LABEL (archived YYYY-MM-DD)".
 std::string archived_label(const std::string& label, std::time_t when);
+// Whether LABEL is one archived_label() made (such a key is never renewed again).
+bool is_archived_label(const std::string& label);
+
+// The CMP key update (kur, RFC 4210 section 5.3.5) as renew()'s exchange,
+// signed with the current key and certificate (src/flows/renew_cmp.cpp).
+RenewExchange cmp_kur_exchange(const cmp::Options& opts);
 
 // Renews (or rekeys) the certificate of REQ.key, all or nothing: the new
 // certificate is checked against the key before anything on the token

@@ -52,6 +52,10 @@ struct StatusRequest {
 // without a selector and with several tokens needing a login, Error(Usage).
 StatusReport certificate_status(const std::shared_ptr<p11::Module>& module, const StatusRequest& req);
 
+// The certificates of token T as session S sees them (logged in or not), as
+// certificate_status() reports them: for a flow that has the token open already.
+StatusReport session_status(p11::Session& s, const p11::TokenInfo& t, const StatusRequest& req);
+
 // Seconds from NOW to the certificate's notAfter (negative once past).
 long long seconds_until(const ASN1_TIME* t, std::time_t now);
 

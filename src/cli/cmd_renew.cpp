@@ -69,19 +69,7 @@ void register_renew(CLI::App& app, Global& g, Registry& r) {
                           "Renew the same key over CMP (without --rekey), or rekey over EST or SCEP.");
                    auto copts = cmp_options(g, ro.cmp_url, "", scep::normalize_fingerprint(ro.ca_fingerprint),
                                             ro.ca_bundle, ro.wait, "");
-                   // kur (RFC 4210 section 5.3.5) signed with the current key and certificate. The
-                   // client's store step keeps the answer for renew(), which checks it against the
-                   // key and writes it; certConf goes out when the store step returns, so before
-                   // that write (docs/user-guide.md, "renew").
-                   req.cmp_kur = [copts](p11::Session& sess, const KeyRef& cur, X509* cur_cert, const KeyRef&,
-                                         X509_REQ*) {
-                     std::vector<ossl::X509Ptr> answer;
-                     cmp::kur(copts, sess, cur, cur_cert, [&answer](const cmp::Issued& iss) {
-                       answer.push_back(ossl::dup(iss.cert.get()));
-                       for (auto& c : iss.chain) answer.push_back(ossl::dup(c.get()));
-                     });
-                     return answer;
-                   };
+                   req.cmp_kur = cmp_kur_exchange(copts);
                  }
                  Secret pin = user_pin(g);
                  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});

@@ -95,18 +95,22 @@ nlohmann::json ProvisionResult::to_json() const {
     if (!k.backup_file.empty()) j["backup_file"] = k.backup_file;
     keys_j.push_back(j);
   }
+  nlohmann::json renewals_j = nlohmann::json::array();
+  for (auto& r : renewals)
+    renewals_j.push_back(r.to_json());
   return {{"token", {{"label", token.label}, {"serial", token.serial}, {"uri", token_uri(token)}}},
           {"initialized", initialized_now},
           {"complete", complete},
           {"state", complete ? "done" : "awaiting-certificate"},
-          {"keys", keys_j}};
+          {"keys", keys_j},
+          {"renewals", renewals_j}};
 }
 
 bool enrolls(const ProvisionRequest& req) {
   switch (req.protocol) {
   case EnrollProtocol::Scep: return !req.scep.url.empty();
   case EnrollProtocol::Cmp: return !req.cmp.url.empty();
-  case EnrollProtocol::Est: return false;
+  case EnrollProtocol::Est: return !req.est.url.empty();
   }
   return false;
 }
@@ -132,6 +136,7 @@ ProvisionResult ProvisionRun::run() {
     if (res_.keys.back().cert_state == CertState::AwaitingCertificate) complete = false;
   }
   res_.complete = complete;
+  if (req_.renew_within_days) renew_expiring();
   return std::move(res_);
 }
 
@@ -146,7 +151,8 @@ void ProvisionRun::check_request() const {
   bool have_source = enrolls(req_) || !req_.csr_dir.empty() || !req_.cert_dir.empty();
   if (!have_source)
     fail(ExitCode::Usage,
-         "Say where the certificates come from: --scep-url or --cmp-url (or the profile's), --csr-dir, or --cert-dir.");
+         "Say where the certificates come from: --scep-url, --cmp-url or --est-url (or the profile's), --csr-dir, or "
+         "--cert-dir.");
   if (!req_.backup_dir.empty() && !sec_.backup_password)
     fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   if (!sec_.user_pin) fail(ExitCode::Pin, "No user PIN was given.");

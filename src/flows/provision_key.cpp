@@ -173,6 +173,7 @@ ossl::X509Ptr ProvisionRun::by_enrollment(KeyOutcome& out, const KeyRef& key, Al
   er.protocol = req_.protocol;
   er.scep = req_.scep;
   er.cmp = req_.cmp;
+  er.est = req_.est;
   er.algorithm = alg;
   er.subject = req_.subject;
   er.sans = req_.sans;

@@ -45,6 +45,10 @@ private:
   void check_signature_step(KeyOutcome& out, const KeyRef& key, X509* leaf);
   void back_up(const KeySpec& spec, KeyOutcome& out, const KeyRef& key);
 
+  // Renewals, after the keys (provision_renew.cpp).
+  void renew_expiring();
+  bool rekeys(const std::string& key_label) const;
+
   void say(const std::string& line) const {
     if (req_.progress) req_.progress(line);
   }

@@ -96,6 +96,14 @@ void read_token(p11::Session& s, const p11::TokenInfo& t, const StatusRequest& r
 
 } // namespace
 
+StatusReport session_status(p11::Session& s, const p11::TokenInfo& t, const StatusRequest& req) {
+  StatusReport out;
+  out.window_days = req.expiring_days;
+  out.tokens.push_back(t);
+  read_token(s, t, req, req.now.value_or(std::time(nullptr)), out);
+  return out;
+}
+
 StatusReport certificate_status(const std::shared_ptr<p11::Module>& module, const StatusRequest& req) {
   if (req.expiring_days && (!std::isfinite(*req.expiring_days) || *req.expiring_days < 0))
     fail(ExitCode::Usage, "--expiring takes a number of days, 0 or more.");
