@@ -174,6 +174,8 @@ class Lifecycle:
         for extra in ((), ("--rekey",)):
             r2 = m.tp(*self.renew_args("lc-ec", *extra), "--json")
             m.refused(r2, (2,), ["RSA"], c.main, before)
+            # CMP's kur and SCEP's renewal sign with the current key through the RSA bridge too.
+            check("--protocol cmp" not in own_message(r2), "the hint sends an EC key to CMP: " + own_message(r2))
         return {"outcome": "limit", "exit": 2, "message": own_message(r2)[:300],
                 "limit": "EC key enrolled over EST; its renewal refused before anything is written (EST "
                          "re-enrollment authenticates in TLS, which tokenprov does with RSA keys only)"}
