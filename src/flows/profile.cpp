@@ -390,7 +390,6 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
   }
 
   parse_est(r, root, p);
-
   const toml::node* keys = root.get("keys");
   if (!keys) r.fail_at(nullptr, "the profile has no keys; add at least one [[keys]] section.");
   const toml::array* arr = keys->as_array();
