@@ -24,6 +24,10 @@ struct CsrRequest {
   // the certificate being renewed): subject and subjectAltName are copied from
   // this certificate; SUBJECT and SANS are then not used.
   X509* like = nullptr;
+  // Further extensions for the request's extensionRequest (DER X509_EXTENSIONs:
+  // what EST's /csrattrs asked for and the profile allows). One of the same
+  // type as the subjectAltName above is not added.
+  std::vector<ossl::Bytes> extensions = {};
 };
 
 // Builds the request, signs its body on the token with K, and checks the

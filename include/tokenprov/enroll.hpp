@@ -31,6 +31,10 @@ struct EnrollRequest {
   std::string subject;
   std::vector<std::string> sans;
   bool allow_expired = false;
+  // EST: the extensions /csrattrs may add to the request with the values the
+  // CA gives (the profile's [est] csrattrs_allow: OpenSSL names or dotted
+  // OIDs). Empty: nothing beyond what the request carries anyway.
+  std::vector<std::string> csrattrs_allow;
 };
 
 struct EnrollResult {
@@ -41,7 +45,8 @@ struct EnrollResult {
   // secret's MAC alone, or the signature verified against the bundle/pin).
   std::string trust_note;
   int polls = 0; // how often a pending request was asked after (CMP)
-  // EST: what /csrattrs asked for, sorted into what the request carries and what was ignored.
+  // EST: what /csrattrs asked for, sorted into what the request carries (its own
+  // parts, and the extensions the profile allowed, added) and what was ignored.
   std::vector<std::string> csrattrs_applied, csrattrs_ignored;
 };
 

@@ -44,10 +44,22 @@ struct ClientAuth {
 // GET /cacerts: the CA certificates (base64 PKCS#7 certs-only).
 std::vector<ossl::X509Ptr> cacerts(const Options& opts);
 
-// GET /csrattrs: what the CA asks the request to hold, as OIDs in dotted form
-// with their short name when OpenSSL knows one ("1.2.840.113549.1.9.7
-// challengePassword"). Empty when the server has none (204, 404).
-std::vector<std::string> csrattrs(const Options& opts);
+// One thing /csrattrs asks the request to hold.
+struct CsrAttr {
+  // The OID in dotted form with its short name when OpenSSL knows one
+  // ("1.2.840.113549.1.9.7 challengePassword", "2.5.29.37 extendedKeyUsage").
+  std::string name;
+  // An extension the CA gave a value for (in an extensionRequest attribute,
+  // RFC 8951 section 3.3): its DER X509_EXTENSION; empty when only the OID was asked.
+  ossl::Bytes extension;
+};
+
+// GET /csrattrs: what the CA asks the request to hold. An extensionRequest
+// attribute with values yields one entry per extension in it. Empty when the
+// server has none (204, 404).
+std::vector<CsrAttr> csrattrs(const Options& opts);
+// The CsrAttrs DER of an answer (the parser of csrattrs()); Error(Ca) naming URL when it is not one.
+std::vector<CsrAttr> parse_csrattrs(const ossl::Bytes& der, const std::string& url);
 
 // POST /simpleenroll (HTTP Basic) or /simplereenroll (TLS client auth, no
 // password): the certificates of the answer, the issued one among them.

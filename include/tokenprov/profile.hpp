@@ -43,6 +43,8 @@ struct Profile {
   std::string protocol;           // "protocol": scep | cmp | est; empty: scep
   std::string cmp_url;            // [cmp] url
   std::string cmp_ca_fingerprint; // [cmp] ca_fingerprint (normalized like ca_fingerprint)
+  // [est] csrattrs_allow: extensions /csrattrs may add to an EST request (names or dotted OIDs)
+  std::vector<std::string> est_csrattrs_allow;
 
   // The key with this role, or nullptr.
   const KeySpec* find_key(const std::string& role) const;

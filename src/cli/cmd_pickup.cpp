@@ -169,6 +169,7 @@ void register_pickup(CLI::App& app, Global& g, Registry& r) {
                           "tokenprov does not use the system's CA store for EST.");
                    req.est = est_options(g, eo.est_url, eo.ca_bundle, eo.wait);
                    req.est.user = eo.est_user;
+                   if (!g.profile.empty()) req.csrattrs_allow = profile(g).est_csrattrs_allow;
                  }
                  Secret pin = user_pin(g);
                  if (req.protocol == EnrollProtocol::Scep)

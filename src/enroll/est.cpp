@@ -282,42 +282,80 @@ std::vector<ossl::X509Ptr> cacerts(const Options& opts) {
   return certs_of(opts, "cacerts", r.body);
 }
 
-std::vector<std::string> csrattrs(const Options& opts) {
+namespace {
+using SeqPtr = std::unique_ptr<ASN1_SEQUENCE_ANY, void (*)(ASN1_SEQUENCE_ANY*)>;
+
+SeqPtr any_seq(const unsigned char* p, long len, bool set) {
+  auto free_seq = [](ASN1_SEQUENCE_ANY* s) { sk_ASN1_TYPE_pop_free(s, ASN1_TYPE_free); };
+  return SeqPtr(set ? d2i_ASN1_SET_ANY(nullptr, &p, len) : d2i_ASN1_SEQUENCE_ANY(nullptr, &p, len), free_seq);
+}
+
+std::string oid_name(const ASN1_OBJECT* o) {
+  char buf[128];
+  OBJ_obj2txt(buf, sizeof buf, o, 1);
+  std::string s = buf;
+  int nid = OBJ_obj2nid(o);
+  if (nid != NID_undef && OBJ_nid2sn(nid)) s += std::string(" ") + OBJ_nid2sn(nid);
+  return s;
+}
+
+// An extensionRequest attribute's values (SET OF Extensions): one CsrAttr per extension.
+bool extension_values(const ASN1_TYPE* values, std::vector<CsrAttr>& out) {
+  if (values->type != V_ASN1_SET) return false;
+  auto set = any_seq(values->value.set->data, values->value.set->length, true);
+  bool any = false;
+  for (int i = 0; set && i < sk_ASN1_TYPE_num(set.get()); ++i) {
+    const ASN1_TYPE* v = sk_ASN1_TYPE_value(set.get(), i);
+    if (v->type != V_ASN1_SEQUENCE) continue;
+    const unsigned char* q = v->value.sequence->data;
+    X509_EXTENSIONS* exts = d2i_X509_EXTENSIONS(nullptr, &q, v->value.sequence->length);
+    for (int k = 0; exts && k < sk_X509_EXTENSION_num(exts); ++k) {
+      X509_EXTENSION* e = sk_X509_EXTENSION_value(exts, k);
+      unsigned char* der = nullptr;
+      int len = i2d_X509_EXTENSION(e, &der);
+      if (len <= 0) continue;
+      out.push_back({oid_name(X509_EXTENSION_get_object(e)), ossl::Bytes(der, der + len)});
+      OPENSSL_free(der);
+      any = true;
+    }
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  }
+  ERR_clear_error();
+  return any;
+}
+} // namespace
+
+std::vector<CsrAttr> parse_csrattrs(const ossl::Bytes& der, const std::string& url) {
+  auto seq = any_seq(der.data(), static_cast<long>(der.size()), false);
+  ERR_clear_error();
+  if (!seq) fail(ExitCode::Ca, "The EST server at " + url + " answered csrattrs with something that is not a CsrAttrs sequence.");
+  std::vector<CsrAttr> out;
+  for (int i = 0; i < sk_ASN1_TYPE_num(seq.get()); ++i) {
+    ASN1_TYPE* t = sk_ASN1_TYPE_value(seq.get(), i);
+    if (t->type == V_ASN1_OBJECT) {
+      out.push_back({oid_name(t->value.object), {}});
+    } else if (t->type == V_ASN1_SEQUENCE) { // Attribute { type, values }
+      auto attr = any_seq(t->value.sequence->data, t->value.sequence->length, false);
+      if (attr && sk_ASN1_TYPE_num(attr.get()) > 0 && sk_ASN1_TYPE_value(attr.get(), 0)->type == V_ASN1_OBJECT) {
+        const ASN1_OBJECT* type = sk_ASN1_TYPE_value(attr.get(), 0)->value.object;
+        bool ext_req = OBJ_obj2nid(type) == NID_ext_req;
+        if (!(ext_req && sk_ASN1_TYPE_num(attr.get()) > 1 && extension_values(sk_ASN1_TYPE_value(attr.get(), 1), out)))
+          out.push_back({oid_name(type), {}});
+      }
+      ERR_clear_error();
+    }
+  }
+  return out;
+}
+
+std::vector<CsrAttr> csrattrs(const Options& opts) {
   auto trust = load_trust(opts);
   auto r = exchange(opts, trust, "csrattrs", nullptr, nullptr);
   if (r.status == 204 || r.status == 404 || (r.status == 200 && r.body.empty())) return {};
   if (r.status != 200) http_failure(opts, "csrattrs", r);
   auto der = decode_base64(std::string_view(reinterpret_cast<const char*>(r.body.data()), r.body.size()),
                            "the EST server's answer to csrattrs");
-  const unsigned char* p = der.data();
-  using SeqPtr = std::unique_ptr<ASN1_SEQUENCE_ANY, void (*)(ASN1_SEQUENCE_ANY*)>;
-  SeqPtr seq(d2i_ASN1_SEQUENCE_ANY(nullptr, &p, static_cast<long>(der.size())),
-             [](ASN1_SEQUENCE_ANY* s) { sk_ASN1_TYPE_pop_free(s, ASN1_TYPE_free); });
-  ERR_clear_error();
-  if (!seq) fail(ExitCode::Ca, "The EST server at " + opts.url + " answered csrattrs with something that is not a CsrAttrs sequence.");
-  std::vector<std::string> out;
-  auto name = [](const ASN1_OBJECT* o) {
-    char buf[128];
-    OBJ_obj2txt(buf, sizeof buf, o, 1);
-    std::string s = buf;
-    int nid = OBJ_obj2nid(o);
-    if (nid != NID_undef && OBJ_nid2sn(nid)) s += std::string(" ") + OBJ_nid2sn(nid);
-    return s;
-  };
-  for (int i = 0; i < sk_ASN1_TYPE_num(seq.get()); ++i) {
-    ASN1_TYPE* t = sk_ASN1_TYPE_value(seq.get(), i);
-    if (t->type == V_ASN1_OBJECT) {
-      out.push_back(name(t->value.object));
-    } else if (t->type == V_ASN1_SEQUENCE) { // Attribute { type, values }: its type
-      const unsigned char* q = t->value.sequence->data;
-      SeqPtr attr(d2i_ASN1_SEQUENCE_ANY(nullptr, &q, t->value.sequence->length),
-                  [](ASN1_SEQUENCE_ANY* s) { sk_ASN1_TYPE_pop_free(s, ASN1_TYPE_free); });
-      if (attr && sk_ASN1_TYPE_num(attr.get()) > 0 && sk_ASN1_TYPE_value(attr.get(), 0)->type == V_ASN1_OBJECT)
-        out.push_back(name(sk_ASN1_TYPE_value(attr.get(), 0)->value.object));
-      ERR_clear_error();
-    }
-  }
-  return out;
+  return parse_csrattrs(der, opts.url);
 }
 
 std::vector<ossl::X509Ptr> simpleenroll(const Options& opts, X509_REQ* csr) {

@@ -62,7 +62,7 @@ struct Prepared {
   scep::CaInfo scep_ca;
   scep::Options scep;
   std::vector<ossl::X509Ptr> est_cacerts;  // EST: /cacerts, the chain written
-  std::vector<std::string> est_csrattrs;   // EST: what /csrattrs asked for
+  std::vector<est::CsrAttr> est_csrattrs;  // EST: what /csrattrs asked for
 };
 
 // ---- SCEP ----
@@ -174,33 +174,60 @@ bool sig_alg_matches(int nid, CK_KEY_TYPE kt) {
          (kt == CKK_EC_EDWARDS && nid == NID_ED25519);
 }
 
-// What /csrattrs asked for that the request carries (the key's signature algorithm, the
-// subjectAltNames given, the subject's CN); the rest is ignored and said so.
-void sort_csrattrs(const std::vector<std::string>& asked, const KeyRef& k, bool have_sans, EnrollResult& r) {
+// The dotted form of an OID given by name or dotted ("" when OpenSSL reads neither).
+std::string dotted_oid(const std::string& text) {
+  ASN1_OBJECT* o = OBJ_txt2obj(text.c_str(), 0);
+  char buf[128] = {0};
+  if (o) OBJ_obj2txt(buf, sizeof buf, o, 1);
+  ASN1_OBJECT_free(o);
+  ERR_clear_error();
+  return buf;
+}
+
+// /csrattrs sorted: what the request carries anyway (the key's signature algorithm, the
+// subjectAltNames given, the subject's CN) and the extensions the CA gave a value for that
+// REQ.csrattrs_allow names (added to CREQ) are applied; the rest is ignored, and said why.
+void sort_csrattrs(const std::vector<est::CsrAttr>& asked, const KeyRef& k, const EnrollRequest& req,
+                   CsrRequest& creq, EnrollResult& r) {
+  std::vector<std::string> not_allowed, no_value;
   for (auto& a : asked) {
-    std::string dotted = a.substr(0, a.find(' '));
-    ASN1_OBJECT* o = OBJ_txt2obj(dotted.c_str(), 1);
-    int nid = o ? OBJ_obj2nid(o) : NID_undef;
-    ASN1_OBJECT_free(o);
+    std::string dotted = a.name.substr(0, a.name.find(' '));
+    int nid = OBJ_txt2nid(dotted.c_str());
     ERR_clear_error();
+    bool have_sans = !req.sans.empty();
+    bool allowed = std::any_of(req.csrattrs_allow.begin(), req.csrattrs_allow.end(),
+                               [&](const std::string& x) { return dotted_oid(x) == dotted; });
     if (sig_alg_matches(nid, k.type) || ((nid == NID_ext_req || nid == NID_subject_alt_name) && have_sans) ||
-        nid == NID_commonName)
-      r.csrattrs_applied.push_back(a);
-    else
-      r.csrattrs_ignored.push_back(a);
+        nid == NID_commonName) {
+      r.csrattrs_applied.push_back(a.name);
+    } else if (allowed && !a.extension.empty()) {
+      creq.extensions.push_back(a.extension);
+      r.csrattrs_applied.push_back(a.name);
+    } else {
+      r.csrattrs_ignored.push_back(a.name);
+      (allowed ? no_value : not_allowed).push_back(a.name);
+    }
   }
+  auto join = [](const std::vector<std::string>& v) {
+    std::string list;
+    for (auto& x : v) list += (list.empty() ? "" : ", ") + x;
+    return list;
+  };
+  if (!creq.extensions.empty())
+    say(req, "Adding to the request what the EST server asks for and the profile allows: " +
+                 std::to_string(creq.extensions.size()) + " extension(s).");
+  if (!not_allowed.empty())
+    say(req, "The EST server asks for attributes the profile does not allow ([est] csrattrs_allow), ignored: " +
+                 join(not_allowed) + ".");
+  if (!no_value.empty())
+    say(req, "The EST server names attributes without a value to put in the request, ignored: " + join(no_value) + ".");
 }
 
 EnrollResult run_est(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& password, Prepared& p) {
   EnrollResult r;
   r.key = k;
-  sort_csrattrs(p.est_csrattrs, k, !req.sans.empty(), r);
-  if (!r.csrattrs_ignored.empty()) {
-    std::string list;
-    for (auto& a : r.csrattrs_ignored) list += (list.empty() ? "" : ", ") + a;
-    say(req, "The EST server asks for attributes tokenprov does not put in this request (ignored): " + list + ".");
-  }
   CsrRequest creq{req.subject, req.sans, SigScheme::Default, nullptr};
+  sort_csrattrs(p.est_csrattrs, k, req, creq, r);
   auto csr = make_csr(s, k, creq);
   est::Options opts = req.est;
   opts.password = &password;

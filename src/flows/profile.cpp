@@ -7,6 +7,9 @@
 #include "tokenprov/fileio.hpp"
 #include "tokenprov/uri.hpp"
 
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -272,6 +275,30 @@ std::string expand_template(const std::string& templ, const std::map<std::string
   return out;
 }
 
+namespace {
+// [est] csrattrs_allow: the extensions EST's /csrattrs may add to a request (with the
+// values the CA gives). Each an extension OpenSSL knows by name, or a dotted OID.
+void parse_est(const Reader& r, const toml::table& root, Profile& p) {
+  const toml::table* e = r.table(root, "est");
+  if (!e) return;
+  r.only(*e, "[est]", {"csrattrs_allow"});
+  auto allow = r.strings(*e, "csrattrs_allow", "est.csrattrs_allow");
+  if (!allow) return;
+  for (const auto& name : *allow) {
+    bool dotted = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+    ASN1_OBJECT* o = OBJ_txt2obj(name.c_str(), dotted ? 1 : 0);
+    int nid = o ? OBJ_obj2nid(o) : NID_undef;
+    ASN1_OBJECT_free(o);
+    ERR_clear_error();
+    if (!o || (!dotted && !X509V3_EXT_get_nid(nid)))
+      r.fail_at(e->get("csrattrs_allow"), "est.csrattrs_allow '" + name +
+                                              "' is not an extension (an OpenSSL name such as extendedKeyUsage, "
+                                              "keyUsage, subjectAltName, or a dotted OID).");
+  }
+  p.est_csrattrs_allow = *allow;
+}
+} // namespace
+
 Profile parse_profile(const std::string& toml_text, const std::string& source_name) {
   // toml++ recurses once per level of a dotted key or table name
   // ("[a.a.a...]"): some 35,000 levels (70 KB) overflow an 8 MB stack
@@ -295,7 +322,7 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
          kHint);
   }
 
-  r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys", "protocol", "cmp"});
+  r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys", "protocol", "cmp", "est"});
 
   Profile p;
   p.name = stem_of(source_name);
@@ -362,6 +389,7 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
     p.cmp_ca_fingerprint = hex;
   }
 
+  parse_est(r, root, p);
   const toml::node* keys = root.get("keys");
   if (!keys) r.fail_at(nullptr, "the profile has no keys; add at least one [[keys]] section.");
   const toml::array* arr = keys->as_array();

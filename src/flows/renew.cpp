@@ -90,7 +90,8 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
       fail(ExitCode::Usage,
            "EST re-enrollment authenticates with the current key in TLS, which tokenprov does with RSA keys only; '" +
                old.label + "' is not one.",
-           "Renew this key over another protocol (--protocol cmp), or enroll a new RSA key.");
+           "CMP's key update and SCEP's renewal are signed with the current key, also RSA only here: "
+           "enroll a new RSA key (tokenprov enroll) instead.");
     exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, const KeyRef&, X509_REQ* csr) {
       auto pkey = token_rsa_pkey(sess, cur);
       est::ClientAuth auth{pkey.get(), cur_cert};

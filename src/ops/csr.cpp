@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <memory>
 
 namespace tokenprov {
 
@@ -70,6 +71,40 @@ GENERAL_NAME* make_general_name(const std::string& san) {
   return gn;
 }
 
+// The request's extensionRequest, added once: the subjectAltName (the renewed
+// certificate's, or SANS), then R.extensions of other types.
+void add_extensions(X509_REQ* req, const CsrRequest& r) {
+  using Exts = std::unique_ptr<STACK_OF(X509_EXTENSION), void (*)(STACK_OF(X509_EXTENSION)*)>;
+  Exts exts(sk_X509_EXTENSION_new_null(), [](STACK_OF(X509_EXTENSION)* x) { sk_X509_EXTENSION_pop_free(x, X509_EXTENSION_free); });
+  if (r.like) {
+    int at = X509_get_ext_by_NID(r.like, NID_subject_alt_name, -1);
+    if (at >= 0) sk_X509_EXTENSION_push(exts.get(), X509_EXTENSION_dup(X509_get_ext(r.like, at)));
+  } else if (!r.sans.empty()) {
+    GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
+    try {
+      for (auto& san : r.sans)
+        sk_GENERAL_NAME_push(gens, make_general_name(san));
+    } catch (...) {
+      sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+      throw;
+    }
+    sk_X509_EXTENSION_push(exts.get(), X509V3_EXT_i2d(NID_subject_alt_name, 0, gens));
+    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+  }
+  for (auto& der : r.extensions) {
+    const unsigned char* p = der.data();
+    X509_EXTENSION* e = d2i_X509_EXTENSION(nullptr, &p, static_cast<long>(der.size()));
+    if (!e) ossl::fail_ssl(ExitCode::Internal, "Cannot read an extension for the request");
+    bool dup = false;
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts.get()); ++i)
+      dup = dup || OBJ_cmp(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts.get(), i)), X509_EXTENSION_get_object(e)) == 0;
+    if (dup) X509_EXTENSION_free(e);
+    else sk_X509_EXTENSION_push(exts.get(), e);
+  }
+  if (sk_X509_EXTENSION_num(exts.get()) > 0 && !X509_REQ_add_extensions(req, exts.get()))
+    ossl::fail_ssl(ExitCode::Internal, "Cannot add the extensions to the request");
+}
+
 } // namespace
 
 void check_san(const std::string& san) {
@@ -90,30 +125,7 @@ ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrReque
   if (!direct && !X509_REQ_set_pubkey(req.get(), pub.get()))
     ossl::fail_ssl(ExitCode::Internal, "Cannot set the request's key");
 
-  if (r.like) {
-    int at = X509_get_ext_by_NID(r.like, NID_subject_alt_name, -1);
-    if (at >= 0) {
-      STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-      sk_X509_EXTENSION_push(exts, X509_EXTENSION_dup(X509_get_ext(r.like, at)));
-      X509_REQ_add_extensions(req.get(), exts);
-      sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    }
-  } else if (!r.sans.empty()) {
-    GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
-    try {
-      for (auto& san : r.sans)
-        sk_GENERAL_NAME_push(gens, make_general_name(san));
-    } catch (...) {
-      sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
-      throw;
-    }
-    STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-    X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
-    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
-    sk_X509_EXTENSION_push(exts, ext);
-    X509_REQ_add_extensions(req.get(), exts);
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-  }
+  add_extensions(req.get(), r);
   if (r.challenge) {
     if (!X509_REQ_add1_attr_by_NID(req.get(), NID_pkcs9_challengePassword, MBSTRING_UTF8,
                                    reinterpret_cast<const unsigned char*>(r.challenge->str().data()),

@@ -12,12 +12,14 @@ What it does (the tests rely on it):
   * TLS 1.2+ with a server certificate for IP 127.0.0.1 issued by its TLS root (tls_ca_path);
     a client certificate is asked for (optional) and verified against the EST CA.
   * GET  /.well-known/est/cacerts      base64 PKCS#7 certs-only: the EST CA certificate.
-  * GET  /.well-known/est/csrattrs     base64 CsrAttrs: the OIDs in csrattrs (204 when empty).
+  * GET  /.well-known/est/csrattrs     base64 CsrAttrs: the OIDs in csrattrs (204 when empty); an entry
+    that is bytes goes in as it is (an Attribute's DER: see ext_request_attr()).
   * POST /.well-known/est/simpleenroll HTTP Basic (user/password, 401 otherwise); base64 PKCS#10;
     answers 202 + Retry-After for the first `pending` requests, then 200 with base64 PKCS#7 of
     the certificate, valid `validity` seconds.
   * POST /.well-known/est/simplereenroll needs a TLS client certificate issued by the EST CA and
     not expired, whose subject equals the request's (403 otherwise); no password.
+  * `csrs` keeps every request received (cryptography's CertificateSigningRequest).
   * `log` records each request: (method, path, auth user or None, client certificate serial or
     None, status).
 """
@@ -81,9 +83,19 @@ def _der_oid(dotted):
     return b"\x06" + _der_len(len(body)) + body
 
 
+def _der(tag, body):
+    return bytes([tag]) + _der_len(len(body)) + body
+
+
 def csrattrs_der(oids):
-    body = b"".join(_der_oid(o) for o in oids)
-    return b"\x30" + _der_len(len(body)) + body
+    return _der(0x30, b"".join(o if isinstance(o, bytes) else _der_oid(o) for o in oids))
+
+
+def ext_request_attr(extensions):
+    """A CsrAttrs entry asking for extensions with their values (RFC 8951 section 3.3): the Attribute
+    extensionRequest { SET { Extensions } } of cryptography extension values (x509.KeyUsage(...))."""
+    exts = b"".join(_der(0x30, _der_oid(e.oid.dotted_string) + _der(0x04, e.public_bytes())) for e in extensions)
+    return _der(0x30, _der_oid("1.2.840.113549.1.9.14") + _der(0x31, _der(0x30, exts)))
 
 
 class EstServer:
@@ -98,6 +110,7 @@ class EstServer:
         self.csrattrs = list(csrattrs)
         self.log = []
         self.issued = []
+        self.csrs = []
         self.lock = threading.Lock()
         os.makedirs(dir, exist_ok=True)
         # The EST CA (issues the enrolled certificates, trusts client certificates).
@@ -237,6 +250,8 @@ class EstServer:
                     csr = x509.load_der_x509_csr(base64.b64decode(data))
                 except Exception:
                     return self._send(400, b"not a base64 PKCS#10 request")
+                with server.lock:
+                    server.csrs.append(csr)
                 cert, why = server.issue(csr, validity, subject_must)
                 if cert is None:
                     return self._send(403 if subject_must is not None else 400, why.encode())

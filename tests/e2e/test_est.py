@@ -11,7 +11,9 @@ import shutil
 import subprocess
 
 from harness import Sandbox, main, expect, sh, BIN, SRC, SOFTHSM_MODULE, USER_PIN
-from estserver import EstServer
+from estserver import EstServer, ext_request_attr
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 
 def enroll_args(est, token, label, *extra):
@@ -100,6 +102,42 @@ def test_est_enroll_existing_ec_key_and_csrattrs():
         expect("ignored" in r.stderr and "challengePassword" in r.stderr, r.stderr)
         lv = leaves(sb, "e3")
         expect(len(lv) == 1 and lv[0]["id"] == kid and lv[0]["label"] == "gus", lv)
+
+
+def test_est_csrattrs_profile_decides():
+    """/csrattrs asks for keyUsage and extendedKeyUsage with values, and a challengePassword: the
+    profile's [est] csrattrs_allow decides what goes into the request; the rest is ignored and said."""
+    ku = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION])
+    asked = [ext_request_attr([ku, eku]), "1.2.840.113549.1.9.7"]
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", csrattrs=asked) as est:
+        sb.create_token("ca1")
+        keys = '[[keys]]\nrole = "auth"\nalgorithm = "rsa2048"\n'
+        allow = sb.write("allow.toml", (keys + '[est]\ncsrattrs_allow = ["extendedKeyUsage"]\n').encode())
+        # No profile: nothing is added; all three are reported ignored.
+        r = sb.tp(*(enroll_args(est, "ca1", "plain") + ["--json"]), env={"EST_PW": "otp"}, check=0)
+        doc = json.loads(r.stdout)
+        expect(doc["csrattrs"]["applied"] == [], doc["csrattrs"])
+        expect(doc["csrattrs"]["ignored"] == ["2.5.29.15 keyUsage", "2.5.29.37 extendedKeyUsage",
+                                              "1.2.840.113549.1.9.7 challengePassword"], doc["csrattrs"])
+        expect("does not allow" in r.stderr and "keyUsage" in r.stderr, r.stderr)
+        expect(len(est.csrs[-1].extensions) == 0, est.csrs[-1].extensions)
+        # The profile allows extendedKeyUsage: it goes in with the CA's values, keyUsage does not.
+        r = sb.tp(*(enroll_args(est, "ca1", "allowed") + ["--profile", allow, "--json"]), env={"EST_PW": "otp"},
+                  check=0)
+        doc = json.loads(r.stdout)
+        expect(doc["csrattrs"]["applied"] == ["2.5.29.37 extendedKeyUsage"], doc["csrattrs"])
+        expect(doc["csrattrs"]["ignored"] == ["2.5.29.15 keyUsage", "1.2.840.113549.1.9.7 challengePassword"],
+               doc["csrattrs"])
+        exts = est.csrs[-1].extensions
+        expect([e.oid for e in exts] == [x509.oid.ExtensionOID.EXTENDED_KEY_USAGE], exts)
+        expect(list(exts[0].value) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION], exts)
+        # An allow list naming something that is not an extension: the profile is refused, nothing made.
+        bad = sb.write("bad.toml", (keys + '[est]\ncsrattrs_allow = ["challengePassword"]\n').encode())
+        before = sb.objects("ca1")
+        r = sb.tp(*(enroll_args(est, "ca1", "bad") + ["--profile", bad]), env={"EST_PW": "otp"})
+        expect(r.returncode == 5 and "csrattrs_allow" in r.stderr, (r.returncode, r.stderr))
+        expect(sb.objects("ca1") == before, "a key was made")
 
 
 def test_est_refusals_leave_token_unchanged():
@@ -265,6 +303,6 @@ def test_renew_service_script():
 
 if __name__ == "__main__":
     main([test_est_server_with_curl_and_openssl, test_est_enroll_pending_and_chain,
-          test_est_enroll_existing_ec_key_and_csrattrs,
+          test_est_enroll_existing_ec_key_and_csrattrs, test_est_csrattrs_profile_decides,
           test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_refusals,
           test_renew_service_script])
