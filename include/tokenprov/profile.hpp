@@ -45,6 +45,8 @@ struct Profile {
   std::string cmp_ca_fingerprint; // [cmp] ca_fingerprint (normalized like ca_fingerprint)
   // [est] csrattrs_allow: extensions /csrattrs may add to an EST request (names or dotted OIDs)
   std::vector<std::string> est_csrattrs_allow;
+  std::string est_url;  // [est] url: the EST base (https://)
+  std::string est_user; // [est] user: HTTP Basic user of the first enrollment
 
   // The key with this role, or nullptr.
   const KeySpec* find_key(const std::string& role) const;

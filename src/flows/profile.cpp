@@ -145,7 +145,7 @@ public:
     std::string prefix = "keys[" + std::to_string(index) + "]";
     const toml::table* t = node.as_table();
     if (!t) fail_at(&node, prefix + " must be a table; write each key as a [[keys]] section.");
-    only(*t, prefix, {"role", "algorithm", "usage", "exportable", "label", "backup", "id"});
+    only(*t, prefix, {"role", "algorithm", "usage", "exportable", "label", "backup", "id", "renew"});
 
     KeySpec k;
     auto role = str(*t, "role", prefix + ".role");
@@ -191,6 +191,12 @@ public:
     if (k.backup && !k.exportable)
       fail_at(t->get("backup"), prefix + ".backup is true, but the key is not exportable (set exportable = true, "
                                          "or drop backup).");
+
+    if (auto renew = str(*t, "renew", prefix + ".renew")) {
+      if (*renew != "same-key" && *renew != "rekey")
+        fail_at(t->get("renew"), prefix + ".renew '" + *renew + "' is not one of same-key, rekey.");
+      k.rekey = *renew == "rekey";
+    }
 
     k.label_template = str(*t, "label", prefix + ".label").value_or("{role}");
     if (k.label_template.empty()) fail_at(t->get("label"), prefix + ".label is empty.");
@@ -281,7 +287,11 @@ namespace {
 void parse_est(const Reader& r, const toml::table& root, Profile& p) {
   const toml::table* e = r.table(root, "est");
   if (!e) return;
-  r.only(*e, "[est]", {"csrattrs_allow"});
+  r.only(*e, "[est]", {"url", "user", "csrattrs_allow"});
+  p.est_url = r.str(*e, "url", "est.url").value_or("");
+  if (!p.est_url.empty() && p.est_url.rfind("https://", 0) != 0)
+    r.fail_at(e->get("url"), "est.url '" + p.est_url + "' is not an https:// URL (EST runs over TLS).");
+  p.est_user = r.str(*e, "user", "est.user").value_or("");
   auto allow = r.strings(*e, "csrattrs_allow", "est.csrattrs_allow");
   if (!allow) return;
   for (const auto& name : *allow) {

@@ -174,6 +174,7 @@ ossl::X509Ptr ProvisionRun::by_enrollment(KeyOutcome& out, const KeyRef& key, Al
   er.scep = req_.scep;
   er.cmp = req_.cmp;
   er.est = req_.est;
+  er.csrattrs_allow = prof_.est_csrattrs_allow;
   er.algorithm = alg;
   er.subject = req_.subject;
   er.sans = req_.sans;
