@@ -15,6 +15,11 @@ nlohmann::json error_json(const Error& e) {
   return j;
 }
 
+nlohmann::json internal_error_json(const char* what) {
+  return {{"code", static_cast<int>(ExitCode::Internal)},
+          {"message", what ? std::string("Internal error: ") + what : std::string("Internal error.")}};
+}
+
 Recorder::Recorder(const FleetRequest& req, StateFile* state, std::size_t total, std::size_t skipped)
     : req_(req), state_(state), finished_(skipped) {
   sum_.total = total;
@@ -60,13 +65,35 @@ void Recorder::finish(Job& job, nlohmann::json line, bool ok, bool done) {
       stop_ = true;
     }
   }
+  job.recorded = true;
   if (ok)
     ++sum_.ok;
   else
     ++sum_.failed;
   ++finished_;
-  if (req_.on_row) req_.on_row(line);
-  if (req_.on_progress) req_.on_progress(finished_, sum_.total, sum_.failed);
+  auto err = report(line);
+  if (!err || !ok) return; // a failed row whose report fails too: it is counted failed, nothing more to say
+  --sum_.ok;
+  ++sum_.failed;
+  report({{"row", job.row->row},
+          {"ok", false},
+          {"token", line.value("token", "")},
+          {"subject", job.row->subject},
+          {"error", *err}});
+}
+
+std::optional<nlohmann::json> Recorder::report(const nlohmann::json& line) {
+  try {
+    if (req_.on_row) req_.on_row(line);
+    if (req_.on_progress) req_.on_progress(finished_, sum_.total, sum_.failed);
+    return std::nullopt;
+  } catch (const Error& e) {
+    return error_json(e);
+  } catch (const std::exception& e) {
+    return internal_error_json(e.what());
+  } catch (...) {
+    return internal_error_json(nullptr);
+  }
 }
 
 void Recorder::fail(Job& job, const nlohmann::json& err) {

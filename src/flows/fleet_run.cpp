@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <map>
+#include <system_error>
 #include <thread>
 
 namespace tokenprov::fleet_detail {
@@ -182,25 +183,44 @@ void FleetRun::one_row(Job& job, std::size_t i) {
   recorder_->finish(job, line, true, res.complete);
 }
 
-// A worker: one row (one token, one session) at a time until none is left.
+// The rows, one (one token, one session) at a time until none is left.
+// Whatever a row throws fails that row only (an Error keeps its code,
+// anything else is code 1), and the worker goes on with the next; only the
+// state file or the audit log failing stops the run.
 void FleetRun::work() {
   for (;;) {
     if (recorder_->stopped() || interrupted()) return; // a signal: no new row (the rows under way roll back their step)
     std::size_t n = next_.fetch_add(1);
     if (n >= todo_.size()) return;
     Job& job = *todo_[n].first;
+    std::optional<nlohmann::json> err;
     try {
       one_row(job, todo_[n].second);
     } catch (const RecordError& e) {
       recorder_->stop(e);
       return;
     } catch (const Error& e) {
-      recorder_->fail(job, error_json(e));
+      err = error_json(e);
     } catch (const std::exception& e) {
-      recorder_->fail(job, {{"code", 1}, {"message", std::string("Internal error: ") + e.what()}});
+      err = internal_error_json(e.what());
     } catch (...) {
-      recorder_->fail(job, {{"code", 1}, {"message", "Internal error."}});
+      err = internal_error_json(nullptr);
     }
+    if (err && !job.recorded) recorder_->fail(job, *err);
+  }
+}
+
+// A worker thread's body: nothing leaves it. What work() cannot put on a row
+// (the recorder itself failing) stops the run with that error.
+void FleetRun::worker() {
+  try {
+    work();
+  } catch (const Error& e) {
+    recorder_->stop(e);
+  } catch (const std::exception& e) {
+    recorder_->stop(Error(ExitCode::Internal, std::string("Internal error: ") + e.what()));
+  } catch (...) {
+    recorder_->stop(Error(ExitCode::Internal, "Internal error."));
   }
 }
 
@@ -208,12 +228,17 @@ void FleetRun::run_workers() {
   for (std::size_t i = 0; i < jobs_.size(); ++i)
     if (!jobs_[i].finished) todo_.emplace_back(&jobs_[i], i);
   int n_workers = std::max(1, std::min<int>(req_.jobs, static_cast<int>(std::max<std::size_t>(todo_.size(), 1))));
-  std::vector<std::thread> workers;
-  for (int w = 1; w < n_workers; ++w)
-    workers.emplace_back([this] { work(); });
-  work();
-  for (auto& t : workers)
-    t.join();
+  // Joined on every path: a std::jthread joins in its destructor. A thread
+  // that cannot be started leaves the rows to the others.
+  std::vector<std::jthread> workers;
+  for (int w = 1; w < n_workers; ++w) {
+    try {
+      workers.emplace_back([this] { worker(); });
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
+  worker();
 }
 
 FleetSummary FleetRun::run() {

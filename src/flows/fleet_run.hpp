@@ -35,6 +35,7 @@ struct Job {
   std::string serial;   // the token's serial once known
   bool initialized_now = false;
   bool finished = false; // failed (or checked, in a dry run) before the workers start
+  bool recorded = false; // its outcome is recorded and counted (Recorder::finish)
 };
 
 // The state file or the audit log could not be written: the run stops.
@@ -43,12 +44,16 @@ struct RecordError : Error {
 };
 
 nlohmann::json error_json(const Error& e);
+// What a row gets for an exception that is not an Error (WHAT null: not even a std::exception): code 1.
+nlohmann::json internal_error_json(const char* what);
 
 // Owns the output lock: one finished row's audit line, then its state line
 // (one write and fsync each; a crash between the two leaves the row to be
 // redone, never recorded without its audit line), the counts, and the
 // caller's on_row and on_progress, all under it. Never held across a
-// PKCS#11 call.
+// PKCS#11 call. A callback that throws on a good row makes the row failed in
+// the counts and in a second report; what is recorded stays, as it is what
+// the token holds. Nothing thrown by a callback leaves the Recorder.
 class Recorder {
 public:
   Recorder(const FleetRequest& req, StateFile* state, std::size_t total, std::size_t skipped);
@@ -66,6 +71,7 @@ public:
 
 private:
   void record(const Job& job, const nlohmann::json& line, bool ok, bool done); // with mutex_ held
+  std::optional<nlohmann::json> report(const nlohmann::json& line);            // with mutex_ held; the error
 
   const FleetRequest& req_;
   StateFile* state_; // null in a dry run
@@ -151,6 +157,7 @@ private:
   void resolve_named();
   FleetSummary dry_run();
   void run_workers();
+  void worker();
   void work();
   void one_row(Job& job, std::size_t i);
   TokenLock ready_token(Job& job, std::size_t i);
