@@ -23,7 +23,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
 
 using namespace tokenprov;
 using namespace tokenprov::test;
@@ -224,4 +228,68 @@ TEST_CASE("provision takes a blank token to key, request, certificate and backup
     CHECK(j["ok"] == true);
   CHECK(object_count("demo-bob") == 2);
   CHECK(object_count("demo-carol") == 2);
+}
+
+TEST_CASE("fleet: a result callback that throws fails its row only, and the state file holds every row",
+          "[softhsm][flows][fleet]") {
+  SoftHsm hsm;
+  TempDir dir;
+  ProvisionSecrets secrets;
+  secrets.user_pin = &user_pin();
+  secrets.so_pin = &so_pin();
+  auto manifest = hsm.write_file("m.csv", "token,subject,user\n"
+                                          "blank,/CN=Dan/O=Example,dan\n"
+                                          "blank,/CN=Eve/O=Example,eve\n"
+                                          "blank,/CN=Fay/O=Example,fay\n"
+                                          "blank,/CN=Gil/O=Example,gil\n");
+  FleetRequest fr;
+  fr.manifest = manifest;
+  fr.jobs = 2;
+  fr.state_file = dir.path() + "/state.json";
+  fr.base.profile = demo_profile();
+  fr.base.module_path = kSoftHsmModule;
+  fr.base.csr_dir = dir.path() + "/csr";
+  fs::create_directories(fr.base.csr_dir);
+  fr.secrets = secrets;
+  std::map<std::size_t, std::vector<nlohmann::json>> lines; // row -> the lines reported for it
+  std::mutex m;
+  fr.on_row = [&](const nlohmann::json& j) {
+    std::size_t row = j["row"].get<std::size_t>();
+    {
+      std::lock_guard<std::mutex> g(m);
+      lines[row].push_back(j);
+    }
+    // The report of a good row goes wrong: row 2 with a library error, row 3 with anything else.
+    if (j["ok"] == true && row == 2) fail(ExitCode::BadInput, "the report of row 2 broke");
+    if (j["ok"] == true && row == 3) throw std::runtime_error("the report of row 3 broke");
+  };
+  auto rows = read_manifest(manifest);
+  FleetSummary sum;
+  REQUIRE_NOTHROW(sum = run_fleet(fr, rows));
+  CHECK(sum.total == 4);
+  CHECK(sum.ok == 2);
+  CHECK(sum.failed == 2);
+  CHECK(sum.ok + sum.failed == sum.total);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[1].back()["ok"] == true);
+  CHECK(lines[4].back()["ok"] == true);
+  // The rows whose report threw are reported again, failed: an Error keeps its code, anything else is 1.
+  REQUIRE(lines[2].back()["ok"] == false);
+  CHECK(lines[2].back()["error"]["code"] == static_cast<int>(ExitCode::BadInput));
+  CHECK(lines[2].back()["error"]["message"].get<std::string>().find("row 2 broke") != std::string::npos);
+  REQUIRE(lines[3].back()["ok"] == false);
+  CHECK(lines[3].back()["error"]["code"] == 1);
+  CHECK(lines[3].back()["error"]["message"].get<std::string>().find("row 3 broke") != std::string::npos);
+  // Every row's token was provisioned, and the state file says so for each of them.
+  for (const char* label : {"demo-dan", "demo-eve", "demo-fay", "demo-gil"})
+    CHECK(object_count(label) == 2);
+  std::set<std::string> recorded;
+  std::istringstream state(read_text(fr.state_file));
+  for (std::string line; std::getline(state, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("claim") && j.value("ok", false)) recorded.insert(j["row_key"].get<std::string>());
+  }
+  CHECK(recorded.size() == 4);
+  for (auto& r : rows)
+    CHECK(recorded.count(manifest_row_key(r)) == 1);
 }
