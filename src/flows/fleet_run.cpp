@@ -10,6 +10,9 @@
 #include "tokenprov/utf8.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
 #include <map>
 #include <system_error>
 #include <thread>
@@ -20,8 +23,34 @@ FleetRun::FleetRun(const FleetRequest& req, const std::vector<ManifestRow>& rows
     : req_(req), base_(req.base), rows_(rows) {}
 
 // Problems every row would have: said once, before anything is written.
+namespace {
+
+// The manifest's optional column `renew`: empty (the run's --renew-expiring),
+// a number of days (renew what expires within it), or `all` (renew every
+// certificate of the row's token now).
+std::optional<double> row_renewal(const ManifestRow& r, const std::string& manifest) {
+  auto it = r.extra.find("renew");
+  if (it == r.extra.end() || it->second.empty()) return std::nullopt;
+  const std::string& v = it->second;
+  if (v == "all") return std::numeric_limits<double>::infinity();
+  try {
+    std::size_t used = 0;
+    double days = std::stod(v, &used);
+    if (used == v.size() && std::isfinite(days) && days >= 0) return days;
+  } catch (const std::exception&) {
+  }
+  fail(ExitCode::BadInput,
+       "The manifest '" + manifest + "', row " + std::to_string(r.row) + ", column 'renew': '" + v +
+           "' is neither a number of days nor 'all'.",
+       "Leave it empty, give the days within which a certificate is renewed (e.g. 30), or 'all'.");
+}
+
+} // namespace
+
 void FleetRun::validate() const {
   if (req_.jobs < 1) fail(ExitCode::Usage, "--jobs must be 1 or more.");
+  for (auto& r : rows_)
+    (void)row_renewal(r, req_.manifest); // a bad value is a bad manifest, whether or not this is a dry run
   if (req_.dry_run) return;
   const auto& s = req_.secrets;
   bool any_blank = std::any_of(rows_.begin(), rows_.end(), [](auto& r) { return r.token == "blank"; });
@@ -31,8 +60,13 @@ void FleetRun::validate() const {
     fail(ExitCode::Pin, "The manifest has blank rows: initializing those tokens needs the SO PIN (--so-pin-source).");
   if (!enrolls(base_) && base_.csr_dir.empty() && base_.cert_dir.empty())
     fail(ExitCode::Usage,
-         "Say where the certificates come from: --scep-url or --cmp-url (or the profile's), --csr-dir, or --cert-dir.");
-  if (enrolls(base_) && base_.csr_dir.empty() && base_.cert_dir.empty() && !s.challenge)
+         "Say where the certificates come from: --scep-url, --cmp-url or --est-url (or the profile's), --csr-dir, or "
+         "--cert-dir.");
+  // Renewals are authenticated by the current certificates: a run that renews may
+  // need no enrollment secret (a row whose key must be enrolled fails on its own).
+  bool renews = base_.renew_within_days ||
+                std::any_of(rows_.begin(), rows_.end(), [](auto& r) { return row_renewal(r, req_.manifest).has_value(); });
+  if (enrolls(base_) && base_.csr_dir.empty() && base_.cert_dir.empty() && !s.challenge && !renews)
     fail(ExitCode::Ca, base_.protocol == EnrollProtocol::Scep
                            ? "Enrolling over SCEP needs the challenge (--challenge-source)."
                            : "Enrolling over " + protocol_name(base_.protocol) + " needs the CA's secret (--secret-source).");
@@ -166,6 +200,7 @@ void FleetRun::one_row(Job& job, std::size_t i) {
     pr.sans = job.row->sans;
     pr.user = job.row->user;
     pr.token_label = job.row->label;
+    if (auto days = row_renewal(*job.row, req_.manifest)) pr.renew_within_days = days;
     res = provision(pr, req_.secrets);
   } catch (const RecordError&) {
     throw;

@@ -57,6 +57,7 @@ KeyOutcome ProvisionRun::run_key(const KeySpec& spec) {
   bool generated = ensure_key(spec, out, key);
   out.id_hex = to_hex(key->id);
   auto leaf = obtain_certificate(out, *key, alg, generated);
+  if (out.cert_state == CertState::Enrolled || out.cert_state == CertState::PickedUp) issued_now_.insert(out.cert_serial);
   check_signature_step(out, *key, leaf.get());
   back_up(spec, out, *key);
   return out;

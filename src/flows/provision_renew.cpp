@@ -43,8 +43,11 @@ void ProvisionRun::renew_expiring() {
   auto report = session_status(*session_, token_, sr);
   int due = 0;
   for (auto& c : report.certificates) {
-    // Leaf certificates whose private key is on the token; an archived key's is history.
-    if (!c.expiring || c.authority || c.key_class != "private-key" || is_archived_label(c.key_label)) continue;
+    // Leaf certificates whose private key is on the token; an archived key's is history, and one
+    // this run has just put there is as new as the CA makes them.
+    if (!c.expiring || c.authority || c.key_class != "private-key" || is_archived_label(c.key_label) ||
+        issued_now_.count(c.serial))
+      continue;
     ++due;
     check_interrupt(ExitCode::Ca, "between two renewals of provision");
     RenewRequest rr;

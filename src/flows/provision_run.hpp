@@ -67,6 +67,7 @@ private:
   // card round trip each) are skipped (issue 19).
   bool erased_ = false;
   std::set<std::string> made_labels_; // keys this run generated, by label
+  std::set<std::string> issued_now_;  // serials of the certificates this run put on the token: not renewed again
 };
 
 } // namespace tokenprov
