@@ -272,7 +272,9 @@ std::string expand_template(const std::string& templ, const std::map<std::string
   return out;
 }
 
-Profile parse_profile(const std::string& toml_text, const std::string& source_name) {
+namespace {
+// TOML_TEXT parsed; Error(BadInput) for a profile too long or not TOML.
+toml::table parse_toml(const std::string& toml_text, const std::string& source_name) {
   // toml++ recurses once per level of a dotted key or table name
   // ("[a.a.a...]"): some 35,000 levels (70 KB) overflow an 8 MB stack
   // (a fuzz regression, tests/fuzz/). A profile is a few KB; at most
@@ -283,7 +285,6 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
          "Profile " + source_name + " is " + std::to_string(toml_text.size()) +
              " bytes long; a profile may have at most " + std::to_string(kMaxProfileBytes) + ".",
          kHint);
-  Reader r(source_name);
   toml::table root;
   try {
     root = toml::parse(toml_text, source_name);
@@ -294,22 +295,11 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
              ": TOML syntax error: " + std::string(e.description()) + ".",
          kHint);
   }
+  return root;
+}
 
-  r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys", "protocol", "cmp"});
-
-  Profile p;
-  p.name = stem_of(source_name);
-  p.source_path = source_name;
-  p.description = r.str(root, "description", "description").value_or("");
-  p.module = r.str(root, "module", "module").value_or("");
-  p.token_label_template = r.str(root, "token_label", "token_label").value_or(p.token_label_template);
-  if (p.token_label_template.empty()) r.fail_at(root.get("token_label"), "token_label is empty.");
-  r.check_template(root.get("token_label"), "token_label", p.token_label_template, {"user", "serial", "cn"});
-  p.allow_export = r.boolean(root, "allow_export", "allow_export").value_or(true);
-
-  r.pin_policy(root, "pin", p.user_pin);
-  r.pin_policy(root, "so_pin", p.so_pin);
-
+// [backup]: compat and password_min_length.
+void read_backup(Reader& r, const toml::table& root, Profile& p) {
   if (const toml::table* b = r.table(root, "backup")) {
     r.only(*b, "[backup]", {"compat", "password_min_length"});
     p.backup_compat = r.str(*b, "compat", "backup.compat").value_or(p.backup_compat);
@@ -320,7 +310,10 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
     if (p.backup_password_min < 1)
       r.fail_at(b->get("password_min_length"), "backup.password_min_length must be at least 1.");
   }
+}
 
+// [scep]: url and ca_fingerprint.
+void read_scep(Reader& r, const toml::table& root, Profile& p) {
   if (const toml::table* s = r.table(root, "scep")) {
     r.only(*s, "[scep]", {"url", "ca_fingerprint"});
     p.scep_url = r.str(*s, "url", "scep.url").value_or("");
@@ -340,7 +333,10 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
     }
     p.ca_fingerprint = hex;
   }
+}
 
+// protocol, and [cmp]: url and ca_fingerprint.
+void read_cmp(Reader& r, const toml::table& root, Profile& p) {
   p.protocol = r.str(root, "protocol", "protocol").value_or("");
   if (!p.protocol.empty() && p.protocol != "scep" && p.protocol != "cmp" && p.protocol != "est")
     r.fail_at(root.get("protocol"), "protocol '" + p.protocol + "' is not one of scep, cmp, est.");
@@ -361,7 +357,10 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
                 "cmp.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
     p.cmp_ca_fingerprint = hex;
   }
+}
 
+// [[keys]]: at least one, roles and ids unique.
+void read_keys(Reader& r, const toml::table& root, Profile& p) {
   const toml::node* keys = root.get("keys");
   if (!keys) r.fail_at(nullptr, "the profile has no keys; add at least one [[keys]] section.");
   const toml::array* arr = keys->as_array();
@@ -380,6 +379,31 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
                 "keys[" + std::to_string(index) + "].id '" + k.id + "' is used by an earlier key; ids must be unique.");
     p.keys.push_back(std::move(k));
   }
+}
+} // namespace
+
+Profile parse_profile(const std::string& toml_text, const std::string& source_name) {
+  toml::table root = parse_toml(toml_text, source_name);
+  Reader r(source_name);
+  r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys", "protocol", "cmp"});
+
+  Profile p;
+  p.name = stem_of(source_name);
+  p.source_path = source_name;
+  p.description = r.str(root, "description", "description").value_or("");
+  p.module = r.str(root, "module", "module").value_or("");
+  p.token_label_template = r.str(root, "token_label", "token_label").value_or(p.token_label_template);
+  if (p.token_label_template.empty()) r.fail_at(root.get("token_label"), "token_label is empty.");
+  r.check_template(root.get("token_label"), "token_label", p.token_label_template, {"user", "serial", "cn"});
+  p.allow_export = r.boolean(root, "allow_export", "allow_export").value_or(true);
+
+  r.pin_policy(root, "pin", p.user_pin);
+  r.pin_policy(root, "so_pin", p.so_pin);
+
+  read_backup(r, root, p);
+  read_scep(r, root, p);
+  read_cmp(r, root, p);
+  read_keys(r, root, p);
   return p;
 }
 
