@@ -61,7 +61,7 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
                    X509* current = nullptr) {
   Request rq;
   // PKCSReq: a transient self-signed signer; RenewalReq: the current certificate (RFC 8894 section 3.3.1.2).
-  X509Ptr signer = current ? ossl::dup(current) : make_signer_cert(csr, key);
+  X509Ptr signer = current ? ossl::dup(current) : make_signer_cert(opts, csr, key);
   rq.signer = signer.get();
   const char* req_type = current ? kRenewalReq : kPkcsReq;
   const std::string req_name = current ? "RenewalReq" : "PKCSReq";
@@ -74,7 +74,7 @@ Issued enroll_with(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKE
 
   auto send = [&](const char* type, const Bytes& inner, const std::string& name) {
     Bytes nonce = random_bytes(16);
-    Bytes msg = build_message(rq, type, nonce, inner);
+    Bytes msg = build_message(opts, rq, type, nonce, inner);
     Bytes r;
     if (post) {
       r = http(opts, op_url(opts.url, "PKIOperation"), "PKIOperation (" + name + ")", &msg);

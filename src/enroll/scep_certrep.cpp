@@ -108,11 +108,11 @@ Bytes decrypt_envelope(const Options& opts, PKCS7* env, EVP_PKEY* key, X509* sig
     ossl::fail_ssl(ExitCode::Token, what + ": the enrollment key cannot decrypt");
   if (EVP_PKEY_decrypt(pctx.get(), nullptr, &klen, ASN1_STRING_get0_data(mine->enc_key),
                        static_cast<std::size_t>(ASN1_STRING_length(mine->enc_key))) <= 0)
-    key_op_failed(ExitCode::Ca, what + ": its wrapped content key is unusable");
+    key_op_failed(opts, ExitCode::Ca, what + ": its wrapped content key is unusable");
   Wiped cek(klen);
   if (EVP_PKEY_decrypt(pctx.get(), cek.data(), &klen, ASN1_STRING_get0_data(mine->enc_key),
                        static_cast<std::size_t>(ASN1_STRING_length(mine->enc_key))) <= 0)
-    key_op_failed(ExitCode::Ca, what + ": unwrapping its content key with the enrollment key failed");
+    key_op_failed(opts, ExitCode::Ca, what + ": unwrapping its content key with the enrollment key failed");
   cek.resize(klen);
 
   X509_ALGOR* alg = ed->enc_data->algorithm;

@@ -44,10 +44,10 @@ constexpr const char* kRenewalReq = "17";
 constexpr const char* kCertPoll = "20";
 constexpr const char* kCertRep = "3";
 
-// An OpenSSL operation with the token key failed: when the token is why (a
-// device error, a pulled-out token), report its error with its exit code;
-// otherwise OpenSSL's with CODE.
-[[noreturn]] void key_op_failed(ExitCode code, const std::string& what);
+// An OpenSSL operation with the key failed: when the key's own error is known
+// (opts.key_error: a device error, a pulled-out token), report it with its
+// exit code; otherwise OpenSSL's with CODE.
+[[noreturn]] void key_op_failed(const Options& opts, ExitCode code, const std::string& what);
 
 ossl::Bytes random_bytes(std::size_t n);
 
@@ -63,7 +63,7 @@ std::string subject_of(X509* c);
 
 // The transient self-signed certificate that signs our messages and that the
 // CA encrypts its answer to: the CSR's subject and public key, signed by KEY.
-ossl::X509Ptr make_signer_cert(X509_REQ* csr, EVP_PKEY* key);
+ossl::X509Ptr make_signer_cert(const Options& opts, X509_REQ* csr, EVP_PKEY* key);
 
 struct Request {
   std::string transaction_id;
@@ -75,7 +75,7 @@ struct Request {
 };
 
 // pkiMessage: SignedData(data = EnvelopedData(inner)) with the SCEP attributes.
-ossl::Bytes build_message(const Request& rq, const char* message_type, const ossl::Bytes& nonce,
+ossl::Bytes build_message(const Options& opts, const Request& rq, const char* message_type, const ossl::Bytes& nonce,
                           const ossl::Bytes& inner);
 
 // IssuerAndSubject ::= SEQUENCE { issuer Name, subject Name }  (CertPoll content)

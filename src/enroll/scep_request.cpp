@@ -2,7 +2,6 @@
 // SCEP client, RFC 8894: the messages it sends (PKCSReq, RenewalReq, CertPoll),
 // a PKCS#7 SignedData around an EnvelopedData, and the transient signer certificate.
 #include "scep_detail.hpp"
-#include "tokenprov/token_pkey.hpp"
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -77,11 +76,9 @@ Bytes name_der(const X509_NAME* n) {
 
 namespace detail {
 
-// An OpenSSL operation with the token key failed: when the token is why (a
-// device error, a pulled-out token), report its error with its exit code;
-// otherwise OpenSSL's with CODE.
-[[noreturn]] void key_op_failed(ExitCode code, const std::string& what) {
-  if (auto e = take_token_error()) {
+// When the key's own error is known (opts.key_error), it is the one reported.
+[[noreturn]] void key_op_failed(const Options& opts, ExitCode code, const std::string& what) {
+  if (auto e = opts.key_error ? opts.key_error() : nullptr) {
     ERR_clear_error();
     try {
       std::rethrow_exception(e);
@@ -115,7 +112,7 @@ Bytes random_bytes(std::size_t n) {
 
 // The transient self-signed certificate that signs our messages and that the
 // CA encrypts its answer to: the CSR's subject and public key, signed by KEY.
-X509Ptr make_signer_cert(X509_REQ* csr, EVP_PKEY* key) {
+X509Ptr make_signer_cert(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
   X509Ptr c(X509_new());
   if (!c) ossl::fail_ssl(ExitCode::Internal, "Cannot allocate a certificate");
   X509_set_version(c.get(), X509_VERSION_3);
@@ -140,12 +137,13 @@ X509Ptr make_signer_cert(X509_REQ* csr, EVP_PKEY* key) {
       !X509_gmtime_adj(X509_getm_notAfter(c.get()), 7L * 24 * 3600))
     ossl::fail_ssl(ExitCode::Internal, "Cannot fill in the SCEP signer certificate");
   if (X509_sign(c.get(), key, EVP_sha256()) <= 0)
-    key_op_failed(ExitCode::Token, "The enrollment key could not sign the transient SCEP signer certificate");
+    key_op_failed(opts, ExitCode::Token, "The enrollment key could not sign the transient SCEP signer certificate");
   return c;
 }
 
 // pkiMessage: SignedData(data = EnvelopedData(inner)) with the SCEP attributes.
-Bytes build_message(const Request& rq, const char* message_type, const Bytes& nonce, const Bytes& inner) {
+Bytes build_message(const Options& opts, const Request& rq, const char* message_type, const Bytes& nonce,
+                    const Bytes& inner) {
   X509StackPtr recips(sk_X509_new_null());
   if (!recips || !sk_X509_push(recips.get(), rq.recipient)) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
   BioPtr in(BIO_new_mem_buf(inner.data(), static_cast<int>(inner.size())));
@@ -163,7 +161,7 @@ Bytes build_message(const Request& rq, const char* message_type, const Bytes& no
   add_string_attr(si, n.sender_nonce, V_ASN1_OCTET_STRING, std::string(nonce.begin(), nonce.end()));
   BioPtr data(BIO_new_mem_buf(env_der.data(), static_cast<int>(env_der.size())));
   if (PKCS7_final(sd.get(), data.get(), PKCS7_BINARY) != 1)
-    key_op_failed(ExitCode::Token, "The enrollment key could not sign the SCEP request");
+    key_op_failed(opts, ExitCode::Token, "The enrollment key could not sign the SCEP request");
   return der_of(sd.get());
 }
 

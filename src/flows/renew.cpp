@@ -101,7 +101,9 @@ RenewExchange pick_exchange(const RenewRequest& req, const KeyRef& old) {
       say(req.progress, "Asking the CA at " + req.scep.url + " for its certificate...");
       auto ca = scep::get_ca(req.scep);
       auto pkey = token_rsa_pkey(sess, cur);
-      auto issued = scep::renew(req.scep, ca, csr, pkey.get(), cur_cert);
+      scep::Options opts = req.scep;
+      opts.key_error = take_token_error; // the token's own error when the key fails
+      auto issued = scep::renew(opts, ca, csr, pkey.get(), cur_cert);
       std::vector<ossl::X509Ptr> answer;
       answer.push_back(std::move(issued.cert));
       for (auto& c : issued.chain) answer.push_back(std::move(c));
