@@ -11,7 +11,8 @@
 //
 // The key is only used through EVP sign (RSA PKCS#1 v1.5) and EVP decrypt
 // (RSA PKCS#1 v1.5), so a token-backed key (a legacy RSA key with its own
-// RSA_METHOD) works; its private parts are never read.
+// RSA_METHOD) works; its private parts are never read. This layer knows no
+// PKCS#11: the caller that made such a key hands in Options::key_error.
 //
 // Every failure that is the CA's or the network's is Error(ExitCode::Ca) with
 // a sentence naming the URL; a malformed --ca-fingerprint, a non-http(s) URL or
@@ -25,6 +26,7 @@
 
 #include "tokenprov/ossl.hpp"
 
+#include <exception>
 #include <functional>
 #include <string>
 #include <vector>
@@ -43,6 +45,10 @@ struct Options {
   bool use_get = false;            // send PKIOperation as GET even if the server takes POST
   std::function<bool(const std::string& fingerprint, const std::string& subject)> confirm_ca;
   std::function<void(const std::string&)> progress; // step messages for stderr
+  // Why the key's last sign or decrypt failed, when the caller can tell (a
+  // token key: the bridge's take_token_error()); that error, with its exit
+  // code, is reported instead of OpenSSL's. Empty, or null returned: OpenSSL's.
+  std::function<std::exception_ptr()> key_error;
 };
 
 struct CaInfo {

@@ -378,6 +378,64 @@ std::vector<X509Ptr> chain_then_rest(X509* start, std::vector<X509Ptr> pool) {
   return out;
 }
 
+// The certificates with the same certificate twice made one (its name and
+// id from whichever copy has them).
+std::vector<CertItem> unique_certs(std::vector<CertItem> found) {
+  std::vector<CertItem> certs;
+  for (auto& c : found) {
+    auto dup = std::find_if(certs.begin(), certs.end(),
+                            [&](const CertItem& o) { return X509_cmp(o.cert.get(), c.cert.get()) == 0; });
+    if (dup == certs.end()) {
+      certs.push_back(std::move(c));
+    } else {
+      if (dup->name.empty()) dup->name = std::move(c.name);
+      if (dup->id.empty()) dup->id = std::move(c.id);
+    }
+  }
+  return certs;
+}
+
+// The leaf of a file without a key: the one certificate with a localKeyID,
+// else the end of the chain (a certificate that issued none of the others
+// and is no CA); certs.size() when there is none.
+std::size_t certificate_only_leaf(const std::vector<CertItem>& certs) {
+  std::size_t leaf = certs.size();
+  std::vector<std::size_t> with_id;
+  for (std::size_t i = 0; i < certs.size(); ++i)
+    if (!certs[i].id.empty()) with_id.push_back(i);
+  if (with_id.size() == 1) return with_id.front();
+  for (std::size_t i = 0; i < certs.size() && leaf == certs.size(); ++i) {
+    bool issues = false;
+    for (std::size_t j = 0; j < certs.size() && !issues; ++j)
+      issues = j != i && is_issuer(certs[i].cert.get(), certs[j].cert.get());
+    if (!issues && X509_check_ca(certs[i].cert.get()) == 0) leaf = i;
+  }
+  ERR_clear_error();
+  return leaf;
+}
+
+// Only CA certificates: the chain up from one that issued none of the
+// others, then the rest; POOL as it is when every one issued another.
+std::vector<X509Ptr> ca_only_chain(std::vector<X509Ptr> pool) {
+  X509* start = nullptr;
+  for (auto& c : pool) {
+    bool issues = false;
+    for (auto& o : pool)
+      if (o != c && is_issuer(c.get(), o.get())) issues = true;
+    if (!issues) {
+      start = c.get();
+      break;
+    }
+  }
+  if (!start) return pool;
+  auto it = std::find_if(pool.begin(), pool.end(), [&](const X509Ptr& c) { return c.get() == start; });
+  X509Ptr first = std::move(*it);
+  pool.erase(it);
+  std::vector<X509Ptr> chain = chain_then_rest(first.get(), std::move(pool));
+  chain.insert(chain.begin(), std::move(first));
+  return chain;
+}
+
 } // namespace
 
 Contents parse(std::span<const std::uint8_t> der, const Secret& password, const std::string& source_name,
@@ -395,18 +453,7 @@ Contents parse(std::span<const std::uint8_t> der, const Secret& password, const 
   rd.check_mac(p12.get());
   Found found = rd.read_all(p12.get());
 
-  // The same certificate twice adds nothing.
-  std::vector<CertItem> certs;
-  for (auto& c : found.certs) {
-    auto dup = std::find_if(certs.begin(), certs.end(),
-                            [&](const CertItem& o) { return X509_cmp(o.cert.get(), c.cert.get()) == 0; });
-    if (dup == certs.end()) {
-      certs.push_back(std::move(c));
-    } else {
-      if (dup->name.empty()) dup->name = std::move(c.name);
-      if (dup->id.empty()) dup->id = std::move(c.id);
-    }
-  }
+  std::vector<CertItem> certs = unique_certs(std::move(found.certs));
 
   if (found.keys.size() > 1)
     rd.bad("holds " + std::to_string(found.keys.size()) + " private keys; tokenprov reads files with one key.",
@@ -430,22 +477,7 @@ Contents parse(std::span<const std::uint8_t> der, const Secret& password, const 
     out.local_key_id = !k.id.empty() ? k.id : certs[leaf].id;
     out.key = std::move(k.key);
   } else {
-    std::vector<std::size_t> with_id;
-    for (std::size_t i = 0; i < certs.size(); ++i)
-      if (!certs[i].id.empty()) with_id.push_back(i);
-    if (with_id.size() == 1) {
-      leaf = with_id.front();
-    } else {
-      // The end of the chain: a certificate that issued none of the others
-      // and is no CA.
-      for (std::size_t i = 0; i < certs.size() && leaf == certs.size(); ++i) {
-        bool issues = false;
-        for (std::size_t j = 0; j < certs.size() && !issues; ++j)
-          issues = j != i && is_issuer(certs[i].cert.get(), certs[j].cert.get());
-        if (!issues && X509_check_ca(certs[i].cert.get()) == 0) leaf = i;
-      }
-      ERR_clear_error();
-    }
+    leaf = certificate_only_leaf(certs);
     if (leaf != certs.size()) {
       out.friendly_name = certs[leaf].name;
       out.local_key_id = certs[leaf].id;
@@ -459,26 +491,7 @@ Contents parse(std::span<const std::uint8_t> der, const Secret& password, const 
     out.leaf = std::move(certs[leaf].cert);
     out.chain = chain_then_rest(out.leaf.get(), std::move(pool));
   } else {
-    // Only CA certificates: start from one that issued none of the others.
-    X509* start = nullptr;
-    for (auto& c : pool) {
-      bool issues = false;
-      for (auto& o : pool)
-        if (o != c && is_issuer(c.get(), o.get())) issues = true;
-      if (!issues) {
-        start = c.get();
-        break;
-      }
-    }
-    if (start) {
-      auto it = std::find_if(pool.begin(), pool.end(), [&](const X509Ptr& c) { return c.get() == start; });
-      X509Ptr first = std::move(*it);
-      pool.erase(it);
-      out.chain = chain_then_rest(first.get(), std::move(pool));
-      out.chain.insert(out.chain.begin(), std::move(first));
-    } else {
-      out.chain = std::move(pool);
-    }
+    out.chain = ca_only_chain(std::move(pool));
   }
   ERR_clear_error();
   return out;

@@ -90,6 +90,57 @@ std::string join(const std::string& base, const std::string& op) {
   return b + "/" + op;
 }
 
+// POST: BODY (a CSR) base64-encoded into B64, with the headers EST asks for.
+void set_post_body(CURL* c, const Bytes& body, std::string& b64, SlistPtr& headers) {
+  int n = 4 * static_cast<int>((body.size() + 2) / 3);
+  b64.resize(static_cast<std::size_t>(n) + 1);
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), body.data(), static_cast<int>(body.size()));
+  b64.resize(static_cast<std::size_t>(n));
+  curl_slist* h = curl_slist_append(nullptr, "Content-Type: application/pkcs10");
+  curl_slist* h2 = h ? curl_slist_append(h, "Content-Transfer-Encoding: base64") : nullptr;
+  curl_slist* h3 = h2 ? curl_slist_append(h2, "Expect:") : nullptr;
+  headers.reset(h3 ? h3 : h2 ? h2 : h);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, b64.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(b64.size()));
+}
+
+// The sentence for a transfer that failed with RC: the answer too big, the
+// client certificate, the server's certificate, the client certificate
+// refused, a timeout, else unreachable.
+[[noreturn]] void transfer_failed(const Options& opts, const std::string& op, CURLcode rc, const char* errbuf,
+                                  const Sink& sink, const TlsSetup& tls, const ClientAuth* auth) {
+  std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+  if (sink.too_big)
+    fail(ExitCode::Ca, "The EST server at " + opts.url + " sent an answer to " + op + " larger than 4 MiB.");
+  if (!tls.error.empty())
+    fail(ExitCode::Ca, "The TLS client certificate could not be used for " + op + ": " + tls.error + ".");
+  if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE
+#if LIBCURL_VERSION_NUM < 0x073e00
+      || rc == CURLE_SSL_CACERT
+#endif
+  )
+    fail(ExitCode::Ca,
+         "The EST server at " + opts.url + " presented a TLS certificate that does not verify against --ca-bundle '" +
+             opts.ca_bundle + "' (" + why + "); no request was sent.",
+         "Check that --ca-bundle holds the CA that issued the EST server's TLS certificate, and the URL's host name.");
+  if (auth && auth->cert && rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+      rc != CURLE_OPERATION_TIMEDOUT)
+    fail(ExitCode::Ca,
+         "The EST server at " + opts.url + " closed the TLS connection of " + op + " (" + why +
+             "): it does not accept the client certificate '" +
+             ossl::name_oneline(X509_get_subject_name(auth->cert)) + "' issued by '" +
+             ossl::name_oneline(X509_get_issuer_name(auth->cert)) + "'.",
+         "Re-enrollment needs a current certificate from the CA behind this EST server; enroll the key again "
+         "(tokenprov enroll --protocol est --key ...) if this one is from another CA.");
+  if (rc == CURLE_OPERATION_TIMEDOUT)
+    fail(ExitCode::Ca, "The EST server at " + opts.url + " did not answer " + op + " in time (" + why + ").",
+         "Check that the server is running and reachable, then run the command again.");
+  fail(ExitCode::Ca, "Cannot reach the EST server at " + opts.url + " (" + op + "): " + why + ".",
+       "Check the URL and that the EST server is running and reachable from here.");
+}
+
 Response exchange(const Options& opts, const Trust& trust, const std::string& op, const Bytes* post,
                   const ClientAuth* auth) {
   if (opts.url.rfind("https://", 0) != 0)
@@ -137,51 +188,9 @@ Response exchange(const Options& opts, const Trust& trust, const std::string& op
   }
   SlistPtr headers;
   std::string b64;
-  if (post) {
-    int n = 4 * static_cast<int>((post->size() + 2) / 3);
-    b64.resize(static_cast<std::size_t>(n) + 1);
-    EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), post->data(), static_cast<int>(post->size()));
-    b64.resize(static_cast<std::size_t>(n));
-    curl_slist* h = curl_slist_append(nullptr, "Content-Type: application/pkcs10");
-    curl_slist* h2 = h ? curl_slist_append(h, "Content-Transfer-Encoding: base64") : nullptr;
-    curl_slist* h3 = h2 ? curl_slist_append(h2, "Expect:") : nullptr;
-    headers.reset(h3 ? h3 : h2 ? h2 : h);
-    curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(c.get(), CURLOPT_POST, 1L);
-    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDS, b64.data());
-    curl_easy_setopt(c.get(), CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(b64.size()));
-  }
+  if (post) set_post_body(c.get(), *post, b64, headers);
   CURLcode rc = curl_easy_perform(c.get());
-  if (rc != CURLE_OK) {
-    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (sink.too_big)
-      fail(ExitCode::Ca, "The EST server at " + opts.url + " sent an answer to " + op + " larger than 4 MiB.");
-    if (!tls.error.empty())
-      fail(ExitCode::Ca, "The TLS client certificate could not be used for " + op + ": " + tls.error + ".");
-    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE
-#if LIBCURL_VERSION_NUM < 0x073e00
-        || rc == CURLE_SSL_CACERT
-#endif
-    )
-      fail(ExitCode::Ca,
-           "The EST server at " + opts.url + " presented a TLS certificate that does not verify against --ca-bundle '" +
-               opts.ca_bundle + "' (" + why + "); no request was sent.",
-           "Check that --ca-bundle holds the CA that issued the EST server's TLS certificate, and the URL's host name.");
-    if (auth && auth->cert && rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
-        rc != CURLE_OPERATION_TIMEDOUT)
-      fail(ExitCode::Ca,
-           "The EST server at " + opts.url + " closed the TLS connection of " + op + " (" + why +
-               "): it does not accept the client certificate '" +
-               ossl::name_oneline(X509_get_subject_name(auth->cert)) + "' issued by '" +
-               ossl::name_oneline(X509_get_issuer_name(auth->cert)) + "'.",
-           "Re-enrollment needs a current certificate from the CA behind this EST server; enroll the key again "
-           "(tokenprov enroll --protocol est --key ...) if this one is from another CA.");
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-      fail(ExitCode::Ca, "The EST server at " + opts.url + " did not answer " + op + " in time (" + why + ").",
-           "Check that the server is running and reachable, then run the command again.");
-    fail(ExitCode::Ca, "Cannot reach the EST server at " + opts.url + " (" + op + "): " + why + ".",
-         "Check the URL and that the EST server is running and reachable from here.");
-  }
+  if (rc != CURLE_OK) transfer_failed(opts, op, rc, errbuf, sink, tls, auth);
   Response r;
   curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &r.status);
   curl_off_t ra = -1;

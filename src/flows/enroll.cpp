@@ -86,6 +86,7 @@ EnrollResult run_scep(p11::Session& s, const KeyRef& k, const EnrollRequest& req
   CsrRequest creq{req.subject, req.sans, SigScheme::Default, &challenge};
   auto csr = make_csr(s, k, creq);
   auto pkey = token_rsa_pkey(s, k);
+  p.scep.key_error = take_token_error; // the token's own error when the key fails
   say(req, "Sending the request to " + p.scep.url + "...");
   auto issued = scep::enroll(p.scep, p.scep_ca, csr.get(), pkey.get()); // the CA's answer from prepare: asked once
   std::vector<ossl::X509Ptr> certs;

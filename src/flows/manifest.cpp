@@ -58,8 +58,10 @@ std::string manifest_row_key(const ManifestRow& r) {
   return k;
 }
 
-std::vector<ManifestRow> read_manifest(const std::string& path) {
-  auto data = read_input_file(path, input::manifest);
+namespace {
+// The CSV records of DATA (a UTF-8 BOM skipped); Error(BadInput) naming the
+// row and line where it stops being CSV.
+std::vector<std::vector<std::string>> csv_records(const std::string& path, const std::vector<std::uint8_t>& data) {
   std::size_t start = 0;
   if (data.size() >= 3 && data[0] == 0xEF && data[1] == 0xBB && data[2] == 0xBF) start = 3; // UTF-8 BOM (spreadsheets)
   struct csv_parser parser;
@@ -86,15 +88,16 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
     fail(ExitCode::BadInput, "The manifest '" + path + "' is not valid CSV at " + where + ": " + csv_strerror(err) + ".",
          "Check the quoting of that line: a field with a comma or a quote is written in double quotes, a quote inside it doubled.");
   }
-  if (p.records.empty()) fail(ExitCode::BadInput, "The manifest '" + path + "' is empty; it needs a header row.");
+  return std::move(p.records);
+}
+
+// The column names of the header row RECORD, lower case: token and subject
+// present, none empty, none twice.
+std::vector<std::string> manifest_header(const std::string& path, const std::vector<std::string>& record) {
   std::vector<std::string> header;
-  for (auto& h : p.records[0]) header.push_back(lower(trim(h)));
-  auto col = [&](const std::string& name) -> int {
-    auto it = std::find(header.begin(), header.end(), name);
-    return it == header.end() ? -1 : static_cast<int>(it - header.begin());
-  };
+  for (auto& h : record) header.push_back(lower(trim(h)));
   for (const char* req : {"token", "subject"})
-    if (col(req) < 0)
+    if (std::find(header.begin(), header.end(), req) == header.end())
       fail(ExitCode::BadInput, "The manifest '" + path + "', header row, has no '" + req + "' column.",
            "The header needs at least: token,subject (optional: san,user,label).");
   std::set<std::string> seen_header;
@@ -105,58 +108,78 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
     if (!seen_header.insert(header[c]).second)
       fail(ExitCode::BadInput, "The manifest '" + path + "', header row, names the column '" + header[c] + "' twice.");
   }
+  return header;
+}
+
+// Row I, the record REC under HEADER, its fields trimmed; san split at ';'.
+ManifestRow manifest_row(const std::vector<std::string>& header, const std::vector<std::string>& rec, std::size_t i) {
+  ManifestRow r;
+  r.row = i;
+  for (std::size_t c = 0; c < header.size(); ++c) {
+    std::string v = trim(rec[c]);
+    const std::string& h = header[c];
+    if (h == "token") r.token = v;
+    else if (h == "subject") r.subject = v;
+    else if (h == "user") r.user = v;
+    else if (h == "label") r.label = v;
+    else if (h == "san") {
+      std::stringstream ss(v);
+      std::string part;
+      while (std::getline(ss, part, ';'))
+        if (!trim(part).empty()) r.sans.push_back(trim(part));
+    } else r.extra[h] = v;
+  }
+  return r;
+}
+
+// The row's own fields checked: token, subject, SANs, label (WHERE names the row).
+void check_row(const ManifestRow& r, const std::string& where) {
+  if (r.token.empty()) fail(ExitCode::BadInput, where + ", has no token.", "Use a label, serial:HEX, or blank.");
+  if (r.token.rfind("serial:", 0) == 0 && r.token.size() == 7)
+    fail(ExitCode::BadInput, where + ", has an empty serial in 'serial:'.");
+  if (r.subject.empty()) fail(ExitCode::BadInput, where + ", has no subject.");
+  std::string scheme = r.token.substr(0, 7);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (scheme == "pkcs11:") {
+    try {
+      (void)parse_selector_uri(r.token); // a pin-value is refused here, before the token reaches any record
+    } catch (const Error& e) {
+      fail(ExitCode::BadInput, where + ", column 'token': " + e.what(), e.hint());
+    }
+  }
+  try {
+    ossl::parse_dn(r.subject);
+  } catch (const Error& e) {
+    fail(ExitCode::BadInput, where + ", column 'subject': " + e.what(), "Write the DN as /CN=Alice/O=Example.");
+  }
+  try {
+    for (auto& s : r.sans) check_san(s);
+  } catch (const Error& e) {
+    fail(ExitCode::BadInput, where + ", column 'san': " + e.what(),
+         "Write SANs as TYPE:VALUE separated by ';' (email, dns, uri, upn).");
+  }
+  if (r.label.size() > 32) fail(ExitCode::BadInput, where + ", column 'label': longer than 32 bytes.");
+}
+} // namespace
+
+std::vector<ManifestRow> read_manifest(const std::string& path) {
+  auto data = read_input_file(path, input::manifest);
+  auto records = csv_records(path, data);
+  if (records.empty()) fail(ExitCode::BadInput, "The manifest '" + path + "' is empty; it needs a header row.");
+  std::vector<std::string> header = manifest_header(path, records[0]);
 
   std::vector<ManifestRow> rows;
   std::map<std::string, std::size_t> tokens, keys, labels;
-  for (std::size_t i = 1; i < p.records.size(); ++i) {
-    auto& rec = p.records[i];
+  for (std::size_t i = 1; i < records.size(); ++i) {
+    auto& rec = records[i];
     if (rec.size() == 1 && trim(rec[0]).empty()) continue; // blank line
     std::string where = "The manifest '" + path + "', row " + std::to_string(i);
     if (rec.size() != header.size())
       fail(ExitCode::BadInput, where + ", has " + std::to_string(rec.size()) + " fields; the header has " +
                                    std::to_string(header.size()) + ".",
            "Quote a field that holds a comma.");
-    ManifestRow r;
-    r.row = i;
-    for (std::size_t c = 0; c < header.size(); ++c) {
-      std::string v = trim(rec[c]);
-      const std::string& h = header[c];
-      if (h == "token") r.token = v;
-      else if (h == "subject") r.subject = v;
-      else if (h == "user") r.user = v;
-      else if (h == "label") r.label = v;
-      else if (h == "san") {
-        std::stringstream ss(v);
-        std::string part;
-        while (std::getline(ss, part, ';'))
-          if (!trim(part).empty()) r.sans.push_back(trim(part));
-      } else r.extra[h] = v;
-    }
-    if (r.token.empty()) fail(ExitCode::BadInput, where + ", has no token.", "Use a label, serial:HEX, or blank.");
-    if (r.token.rfind("serial:", 0) == 0 && r.token.size() == 7)
-      fail(ExitCode::BadInput, where + ", has an empty serial in 'serial:'.");
-    if (r.subject.empty()) fail(ExitCode::BadInput, where + ", has no subject.");
-    std::string scheme = r.token.substr(0, 7);
-    std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (scheme == "pkcs11:") {
-      try {
-        (void)parse_selector_uri(r.token); // a pin-value is refused here, before the token reaches any record
-      } catch (const Error& e) {
-        fail(ExitCode::BadInput, where + ", column 'token': " + e.what(), e.hint());
-      }
-    }
-    try {
-      ossl::parse_dn(r.subject);
-    } catch (const Error& e) {
-      fail(ExitCode::BadInput, where + ", column 'subject': " + e.what(), "Write the DN as /CN=Alice/O=Example.");
-    }
-    try {
-      for (auto& s : r.sans) check_san(s);
-    } catch (const Error& e) {
-      fail(ExitCode::BadInput, where + ", column 'san': " + e.what(),
-           "Write SANs as TYPE:VALUE separated by ';' (email, dns, uri, upn).");
-    }
-    if (r.label.size() > 32) fail(ExitCode::BadInput, where + ", column 'label': longer than 32 bytes.");
+    ManifestRow r = manifest_row(header, rec, i);
+    check_row(r, where);
     if (r.token != "blank") {
       if (auto [it, fresh] = tokens.emplace(r.token, i); !fresh)
         fail(ExitCode::BadInput, where + ", names the token '" + r.token + "' a second time (row " +

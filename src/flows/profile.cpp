@@ -282,6 +282,116 @@ std::string expand_template(const std::string& templ, const std::map<std::string
 }
 
 namespace {
+// TOML_TEXT parsed; Error(BadInput) for a profile too long or not TOML.
+toml::table parse_toml(const std::string& toml_text, const std::string& source_name) {
+  // toml++ recurses once per level of a dotted key or table name
+  // ("[a.a.a...]"): some 35,000 levels (70 KB) overflow an 8 MB stack
+  // (a fuzz regression, tests/fuzz/). A profile is a few KB; at most
+  // kMaxProfileBytes keeps the nesting under 16,384 levels.
+  constexpr std::size_t kMaxProfileBytes = 32 * 1024;
+  if (toml_text.size() > kMaxProfileBytes)
+    fail(ExitCode::BadInput,
+         "Profile " + source_name + " is " + std::to_string(toml_text.size()) +
+             " bytes long; a profile may have at most " + std::to_string(kMaxProfileBytes) + ".",
+         kHint);
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& begin = e.source().begin;
+    fail(ExitCode::BadInput,
+         "Profile " + source_name + ", line " + std::to_string(begin.line) + " column " + std::to_string(begin.column) +
+             ": TOML syntax error: " + std::string(e.description()) + ".",
+         kHint);
+  }
+  return root;
+}
+
+// [backup]: compat and password_min_length.
+void read_backup(Reader& r, const toml::table& root, Profile& p) {
+  if (const toml::table* b = r.table(root, "backup")) {
+    r.only(*b, "[backup]", {"compat", "password_min_length"});
+    p.backup_compat = r.str(*b, "compat", "backup.compat").value_or(p.backup_compat);
+    if (p.backup_compat != "modern" && p.backup_compat != "legacy")
+      r.fail_at(b->get("compat"), "backup.compat '" + p.backup_compat + "' is not one of modern, legacy.");
+    p.backup_password_min =
+        r.count(*b, "password_min_length", "backup.password_min_length").value_or(p.backup_password_min);
+    if (p.backup_password_min < 1)
+      r.fail_at(b->get("password_min_length"), "backup.password_min_length must be at least 1.");
+  }
+}
+
+// [scep]: url and ca_fingerprint.
+void read_scep(Reader& r, const toml::table& root, Profile& p) {
+  if (const toml::table* s = r.table(root, "scep")) {
+    r.only(*s, "[scep]", {"url", "ca_fingerprint"});
+    p.scep_url = r.str(*s, "url", "scep.url").value_or("");
+    if (!p.scep_url.empty() && p.scep_url.rfind("http://", 0) != 0 && p.scep_url.rfind("https://", 0) != 0)
+      r.fail_at(s->get("url"), "scep.url '" + p.scep_url + "' is not an http:// or https:// URL.");
+    std::string fp = r.str(*s, "ca_fingerprint", "scep.ca_fingerprint").value_or("");
+    std::string hex;
+    for (char c : fp)
+      if (c != ':') hex += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!fp.empty()) {
+      bool ok = hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+                  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                });
+      if (!ok)
+        r.fail_at(s->get("ca_fingerprint"),
+                  "scep.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
+    }
+    p.ca_fingerprint = hex;
+  }
+}
+
+// protocol, and [cmp]: url and ca_fingerprint.
+void read_cmp(Reader& r, const toml::table& root, Profile& p) {
+  p.protocol = r.str(root, "protocol", "protocol").value_or("");
+  if (!p.protocol.empty() && p.protocol != "scep" && p.protocol != "cmp" && p.protocol != "est")
+    r.fail_at(root.get("protocol"), "protocol '" + p.protocol + "' is not one of scep, cmp, est.");
+  if (const toml::table* c = r.table(root, "cmp")) {
+    r.only(*c, "[cmp]", {"url", "ca_fingerprint"});
+    p.cmp_url = r.str(*c, "url", "cmp.url").value_or("");
+    if (!p.cmp_url.empty() && p.cmp_url.rfind("http://", 0) != 0 && p.cmp_url.rfind("https://", 0) != 0)
+      r.fail_at(c->get("url"), "cmp.url '" + p.cmp_url + "' is not an http:// or https:// URL.");
+    std::string fp = r.str(*c, "ca_fingerprint", "cmp.ca_fingerprint").value_or("");
+    std::string hex;
+    for (char ch : fp)
+      if (ch != ':') hex += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    bool ok = hex.empty() || (hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char ch) {
+                                return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+                              }));
+    if (!ok)
+      r.fail_at(c->get("ca_fingerprint"),
+                "cmp.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
+    p.cmp_ca_fingerprint = hex;
+  }
+}
+
+// [[keys]]: at least one, roles and ids unique.
+void read_keys(Reader& r, const toml::table& root, Profile& p) {
+  const toml::node* keys = root.get("keys");
+  if (!keys) r.fail_at(nullptr, "the profile has no keys; add at least one [[keys]] section.");
+  const toml::array* arr = keys->as_array();
+  if (!arr) r.fail_at(keys, "keys must be an array of tables; write each key as a [[keys]] section.");
+  if (arr->empty()) r.fail_at(keys, "the profile has no keys; add at least one [[keys]] section.");
+  std::set<std::string> roles, ids;
+  std::size_t index = 0;
+  for (const auto& node : *arr) {
+    ++index;
+    KeySpec k = r.key(node, index, p);
+    if (!roles.insert(k.role).second)
+      r.fail_at(&node, "keys[" + std::to_string(index) + "].role '" + k.role +
+                           "' is used by an earlier key; roles must be unique.");
+    if (!k.id.empty() && !ids.insert(k.id).second)
+      r.fail_at(&node,
+                "keys[" + std::to_string(index) + "].id '" + k.id + "' is used by an earlier key; ids must be unique.");
+    p.keys.push_back(std::move(k));
+  }
+}
+} // namespace
+
+namespace {
 // [est] csrattrs_allow: the extensions EST's /csrattrs may add to a request (with the
 // values the CA gives). Each an extension OpenSSL knows by name, or a dotted OID.
 void parse_est(const Reader& r, const toml::table& root, Profile& p) {
@@ -310,28 +420,8 @@ void parse_est(const Reader& r, const toml::table& root, Profile& p) {
 } // namespace
 
 Profile parse_profile(const std::string& toml_text, const std::string& source_name) {
-  // toml++ recurses once per level of a dotted key or table name
-  // ("[a.a.a...]"): some 35,000 levels (70 KB) overflow an 8 MB stack
-  // (a fuzz regression, tests/fuzz/). A profile is a few KB; at most
-  // kMaxProfileBytes keeps the nesting under 16,384 levels.
-  constexpr std::size_t kMaxProfileBytes = 32 * 1024;
-  if (toml_text.size() > kMaxProfileBytes)
-    fail(ExitCode::BadInput,
-         "Profile " + source_name + " is " + std::to_string(toml_text.size()) +
-             " bytes long; a profile may have at most " + std::to_string(kMaxProfileBytes) + ".",
-         kHint);
+  toml::table root = parse_toml(toml_text, source_name);
   Reader r(source_name);
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, source_name);
-  } catch (const toml::parse_error& e) {
-    const auto& begin = e.source().begin;
-    fail(ExitCode::BadInput,
-         "Profile " + source_name + ", line " + std::to_string(begin.line) + " column " + std::to_string(begin.column) +
-             ": TOML syntax error: " + std::string(e.description()) + ".",
-         kHint);
-  }
-
   r.only(root, "", {"description", "module", "token_label", "allow_export", "pin", "so_pin", "backup", "scep", "keys", "protocol", "cmp", "est"});
 
   Profile p;
@@ -347,77 +437,11 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
   r.pin_policy(root, "pin", p.user_pin);
   r.pin_policy(root, "so_pin", p.so_pin);
 
-  if (const toml::table* b = r.table(root, "backup")) {
-    r.only(*b, "[backup]", {"compat", "password_min_length"});
-    p.backup_compat = r.str(*b, "compat", "backup.compat").value_or(p.backup_compat);
-    if (p.backup_compat != "modern" && p.backup_compat != "legacy")
-      r.fail_at(b->get("compat"), "backup.compat '" + p.backup_compat + "' is not one of modern, legacy.");
-    p.backup_password_min =
-        r.count(*b, "password_min_length", "backup.password_min_length").value_or(p.backup_password_min);
-    if (p.backup_password_min < 1)
-      r.fail_at(b->get("password_min_length"), "backup.password_min_length must be at least 1.");
-  }
-
-  if (const toml::table* s = r.table(root, "scep")) {
-    r.only(*s, "[scep]", {"url", "ca_fingerprint"});
-    p.scep_url = r.str(*s, "url", "scep.url").value_or("");
-    if (!p.scep_url.empty() && p.scep_url.rfind("http://", 0) != 0 && p.scep_url.rfind("https://", 0) != 0)
-      r.fail_at(s->get("url"), "scep.url '" + p.scep_url + "' is not an http:// or https:// URL.");
-    std::string fp = r.str(*s, "ca_fingerprint", "scep.ca_fingerprint").value_or("");
-    std::string hex;
-    for (char c : fp)
-      if (c != ':') hex += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!fp.empty()) {
-      bool ok = hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
-                  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-                });
-      if (!ok)
-        r.fail_at(s->get("ca_fingerprint"),
-                  "scep.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
-    }
-    p.ca_fingerprint = hex;
-  }
-
-  p.protocol = r.str(root, "protocol", "protocol").value_or("");
-  if (!p.protocol.empty() && p.protocol != "scep" && p.protocol != "cmp" && p.protocol != "est")
-    r.fail_at(root.get("protocol"), "protocol '" + p.protocol + "' is not one of scep, cmp, est.");
-  if (const toml::table* c = r.table(root, "cmp")) {
-    r.only(*c, "[cmp]", {"url", "ca_fingerprint"});
-    p.cmp_url = r.str(*c, "url", "cmp.url").value_or("");
-    if (!p.cmp_url.empty() && p.cmp_url.rfind("http://", 0) != 0 && p.cmp_url.rfind("https://", 0) != 0)
-      r.fail_at(c->get("url"), "cmp.url '" + p.cmp_url + "' is not an http:// or https:// URL.");
-    std::string fp = r.str(*c, "ca_fingerprint", "cmp.ca_fingerprint").value_or("");
-    std::string hex;
-    for (char ch : fp)
-      if (ch != ':') hex += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    bool ok = hex.empty() || (hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char ch) {
-                                return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
-                              }));
-    if (!ok)
-      r.fail_at(c->get("ca_fingerprint"),
-                "cmp.ca_fingerprint '" + fp + "' is not a SHA-256 fingerprint (64 hex digits, ':' allowed).");
-    p.cmp_ca_fingerprint = hex;
-  }
-
+  read_backup(r, root, p);
+  read_scep(r, root, p);
+  read_cmp(r, root, p);
+  read_keys(r, root, p);
   parse_est(r, root, p);
-  const toml::node* keys = root.get("keys");
-  if (!keys) r.fail_at(nullptr, "the profile has no keys; add at least one [[keys]] section.");
-  const toml::array* arr = keys->as_array();
-  if (!arr) r.fail_at(keys, "keys must be an array of tables; write each key as a [[keys]] section.");
-  if (arr->empty()) r.fail_at(keys, "the profile has no keys; add at least one [[keys]] section.");
-  std::set<std::string> roles, ids;
-  std::size_t index = 0;
-  for (const auto& node : *arr) {
-    ++index;
-    KeySpec k = r.key(node, index, p);
-    if (!roles.insert(k.role).second)
-      r.fail_at(&node, "keys[" + std::to_string(index) + "].role '" + k.role +
-                           "' is used by an earlier key; roles must be unique.");
-    if (!k.id.empty() && !ids.insert(k.id).second)
-      r.fail_at(&node,
-                "keys[" + std::to_string(index) + "].id '" + k.id + "' is used by an earlier key; ids must be unique.");
-    p.keys.push_back(std::move(k));
-  }
   return p;
 }
 

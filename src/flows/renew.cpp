@@ -61,28 +61,8 @@ void relabel_noexcept(p11::Session& s, CK_OBJECT_HANDLE h, const std::string& la
   }
 }
 
-} // namespace
-
-std::string archived_label(const std::string& label, std::time_t when) {
-  char day[16] = {0};
-  std::tm tm{};
-  gmtime_r(&when, &tm);
-  std::strftime(day, sizeof day, "%Y-%m-%d", &tm);
-  return label + " (archived " + day + ")";
-}
-
-// ---- renew and rekey ------------------------------------------------------------------------
-
-RenewResult renew(p11::Session& s, const RenewRequest& req) {
-  RenewResult r;
-  KeyRef old = find_key(s, req.key);
-  auto old_pub = public_key(s, old);
-  r.old_cert = find_leaf_certificate(s, old, ossl::spki_der(old_pub.get()));
-  if (!r.old_cert)
-    fail(ExitCode::BadInput, "The key '" + old.label + "' has no certificate on the token; there is nothing to renew.",
-         "Enroll it first (tokenprov enroll ... --key), or pick its certificate up.");
-
-  // The exchange, chosen before anything is generated.
+// The exchange for REQ's protocol, renewing OLD (EST and SCEP: RSA keys only).
+RenewExchange pick_exchange(const RenewRequest& req, const KeyRef& old) {
   RenewExchange exchange;
   switch (req.protocol) {
   case EnrollProtocol::Est:
@@ -122,7 +102,9 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
       say(req.progress, "Asking the CA at " + req.scep.url + " for its certificate...");
       auto ca = scep::get_ca(req.scep);
       auto pkey = token_rsa_pkey(sess, cur);
-      auto issued = scep::renew(req.scep, ca, csr, pkey.get(), cur_cert);
+      scep::Options opts = req.scep;
+      opts.key_error = take_token_error; // the token's own error when the key fails
+      auto issued = scep::renew(opts, ca, csr, pkey.get(), cur_cert);
       std::vector<ossl::X509Ptr> answer;
       answer.push_back(std::move(issued.cert));
       for (auto& c : issued.chain) answer.push_back(std::move(c));
@@ -130,6 +112,59 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
     };
     break;
   }
+  return exchange;
+}
+
+// The new certificate LEAF and the CA certificates REST written for TARGET;
+// NEW_CERTS gets the objects written (the CA certificates that were on the
+// token before are left out, so a rollback leaves them alone).
+PickupResult write_renewed(p11::Session& s, const RenewRequest& req, const KeyRef& target, X509* leaf,
+                           std::vector<ossl::X509Ptr> rest, std::vector<CK_OBJECT_HANDLE>& new_certs) {
+  std::vector<ossl::X509Ptr> certs;
+  certs.push_back(ossl::dup(leaf));
+  for (auto& c : rest) certs.push_back(std::move(c));
+  // CA certificates that were on the token before, to leave them alone on rollback.
+  std::vector<ossl::Bytes> present_before;
+  for (std::size_t i = 1; i < certs.size(); ++i)
+    if (!find_certificate(s, certs[i].get()).empty()) present_before.push_back(ossl::to_der(certs[i].get()));
+  PickupOptions po;
+  po.key = target;
+  say(req.progress, "Writing the new certificate to the token...");
+  auto pick = pickup_certificates(s, std::move(certs), po,
+                                  req.protocol == EnrollProtocol::Est    ? req.est.url
+                                  : req.protocol == EnrollProtocol::Scep ? req.scep.url
+                                                                        : std::string("the CA"));
+  new_certs = find_certificate(s, pick.leaf.get());
+  for (auto& c : pick.chain) {
+    auto der = ossl::to_der(c.get());
+    if (std::find(present_before.begin(), present_before.end(), der) == present_before.end())
+      for (auto h : find_certificate(s, c.get())) new_certs.push_back(h);
+  }
+  return pick;
+}
+
+} // namespace
+
+std::string archived_label(const std::string& label, std::time_t when) {
+  char day[16] = {0};
+  std::tm tm{};
+  gmtime_r(&when, &tm);
+  std::strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  return label + " (archived " + day + ")";
+}
+
+// ---- renew and rekey ------------------------------------------------------------------------
+
+RenewResult renew(p11::Session& s, const RenewRequest& req) {
+  RenewResult r;
+  KeyRef old = find_key(s, req.key);
+  auto old_pub = public_key(s, old);
+  r.old_cert = find_leaf_certificate(s, old, ossl::spki_der(old_pub.get()));
+  if (!r.old_cert)
+    fail(ExitCode::BadInput, "The key '" + old.label + "' has no certificate on the token; there is nothing to renew.",
+         "Enroll it first (tokenprov enroll ... --key), or pick its certificate up.");
+
+  RenewExchange exchange = pick_exchange(req, old); // chosen before anything is generated
 
   KeyRef target = old;
   bool generated = false;
@@ -171,26 +206,7 @@ RenewResult renew(p11::Session& s, const RenewRequest& req) {
         if (h != CK_INVALID_HANDLE) relabel(s, h, old.label, "giving the new key its label");
       target.label = old.label;
     }
-    std::vector<ossl::X509Ptr> certs;
-    certs.push_back(ossl::dup(leaf.get()));
-    for (auto& c : rest) certs.push_back(std::move(c));
-    // CA certificates that were on the token before, to leave them alone on rollback.
-    std::vector<ossl::Bytes> present_before;
-    for (std::size_t i = 1; i < certs.size(); ++i)
-      if (!find_certificate(s, certs[i].get()).empty()) present_before.push_back(ossl::to_der(certs[i].get()));
-    PickupOptions po;
-    po.key = target;
-    say(req.progress, "Writing the new certificate to the token...");
-    auto pick = pickup_certificates(s, std::move(certs), po,
-                                    req.protocol == EnrollProtocol::Est    ? req.est.url
-                                    : req.protocol == EnrollProtocol::Scep ? req.scep.url
-                                                                          : std::string("the CA"));
-    new_certs = find_certificate(s, pick.leaf.get());
-    for (auto& c : pick.chain) {
-      auto der = ossl::to_der(c.get());
-      if (std::find(present_before.begin(), present_before.end(), der) == present_before.end())
-        for (auto h : find_certificate(s, c.get())) new_certs.push_back(h);
-    }
+    auto pick = write_renewed(s, req, target, leaf.get(), std::move(rest), new_certs);
     if (!req.rekey && old_cert_h != CK_INVALID_HANDLE) {
       say(req.progress, "Removing the old certificate (the key stays)...");
       s.destroy(old_cert_h);

@@ -290,20 +290,41 @@ CK_OBJECT_HANDLE interrupted_restore(const p11::Session& s, EVP_PKEY* key, const
   if (hits.size() != 1 || s.attr_ulong(hits[0], CKA_KEY_TYPE) != kt) return CK_INVALID_HANDLE;
   return private_key_matches(s, hits[0], kt, key) ? hits[0] : CK_INVALID_HANDLE;
 }
-} // namespace
 
-RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const Secret& password) {
-  auto data = read_input_file(req.in, input::pkcs12);
-  auto c = pkcs12::parse(data, password, req.in, true);
-  OPENSSL_cleanse(data.data(), data.size());
-  int base = EVP_PKEY_get_base_id(c.key.get());
+// The PKCS#11 key type of KEY, read from the backup IN; Error(BadInput) for a
+// type tokenprov cannot restore.
+CK_KEY_TYPE restorable_key_type(EVP_PKEY* key, const std::string& in) {
+  int base = EVP_PKEY_get_base_id(key);
   CK_KEY_TYPE kt = base == EVP_PKEY_RSA         ? CKK_RSA
                    : base == EVP_PKEY_EC        ? CKK_EC
                    : base == EVP_PKEY_ED25519   ? CKK_EC_EDWARDS
                                                 : CK_UNAVAILABLE_INFORMATION;
   if (kt == CK_UNAVAILABLE_INFORMATION)
     fail(ExitCode::BadInput,
-         "The key in '" + req.in + "' is of a type tokenprov cannot restore (RSA, EC P-256/P-384 and Ed25519 only).");
+         "The key in '" + in + "' is of a type tokenprov cannot restore (RSA, EC P-256/P-384 and Ed25519 only).");
+  return kt;
+}
+
+// The CKA_ID the restored key gets: the file's localKeyID, unless it is
+// missing, too long or a hash of the certificate (OpenSSL, NSS); then the
+// one derived from the public key.
+p11::Bytes restored_id(const pkcs12::Contents& c) {
+  p11::Bytes id = c.local_key_id.empty() || c.local_key_id.size() > 64 ? derive_key_id(c.key.get()) : c.local_key_id;
+  if (c.leaf && c.local_key_id.size() == 20) {
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+    X509_digest(c.leaf.get(), EVP_sha1(), md, &mdlen);
+    if (std::equal(md, md + 20, c.local_key_id.begin())) id = derive_key_id(c.key.get());
+  }
+  return id;
+}
+} // namespace
+
+RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const Secret& password) {
+  auto data = read_input_file(req.in, input::pkcs12);
+  auto c = pkcs12::parse(data, password, req.in, true);
+  OPENSSL_cleanse(data.data(), data.size());
+  CK_KEY_TYPE kt = restorable_key_type(c.key.get(), req.in);
   KeyPolicyAttrs pa{kt, req.usage ? req.usage : default_usage(kt), req.exportable};
   check_usage(pa.usage, kt, key_type_name(kt));
   require_key_type(s.module(), s.slot(), kt);
@@ -311,14 +332,7 @@ RestoreResult restore_backup(p11::Session& s, const RestoreRequest& req, const S
   if (label.empty()) label = c.friendly_name;
   if (label.empty() && c.leaf) label = cert_label(c.leaf.get());
   if (label.empty()) fail(ExitCode::BadInput, "The backup '" + req.in + "' names no key; give one with --label.");
-  p11::Bytes id = c.local_key_id.empty() || c.local_key_id.size() > 64 ? derive_key_id(c.key.get()) : c.local_key_id;
-  // Derive the id from the public key when the file's localKeyID is a hash of the certificate (OpenSSL, NSS).
-  if (c.leaf && c.local_key_id.size() == 20) {
-    unsigned char md[20];
-    unsigned int mdlen = 0;
-    X509_digest(c.leaf.get(), EVP_sha1(), md, &mdlen);
-    if (std::equal(md, md + 20, c.local_key_id.begin())) id = derive_key_id(c.key.get());
-  }
+  p11::Bytes id = restored_id(c);
   // A restore of this file that was cut short by a token pulled out mid-write
   // (rollback impossible) left a prefix of what is written below, private key
   // first. Complete it rather than refuse: the key is the same one.

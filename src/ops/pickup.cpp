@@ -115,12 +115,9 @@ void verify_chain(X509* leaf, const std::vector<ossl::X509Ptr>& chain, const std
              "': " + X509_verify_cert_error_string(err) + ".",
          "Check that the bundle holds the issuing CA's root, and that the file carries the intermediates.");
 }
-} // namespace
-
-PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> certs, const PickupOptions& opts,
-                                 const std::string& source) {
-  PickupResult r;
-  // Index the token's keys by their SubjectPublicKeyInfo once.
+// The keys a certificate may be for (the one asked for, else every private
+// key of the token), indexed by their SubjectPublicKeyInfo.
+std::vector<std::pair<ossl::Bytes, KeyRef>> token_keys(const p11::Session& s, const PickupOptions& opts) {
   std::vector<std::pair<ossl::Bytes, KeyRef>> keys;
   if (opts.key)
     keys.emplace_back(ossl::spki_der(public_key(s, *opts.key).get()), *opts.key);
@@ -135,21 +132,33 @@ PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> cer
         // A key without a readable public half cannot be the leaf's.
       }
     }
-  // The leaf: a certificate whose public key is a token key; end-entity certificates first.
-  std::size_t leaf_idx = certs.size();
-  for (int pass = 0; pass < 2 && leaf_idx == certs.size(); ++pass) {
+  return keys;
+}
+
+// The leaf: a certificate whose public key is one of KEYS (set in KEY),
+// end-entity certificates first. Its index in CERTS, or certs.size().
+std::size_t find_leaf(const std::vector<ossl::X509Ptr>& certs, const std::vector<std::pair<ossl::Bytes, KeyRef>>& keys,
+                      KeyRef& key) {
+  for (int pass = 0; pass < 2; ++pass) {
     for (std::size_t i = 0; i < certs.size(); ++i) {
       bool ca = X509_check_ca(certs[i].get()) != 0;
       if ((pass == 0) == ca) continue;
       auto spki = ossl::spki_der(certs[i].get());
       auto it = std::find_if(keys.begin(), keys.end(), [&](auto& kv) { return kv.first == spki; });
       if (it != keys.end()) {
-        leaf_idx = i;
-        r.key = it->second;
-        break;
+        key = it->second;
+        return i;
       }
     }
   }
+  return certs.size();
+}
+} // namespace
+
+PickupResult pickup_certificates(p11::Session& s, std::vector<ossl::X509Ptr> certs, const PickupOptions& opts,
+                                 const std::string& source) {
+  PickupResult r;
+  std::size_t leaf_idx = find_leaf(certs, token_keys(s, opts), r.key);
   if (leaf_idx == certs.size()) {
     std::string subj = ossl::name_oneline(X509_get_subject_name(certs.front().get()));
     fail(ExitCode::BadInput,

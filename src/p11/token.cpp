@@ -62,57 +62,51 @@ std::string exact_token_uri(const p11::TokenInfo& token) {
   return uri.format();
 }
 
-p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state,
-                          const p11::SlotScan* known) {
-  // A serial an earlier scan in this process saw is read back from its slot
-  // alone: a fleet names its tokens by serial, and scanning every slot (one
-  // C_GetTokenInfo each) for every row made the run quadratic in tokens. A
-  // serial seen in two slots gives no hint (tpm2-pkcs11 and NSS give every
-  // token the same one).
-  std::optional<p11::TokenInfo> hint;
-  if (selector.rfind("serial:", 0) == 0 && !known) hint = module.token_by_serial_hint(selector.substr(7));
-  // A URI with a slot-id names one slot: read that slot alone (fleet rows name
-  // their tokens so, and a scan per row made a run quadratic in tokens).
-  std::optional<Pkcs11Uri> uri;
-  if (Pkcs11Uri::looks_like_uri(selector)) {
-    uri = parse_selector_uri(selector); // pin-value refused, masked
-    uri->require_evaluable("the token"); // vendor path attributes: refused by name
+namespace {
+// A URI's slot-id names one slot: that slot's token is read alone into SCAN
+// (fleet rows name their tokens so, and a scan per row made a run quadratic
+// in tokens). False when SLOT is not a slot number.
+bool scan_named_slot(const p11::Module& module, const std::string& slot, p11::SlotScan& scan) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long id = std::strtoul(slot.c_str(), &end, 10);
+  if (errno != 0 || !end || *end != '\0' || slot.empty() || !std::isdigit(static_cast<unsigned char>(slot[0])))
+    return false;
+  try {
+    scan.tokens.push_back(module.token_info(static_cast<CK_SLOT_ID>(id)));
+  } catch (const p11::P11Error& e) {
+    if (e.rv() != CKR_SLOT_ID_INVALID && e.rv() != CKR_TOKEN_NOT_PRESENT)
+      scan.unreadable.push_back({static_cast<CK_SLOT_ID>(id), e.rv()});
   }
-  p11::SlotScan scan;
-  bool one_slot = false;
-  if (auto slot = uri ? uri->get("slot-id") : std::nullopt; slot && !hint && !known) {
-    char* end = nullptr;
-    errno = 0;
-    unsigned long id = std::strtoul(slot->c_str(), &end, 10);
-    if (errno == 0 && end && *end == '\0' && !slot->empty() && std::isdigit(static_cast<unsigned char>((*slot)[0]))) {
-      one_slot = true;
-      try {
-        scan.tokens.push_back(module.token_info(static_cast<CK_SLOT_ID>(id)));
-      } catch (const p11::P11Error& e) {
-        if (e.rv() != CKR_SLOT_ID_INVALID && e.rv() != CKR_TOKEN_NOT_PRESENT)
-          scan.unreadable.push_back({static_cast<CK_SLOT_ID>(id), e.rv()});
-      }
-    }
-  }
-  if (!hint && !one_slot) scan = known ? *known : module.scan();
-  auto& tokens = scan.tokens;
+  return true;
+}
+
+// No selector: the one token in STATE there is (of blank ones, the first).
+p11::TokenInfo only_token(const p11::Module& module, TokenState state, const p11::SlotScan& scan) {
   std::vector<p11::TokenInfo> hits;
-  if (selector.empty()) {
-    for (auto& t : tokens)
-      if (state_ok(t, state)) hits.push_back(t);
-    if (hits.empty())
-      fail(ExitCode::Token,
-           "No " + describe(state) + "token was found through the module '" + module.path() + "'." +
-               unreadable_note(scan.unreadable),
-           "Insert the token, check --module, or list what is there with 'tokenprov list'.");
-    if (state == TokenState::Blank) return hits.front(); // the first uninitialized token
-    if (hits.size() > 1)
-      fail(ExitCode::Usage,
-           std::to_string(hits.size()) + " " + describe(state) + "tokens are present; say which one with --token:" +
-               candidates(hits),
-           "See 'tokenprov list' for their labels and serials.");
-    return hits.front();
-  }
+  for (auto& t : scan.tokens)
+    if (state_ok(t, state)) hits.push_back(t);
+  if (hits.empty())
+    fail(ExitCode::Token,
+         "No " + describe(state) + "token was found through the module '" + module.path() + "'." +
+             unreadable_note(scan.unreadable),
+         "Insert the token, check --module, or list what is there with 'tokenprov list'.");
+  if (state == TokenState::Blank) return hits.front(); // the first uninitialized token
+  if (hits.size() > 1)
+    fail(ExitCode::Usage,
+         std::to_string(hits.size()) + " " + describe(state) + "tokens are present; say which one with --token:" +
+             candidates(hits),
+         "See 'tokenprov list' for their labels and serials.");
+  return hits.front();
+}
+
+// The tokens of TOKENS that SELECTOR names: by URI, by serial (HINT: the one
+// token an earlier scan saw with it) or by label.
+std::vector<p11::TokenInfo> selected_tokens(const p11::Module& module, const std::string& selector,
+                                            const std::optional<Pkcs11Uri>& uri,
+                                            const std::optional<p11::TokenInfo>& hint,
+                                            const std::vector<p11::TokenInfo>& tokens) {
+  std::vector<p11::TokenInfo> hits;
   if (uri) {
     for (auto& t : tokens)
       if (uri_selects_token(*uri, module, t)) hits.push_back(t); // library, slot and token attributes
@@ -135,6 +129,12 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
     for (auto& t : tokens)
       if (t.label == selector) hits.push_back(t);
   }
+  return hits;
+}
+
+// The one token of HITS, which must be in STATE.
+p11::TokenInfo one_hit(const p11::Module& module, const std::string& selector, TokenState state,
+                       const std::vector<p11::TokenInfo>& hits, const p11::SlotScan& scan) {
   if (hits.empty())
     fail(ExitCode::Token,
          "No token matches '" + selector + "' through the module '" + module.path() + "'." +
@@ -151,6 +151,30 @@ p11::TokenInfo find_token(const p11::Module& module, const std::string& selector
          "Re-initializing erases everything on it: add --force only if that is what you want.");
   }
   return hits.front();
+}
+} // namespace
+
+p11::TokenInfo find_token(const p11::Module& module, const std::string& selector, TokenState state,
+                          const p11::SlotScan* known) {
+  // A serial an earlier scan in this process saw is read back from its slot
+  // alone: a fleet names its tokens by serial, and scanning every slot (one
+  // C_GetTokenInfo each) for every row made the run quadratic in tokens. A
+  // serial seen in two slots gives no hint (tpm2-pkcs11 and NSS give every
+  // token the same one).
+  std::optional<p11::TokenInfo> hint;
+  if (selector.rfind("serial:", 0) == 0 && !known) hint = module.token_by_serial_hint(selector.substr(7));
+  std::optional<Pkcs11Uri> uri;
+  if (Pkcs11Uri::looks_like_uri(selector)) {
+    uri = parse_selector_uri(selector); // pin-value refused, masked
+    uri->require_evaluable("the token"); // vendor path attributes: refused by name
+  }
+  p11::SlotScan scan;
+  bool one_slot = false;
+  if (auto slot = uri ? uri->get("slot-id") : std::nullopt; slot && !hint && !known)
+    one_slot = scan_named_slot(module, *slot, scan);
+  if (!hint && !one_slot) scan = known ? *known : module.scan();
+  if (selector.empty()) return only_token(module, state, scan);
+  return one_hit(module, selector, state, selected_tokens(module, selector, uri, hint, scan.tokens), scan);
 }
 
 TokenContext open_token(const OpenOptions& opts) {
