@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-// renew (and est_options(), which enroll --protocol est shares).
 #include "common.hpp"
 
 #include "tokenprov/cmp.hpp"
@@ -23,15 +22,6 @@ nlohmann::json cert_json(X509* c) {
           {"not_after", ossl::asn1_time_rfc3339(X509_get0_notAfter(c))}};
 }
 } // namespace
-
-est::Options est_options(const Global& g, const std::string& url, const std::string& ca_bundle, int wait) {
-  est::Options o;
-  o.url = url;
-  o.ca_bundle = ca_bundle;
-  o.wait_seconds = wait;
-  o.progress = [&g](const std::string& line) { status(g, line); };
-  return o;
-}
 
 void register_renew(CLI::App& app, Global& g, Registry& r) {
   static RenewOpts ro;

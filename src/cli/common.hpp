@@ -7,6 +7,7 @@
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/est.hpp"
+#include "tokenprov/pickup.hpp"
 #include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
 
@@ -39,10 +40,15 @@ using Registry = std::vector<Command>;
 // Each command file registers its subcommands.
 void register_list(CLI::App& app, Global& g, Registry& r);
 void register_init(CLI::App& app, Global& g, Registry& r);
-void register_keys(CLI::App& app, Global& g, Registry& r);
+void register_pin(CLI::App& app, Global& g, Registry& r);
+void register_keygen(CLI::App& app, Global& g, Registry& r);
+void register_csr(CLI::App& app, Global& g, Registry& r);
 void register_pickup(CLI::App& app, Global& g, Registry& r);
+void register_enroll(CLI::App& app, Global& g, Registry& r);
 void register_backup(CLI::App& app, Global& g, Registry& r);
+void register_restore(CLI::App& app, Global& g, Registry& r);
 void register_provision(CLI::App& app, Global& g, Registry& r);
+void register_fleet(CLI::App& app, Global& g, Registry& r);
 void register_revoke(CLI::App& app, Global& g, Registry& r);
 void register_delete(CLI::App& app, Global& g, Registry& r);
 void register_status(CLI::App& app, Global& g, Registry& r);
@@ -62,6 +68,10 @@ est::Options est_options(const Global& g, const std::string& url, const std::str
 // CMP options from the command line (REQUEST: "", "ir" or "p10cr").
 cmp::Options cmp_options(const Global& g, const std::string& url, const std::string& reference, const std::string& fp,
                          const std::string& ca_bundle, int wait, const std::string& request);
+
+// pickup's result as JSON and as a sentence (enroll prints them too).
+nlohmann::json pickup_json(const PickupResult& r);
+std::string pickup_human(const PickupResult& r);
 
 // Secrets from their sources. The user PIN defaults to a prompt.
 Secret user_pin(const Global& g, std::size_t min_length = 0);

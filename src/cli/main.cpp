@@ -57,10 +57,15 @@ int main(int argc, char** argv) {
   Registry reg;
   register_list(app, g, reg);
   register_init(app, g, reg);
-  register_keys(app, g, reg);
+  register_pin(app, g, reg);
+  register_keygen(app, g, reg);
+  register_csr(app, g, reg);
   register_pickup(app, g, reg);
+  register_enroll(app, g, reg);
   register_backup(app, g, reg);
+  register_restore(app, g, reg);
   register_provision(app, g, reg);
+  register_fleet(app, g, reg);
   register_revoke(app, g, reg);
   register_delete(app, g, reg);
   register_status(app, g, reg);

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "common.hpp"
+
+#include "tokenprov/backup.hpp"
+#include "tokenprov/fileio.hpp"
+#include "tokenprov/profile.hpp"
+#include "tokenprov/token.hpp"
+#include "tokenprov/uri.hpp"
+
+namespace tokenprov::cli {
+
+namespace {
+struct RestoreOpts {
+  std::string in, password_source, label, role;
+  std::vector<std::string> usage;
+  bool exportable = false;
+};
+
+// The restored key's policy: --usage and --exportable, else the profile key
+// --role names, else the defaults of the backup's key type.
+void restore_policy(const Global& g, const RestoreOpts& o, RestoreRequest& req) {
+  req.exportable = o.exportable;
+  if (!o.role.empty()) {
+    if (g.profile.empty()) fail(ExitCode::Usage, "--role names a key of a profile; give the profile with --profile.");
+    const KeySpec* spec = profile(g).find_key(o.role);
+    if (!spec) fail(ExitCode::Usage, "The profile '" + g.profile + "' has no key with the role '" + o.role + "'.");
+    req.usage = usage_from_words(spec->usage);
+    req.exportable = req.exportable || spec->exportable;
+  }
+  if (!o.usage.empty()) req.usage = usage_from_words(split_commas(o.usage));
+  if (!g.profile.empty() && req.exportable && !profile(g).allow_export)
+    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys.");
+}
+} // namespace
+
+void register_restore(CLI::App& app, Global& g, Registry& r) {
+  static RestoreOpts ro;
+  auto* restore = app.add_subcommand("restore", "put a PKCS#12 backup's key, certificate and chain on the token");
+  restore->add_option("--in", ro.in, "the PKCS#12 file")->required();
+  restore->add_option("--password-source", ro.password_source, "its password: env:VAR, file:PATH, fd:N or prompt");
+  restore->add_option("--label", ro.label, "label for the key and certificate (default: the file's friendly name)");
+  restore->add_flag("--exportable", ro.exportable, "let the restored key be backed up again");
+  restore->add_option("--usage", ro.usage, "sign, decrypt, unwrap, derive (comma-separated; default: the profile key's, else sign,decrypt for RSA and sign for EC)");
+  restore->add_option("--role", ro.role, "take usage and exportability from this key of the --profile");
+  r.push_back({restore, [&g]() {
+                 RestoreRequest req;
+                 req.in = ro.in;
+                 req.label = ro.label;
+                 restore_policy(g, ro, req);
+                 auto data = read_input_file(ro.in, input::pkcs12); // a missing file fails before any prompt
+                 (void)data;
+                 Secret pin = user_pin(g);
+                 Secret pw = secret_from(ro.password_source, "backup password", ExitCode::BadInput);
+                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+                 auto res = restore_backup(*ctx.session, req, pw);
+                 nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}, {"usage", usage_words(res.usage)}, {"exportable", req.exportable}}},
+                                     {"certificates_written", res.certs_written},
+                                     {"resumed", res.resumed},
+                                     {"subject", res.leaf_subject}};
+                 return finish(g, j, std::string(res.resumed ? "Completed the interrupted restore: " : "") + "Restored key '" + res.key.label + "' with " + std::to_string(res.certs_written) +
+                                         " certificate(s) to token '" + ctx.token.label + "'.");
+               }});
+}
+
+} // namespace tokenprov::cli
