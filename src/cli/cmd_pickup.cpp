@@ -1,19 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "common.hpp"
+// pickup: the certificate the CA issued, written beside its key. Its output
+// (pickup_json(), pickup_human()) is enroll's too.
+#include "commands.hpp"
 
 #include "tokenprov/enroll.hpp"
-#include "tokenprov/profile.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
-namespace tokenprov::cli {
+#include <memory>
 
-namespace {
-struct PickupOpts {
-  std::string cert, ca_bundle;
-  bool allow_expired = false;
-};
-} // namespace
+namespace tokenprov::cli {
 
 nlohmann::json pickup_json(const PickupResult& r) {
   nlohmann::json chain = nlohmann::json::array();
@@ -41,20 +37,22 @@ std::string pickup_human(const PickupResult& r) {
   return s;
 }
 
-void register_pickup(CLI::App& app, Global& g, Registry& r) {
-  static PickupOpts po;
-  auto* pickup = app.add_subcommand("pickup", "write the certificate the CA issued (PEM, DER, PKCS#7) beside its key");
-  pickup->add_option("--cert", po.cert, "the certificate file (PEM, DER or PKCS#7 with its chain)")->required();
-  pickup->add_option("--ca-bundle", po.ca_bundle, "trusted CA certificates: the chain must verify against them");
-  pickup->add_flag("--allow-expired", po.allow_expired, "store an expired or not yet valid certificate");
-  r.push_back({pickup, [&g]() {
-                 auto certs = load_certificate_file(po.cert);
-                 Secret pin = user_pin(g);
-                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
-                 status(g, "Read " + std::to_string(certs.size()) + " certificate(s) from " + po.cert + ".");
-                 auto res = pickup_certificates(*ctx.session, std::move(certs), {po.ca_bundle, po.allow_expired}, po.cert);
-                 return finish(g, pickup_json(res), pickup_human(res));
-               }});
+int run_pickup(const Global& g, const PickupOptions& o) {
+  auto certs = load_certificate_file(o.cert);
+  Secret pin = user_pin(g);
+  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+  status(g, "Read " + std::to_string(certs.size()) + " certificate(s) from " + o.cert + ".");
+  auto res = pickup_certificates(*ctx.session, std::move(certs), {o.ca_bundle, o.allow_expired}, o.cert);
+  return finish(g, pickup_json(res), pickup_human(res));
+}
+
+Command setup_pickup(CLI::App& app, Global& g) {
+  auto o = std::make_shared<PickupOptions>();
+  auto* cmd = app.add_subcommand("pickup", "write the certificate the CA issued (PEM, DER, PKCS#7) beside its key");
+  cmd->add_option("--cert", o->cert, "the certificate file (PEM, DER or PKCS#7 with its chain)")->required();
+  cmd->add_option("--ca-bundle", o->ca_bundle, "trusted CA certificates: the chain must verify against them");
+  cmd->add_flag("--allow-expired", o->allow_expired, "store an expired or not yet valid certificate");
+  return {cmd, [&g, o] { return run_pickup(g, *o); }};
 }
 
 } // namespace tokenprov::cli

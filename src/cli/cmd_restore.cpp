@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "common.hpp"
+// restore: a PKCS#12 backup's key, certificate and chain put on the token.
+#include "commands.hpp"
 
 #include "tokenprov/backup.hpp"
 #include "tokenprov/fileio.hpp"
@@ -7,18 +8,14 @@
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
+#include <memory>
+
 namespace tokenprov::cli {
 
 namespace {
-struct RestoreOpts {
-  std::string in, password_source, label, role;
-  std::vector<std::string> usage;
-  bool exportable = false;
-};
-
 // The restored key's policy: --usage and --exportable, else the profile key
 // --role names, else the defaults of the backup's key type.
-void restore_policy(const Global& g, const RestoreOpts& o, RestoreRequest& req) {
+void restore_policy(const Global& g, const RestoreOptions& o, RestoreRequest& req) {
   req.exportable = o.exportable;
   if (!o.role.empty()) {
     if (g.profile.empty()) fail(ExitCode::Usage, "--role names a key of a profile; give the profile with --profile.");
@@ -33,33 +30,42 @@ void restore_policy(const Global& g, const RestoreOpts& o, RestoreRequest& req) 
 }
 } // namespace
 
-void register_restore(CLI::App& app, Global& g, Registry& r) {
-  static RestoreOpts ro;
-  auto* restore = app.add_subcommand("restore", "put a PKCS#12 backup's key, certificate and chain on the token");
-  restore->add_option("--in", ro.in, "the PKCS#12 file")->required();
-  restore->add_option("--password-source", ro.password_source, "its password: env:VAR, file:PATH, fd:N or prompt");
-  restore->add_option("--label", ro.label, "label for the key and certificate (default: the file's friendly name)");
-  restore->add_flag("--exportable", ro.exportable, "let the restored key be backed up again");
-  restore->add_option("--usage", ro.usage, "sign, decrypt, unwrap, derive (comma-separated; default: the profile key's, else sign,decrypt for RSA and sign for EC)");
-  restore->add_option("--role", ro.role, "take usage and exportability from this key of the --profile");
-  r.push_back({restore, [&g]() {
-                 RestoreRequest req;
-                 req.in = ro.in;
-                 req.label = ro.label;
-                 restore_policy(g, ro, req);
-                 auto data = read_input_file(ro.in, input::pkcs12); // a missing file fails before any prompt
-                 (void)data;
-                 Secret pin = user_pin(g);
-                 Secret pw = secret_from(ro.password_source, "backup password", ExitCode::BadInput);
-                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
-                 auto res = restore_backup(*ctx.session, req, pw);
-                 nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}, {"usage", usage_words(res.usage)}, {"exportable", req.exportable}}},
-                                     {"certificates_written", res.certs_written},
-                                     {"resumed", res.resumed},
-                                     {"subject", res.leaf_subject}};
-                 return finish(g, j, std::string(res.resumed ? "Completed the interrupted restore: " : "") + "Restored key '" + res.key.label + "' with " + std::to_string(res.certs_written) +
-                                         " certificate(s) to token '" + ctx.token.label + "'.");
-               }});
+int run_restore(const Global& g, const RestoreOptions& o) {
+  RestoreRequest req;
+  req.in = o.in;
+  req.label = o.label;
+  restore_policy(g, o, req);
+  auto data = read_input_file(o.in, input::pkcs12); // a missing file fails before any prompt
+  (void)data;
+  Secret pin = user_pin(g);
+  Secret pw = secret_from(o.password_source, "backup password", ExitCode::BadInput);
+  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
+  auto res = restore_backup(*ctx.session, req, pw);
+  nlohmann::json j = {{"key",
+                       {{"label", res.key.label},
+                        {"id", to_hex(res.key.id)},
+                        {"usage", usage_words(res.usage)},
+                        {"exportable", req.exportable}}},
+                      {"certificates_written", res.certs_written},
+                      {"resumed", res.resumed},
+                      {"subject", res.leaf_subject}};
+  return finish(g, j,
+                std::string(res.resumed ? "Completed the interrupted restore: " : "") + "Restored key '" + res.key.label +
+                    "' with " + std::to_string(res.certs_written) + " certificate(s) to token '" + ctx.token.label + "'.");
+}
+
+Command setup_restore(CLI::App& app, Global& g) {
+  auto o = std::make_shared<RestoreOptions>();
+  auto* cmd = app.add_subcommand("restore", "put a PKCS#12 backup's key, certificate and chain on the token");
+  cmd->add_option("--in", o->in, "the PKCS#12 file")->required();
+  cmd->add_option("--password-source", o->password_source, "its password: env:VAR, file:PATH, fd:N or prompt");
+  cmd->add_option("--label", o->label, "label for the key and certificate (default: the file's friendly name)");
+  cmd->add_flag("--exportable", o->exportable, "let the restored key be backed up again");
+  cmd->add_option("--usage", o->usage,
+                  "sign, decrypt, unwrap, derive (comma-separated; default: the profile key's, else sign,decrypt for RSA "
+                  "and sign for EC)");
+  cmd->add_option("--role", o->role, "take usage and exportability from this key of the --profile");
+  return {cmd, [&g, o] { return run_restore(g, *o); }};
 }
 
 } // namespace tokenprov::cli

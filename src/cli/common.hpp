@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CLI's shared options and output helpers. Commands only parse, call
-// the library and print.
+// the library and print (commands.hpp).
 #pragma once
 
 #include "tokenprov/cmp.hpp"
@@ -30,29 +30,12 @@ struct Global {
   bool quiet = false;
 };
 
+// A subcommand and the run bound to its options (commands.hpp): main runs the
+// one the command line chose and turns its Error into the exit code.
 struct Command {
   CLI::App* app;
   std::function<int()> run;
 };
-
-using Registry = std::vector<Command>;
-
-// Each command file registers its subcommands.
-void register_list(CLI::App& app, Global& g, Registry& r);
-void register_init(CLI::App& app, Global& g, Registry& r);
-void register_pin(CLI::App& app, Global& g, Registry& r);
-void register_keygen(CLI::App& app, Global& g, Registry& r);
-void register_csr(CLI::App& app, Global& g, Registry& r);
-void register_pickup(CLI::App& app, Global& g, Registry& r);
-void register_enroll(CLI::App& app, Global& g, Registry& r);
-void register_backup(CLI::App& app, Global& g, Registry& r);
-void register_restore(CLI::App& app, Global& g, Registry& r);
-void register_provision(CLI::App& app, Global& g, Registry& r);
-void register_fleet(CLI::App& app, Global& g, Registry& r);
-void register_revoke(CLI::App& app, Global& g, Registry& r);
-void register_delete(CLI::App& app, Global& g, Registry& r);
-void register_status(CLI::App& app, Global& g, Registry& r);
-void register_renew(CLI::App& app, Global& g, Registry& r);
 
 // Status lines go to stderr (never stdout, which carries data and JSON).
 void status(const Global& g, const std::string& line);
@@ -93,6 +76,6 @@ std::string pin_source(const Global& g);
 
 // For commands with --key: what a key URI says of its token, module and PIN
 // source joins --token (g.token), so the key URI alone can name them.
-void take_key_uri(Global& g, const std::string& key);
+Global with_key_uri(const Global& g, const std::string& key);
 
 } // namespace tokenprov::cli

@@ -5,7 +5,7 @@
 
 namespace tokenprov::cli {
 
-void add_enrollment_options(CLI::App* cmd, ProvisionOpts& o) {
+void add_enrollment_options(CLI::App* cmd, ProvisionOptions& o) {
   cmd->add_option("--scep-url", o.scep_url, "enroll over SCEP at this URL (default: the profile's)");
   cmd->add_option("--challenge-source", o.challenge_source, "the SCEP challenge: env:VAR, file:PATH, fd:N or prompt");
   cmd->add_option("--protocol", o.protocol, "scep or cmp (default: the profile's, else scep)");
@@ -27,7 +27,7 @@ void add_enrollment_options(CLI::App* cmd, ProvisionOpts& o) {
 }
 
 // Reads the secrets a run needs, once.
-void prepare(const Global& g, const ProvisionOpts& o, Prepared& p, bool blank_possible) {
+void prepare(const Global& g, const ProvisionOptions& o, Prepared& p, bool blank_possible) {
   if (g.profile.empty()) fail(ExitCode::Usage, "provision needs --profile.");
   p.req.profile = profile(g);
   p.req.module_path = resolve_module_for(g.module, p.req.profile.module, g.token);
