@@ -49,8 +49,7 @@ EnrollRequest enroll_request(const Global& g, const EnrollOptions& o, EnrollProt
     req.policy.id.assign(raw.begin(), raw.end());
   }
   req.policy.exportable = o.exportable;
-  if (!g.profile.empty() && o.exportable && !profile(g).allow_export)
-    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys; nothing was generated.");
+  check_export(g, o.exportable, ExportAsk::Enroll);
   req.subject = o.subject;
   req.sans = o.sans;
   req.allow_expired = o.allow_expired;

@@ -3,7 +3,6 @@
 #include "commands.hpp"
 
 #include "tokenprov/keys.hpp"
-#include "tokenprov/profile.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
@@ -18,9 +17,7 @@ int run_keygen(const Global& g, const KeygenOptions& o) {
   if (!o.id.empty()) pol.id = [](const std::string& b) { return p11::Bytes(b.begin(), b.end()); }(from_hex(o.id));
   pol.exportable = o.exportable;
   if (!o.usage.empty()) pol.usage = parse_usage(split_commas(o.usage), a);
-  if (!g.profile.empty() && pol.exportable && !profile(g).allow_export)
-    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys; nothing was generated.",
-         "Leave out --exportable, or use a profile that permits export.");
+  check_export(g, pol.exportable, ExportAsk::Keygen);
   Secret pin = user_pin(g);
   auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
   status(g, "Generating a " + algorithm_name(a) + " key pair '" + pol.label + "' on token '" + ctx.token.label + "'...");

@@ -25,8 +25,7 @@ void restore_policy(const Global& g, const RestoreOptions& o, RestoreRequest& re
     req.exportable = req.exportable || spec->exportable;
   }
   if (!o.usage.empty()) req.usage = usage_from_words(split_commas(o.usage));
-  if (!g.profile.empty() && req.exportable && !profile(g).allow_export)
-    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys.");
+  check_export(g, req.exportable, ExportAsk::Restore);
 }
 } // namespace
 

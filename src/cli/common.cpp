@@ -50,6 +50,10 @@ const Profile& profile(const Global& g) {
   return p;
 }
 
+void check_export(const Global& g, bool exportable, ExportAsk ask) {
+  if (exportable && !g.profile.empty()) check_export_allowed(g.profile, profile(g).allow_export, exportable, ask);
+}
+
 std::string module_path(const Global& g) {
   std::string profile_module;
   if (!g.profile.empty() && g.module.empty()) profile_module = profile(g).module;

@@ -7,6 +7,7 @@
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/est.hpp"
+#include "tokenprov/export_policy.hpp"
 #include "tokenprov/pickup.hpp"
 #include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
@@ -66,6 +67,10 @@ Secret secret_from(const std::string& source, const std::string& what, ExitCode 
 const Profile& profile(const Global& g);
 // "sign,decrypt" given once or repeated -> {"sign", "decrypt"}.
 std::vector<std::string> split_commas(const std::vector<std::string>& in);
+
+// Refuses (exit 4) an exportable key the --profile forbids (check_export_allowed());
+// reads the profile only for an exportable key.
+void check_export(const Global& g, bool exportable, ExportAsk ask);
 
 // The module path a command uses: --module, a module the --token URI names
 // (module-path, module-name), the profile's, $TOKENPROV_MODULE, p11-kit.
