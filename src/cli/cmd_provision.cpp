@@ -2,7 +2,7 @@
 // provision: the one-shot flow a profile describes: init, keys, certificates, backups.
 #include "provision_options.hpp"
 
-#include "tokenprov/audit.hpp"
+#include "tokenprov/provision_audit.hpp"
 
 #include <memory>
 
@@ -31,18 +31,8 @@ int run_provision(const Global& g, const ProvisionOptions& o) {
   p.req.user = o.user;
   p.req.token_label = o.label;
   p.req.progress = [&g](const std::string& line) { status(g, line); };
-  audit_check(o.audit_log); // an unwritable log is found before the token is touched
-  try {
-    auto res = provision(p.req, secrets_of(p));
-    auto j = res.to_json();
-    audit_append(o.audit_log, {{"event", "provision"}, {"ok", true}, {"token", res.token.serial}, {"result", j}});
-    return finish(g, j, provision_human(res));
-  } catch (const Error& e) {
-    audit_append(o.audit_log, {{"event", "provision"},
-                               {"ok", false},
-                               {"error", {{"code", static_cast<int>(e.code())}, {"message", e.what()}}}});
-    throw;
-  }
+  auto res = provision_audited(p.req, secrets_of(p), o.audit_log);
+  return finish(g, res.to_json(), provision_human(res));
 }
 
 Command setup_provision(CLI::App& app, Global& g) {
