@@ -3,7 +3,6 @@
 #include "provision_options.hpp"
 
 #include "tokenprov/fleet.hpp"
-#include "tokenprov/ossl.hpp"
 #include "tokenprov/uri_resolve.hpp"
 
 #include <unistd.h>
@@ -27,20 +26,16 @@ FleetRequest fleet_request(const Global& g, const FleetOptions& o, Prepared& p) 
     p.req.module_path = resolve_module_path(g.module, p.req.profile.module);
   } else {
     prepare(g, o.provision, p, true);
+    // Workers run side by side: no CA confirmation prompt per row. An unpinned CA is
+    // looked at (and confirmed on a terminal, refused otherwise) once, here, and its
+    // fingerprint pinned for every row.
+    scep::pin_ca(p.req.scep);
   }
   fr.base = p.req;
   fr.base.progress = nullptr;
-  // Workers run side by side: no per-step messages from them, and no CA
-  // confirmation prompt per row. An unpinned CA is looked at (and confirmed on a
-  // terminal, refused otherwise) once, here, and its fingerprint pinned for every row.
+  // Workers run side by side: no per-step messages from them.
   fr.base.scep.progress = nullptr;
   fr.base.cmp.progress = nullptr;
-  if (!o.dry_run && !fr.base.scep.url.empty() && fr.base.scep.ca_fingerprint.empty()) {
-    auto opts = p.req.scep;
-    auto info = scep::get_ca(opts);
-    fr.base.scep.ca_fingerprint = ossl::cert_fingerprint_sha256(info.ca.get());
-    status(g, "Pinned the CA certificate with SHA-256 fingerprint " + fr.base.scep.ca_fingerprint + " for this run.");
-  }
   fr.secrets = secrets_of(p);
   return fr;
 }
