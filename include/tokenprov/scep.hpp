@@ -78,6 +78,13 @@ Issued enroll(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* ke
 // and decrypted with KEY. CSR may be for KEY (renewal) or a new key (rekey).
 Issued renew(const Options& opts, const CaInfo& ca, X509_REQ* csr, EVP_PKEY* key, X509* current);
 
+// For many enrollments in one run (fleet): when OPTS names a CA and pins no
+// fingerprint, asks the CA once with get_ca() (so confirmed through confirm_ca
+// on a terminal, refused otherwise), pins its certificate's SHA-256
+// fingerprint in OPTS and says so through progress. Nothing otherwise.
+// (scep_pin.cpp)
+void pin_ca(Options& opts);
+
 // "AB:cd:..." -> 64 lower-case hex digits. Error(Usage) for anything that is
 // not a SHA-256 fingerprint. An empty string stays empty.
 std::string normalize_fingerprint(const std::string& fingerprint);

@@ -1,119 +1,79 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "common.hpp"
-
-#include "tokenprov/fileio.hpp"
-
-#include <algorithm>
+// backup: a password-protected PKCS#12 of a key, its certificate and chain.
+#include "commands.hpp"
 
 #include "tokenprov/backup.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
+#include <algorithm>
+#include <memory>
+
 namespace tokenprov::cli {
 
 namespace {
-struct BackupOpts {
-  std::string key, out, compat, password_source;
-  bool cert_only = false, force = false;
-};
-struct RestoreOpts {
-  std::string in, password_source, label, role;
-  std::vector<std::string> usage;
-  bool exportable = false;
-};
-
-// The restored key's policy: --usage and --exportable, else the profile key
-// --role names, else the defaults of the backup's key type.
-void restore_policy(const Global& g, const RestoreOpts& o, RestoreRequest& req) {
-  req.exportable = o.exportable;
-  if (!o.role.empty()) {
-    if (g.profile.empty()) fail(ExitCode::Usage, "--role names a key of a profile; give the profile with --profile.");
-    const KeySpec* spec = profile(g).find_key(o.role);
-    if (!spec) fail(ExitCode::Usage, "The profile '" + g.profile + "' has no key with the role '" + o.role + "'.");
-    req.usage = usage_from_words(spec->usage);
-    req.exportable = req.exportable || spec->exportable;
+// The request and the password's minimum length (the profile's, else 8).
+BackupRequest backup_request(const Global& g, const BackupOptions& o, std::size_t& min_pw) {
+  BackupRequest req;
+  req.key = o.key;
+  req.out = o.out;
+  req.cert_only = o.cert_only;
+  req.force = o.force;
+  min_pw = 8;
+  std::string compat = o.compat;
+  if (!g.profile.empty()) {
+    const auto& p = profile(g);
+    req.profile_forbids_export = !p.allow_export;
+    req.profile_name = p.name;
+    min_pw = p.backup_password_min;
+    if (compat.empty()) compat = p.backup_compat;
   }
-  if (!o.usage.empty()) req.usage = usage_from_words(split_commas(o.usage));
-  if (!g.profile.empty() && req.exportable && !profile(g).allow_export)
-    fail(ExitCode::Policy, "The profile '" + g.profile + "' forbids exportable keys.");
+  req.compat = pkcs12::parse_compat(compat.empty() ? "modern" : compat);
+  return req;
+}
+
+void password_notes(const Global& g, const BackupRequest& req, const Secret& pw) {
+  if (req.compat == pkcs12::Compat::Legacy)
+    status(g, "Note: the legacy format (3DES, SHA-1 MAC, 2048 iterations) is weak; use it only for "
+              "devices that refuse the modern one, and keep the file safe.");
+  if (std::any_of(pw.str().begin(), pw.str().end(), [](char ch) { return static_cast<unsigned char>(ch) > 0x7f; }))
+    status(g, "Note: the password has non-ASCII characters; Java keytool refuses such PKCS#12 passwords.");
 }
 } // namespace
 
-void register_backup(CLI::App& app, Global& g, Registry& r) {
-  static BackupOpts bo;
-  auto* backup = app.add_subcommand("backup", "write a password-protected PKCS#12 backup of a key, its certificate and chain");
-  backup->add_option("--key", bo.key, "the key: pkcs11: URI, id:HEX or label")->required();
-  backup->add_option("--out", bo.out, "the PKCS#12 file to write (mode 0600)")->required();
-  backup->add_option("--compat", bo.compat, "modern (AES-256, PBKDF2-SHA256; default) or legacy (3DES, SHA-1) for older devices");
-  backup->add_option("--password-source", bo.password_source, "backup password: env:VAR, file:PATH, fd:N or prompt (asks twice)");
-  backup->add_flag("--cert-only", bo.cert_only, "the certificates alone, without the private key");
-  backup->add_flag("--force", bo.force, "replace an existing file");
-  r.push_back({backup, [&g]() {
-                 take_key_uri(g, bo.key); // a key URI can name its token, module and PIN source
-                 BackupRequest req;
-                 req.key = bo.key;
-                 req.out = bo.out;
-                 req.cert_only = bo.cert_only;
-                 req.force = bo.force;
-                 std::size_t min_pw = 8;
-                 std::string compat = bo.compat;
-                 if (!g.profile.empty()) {
-                   const auto& p = profile(g);
-                   req.profile_forbids_export = !p.allow_export;
-                   req.profile_name = p.name;
-                   min_pw = p.backup_password_min;
-                   if (compat.empty()) compat = p.backup_compat;
-                 }
-                 req.compat = pkcs12::parse_compat(compat.empty() ? "modern" : compat);
-                 Secret pin = user_pin(g);
-                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, false, &pin});
-                 // Refuse before asking for a password when the policy forbids the export.
-                 auto k = backup_key(*ctx.session, req);
-                 Secret pw = secret_from(bo.password_source, "backup password", ExitCode::BadInput, true, min_pw);
-                 if (req.compat == pkcs12::Compat::Legacy)
-                   status(g, "Note: the legacy format (3DES, SHA-1 MAC, 2048 iterations) is weak; use it only for "
-                             "devices that refuse the modern one, and keep the file safe.");
-                 if (std::any_of(pw.str().begin(), pw.str().end(), [](char ch) { return static_cast<unsigned char>(ch) > 0x7f; }))
-                   status(g, "Note: the password has non-ASCII characters; Java keytool refuses such PKCS#12 passwords.");
-                 status(g, "Writing the backup of '" + k.label + "' to " + req.out + " (" + pkcs12::compat_name(req.compat) + ")...");
-                 auto res = make_backup(*ctx.session, req, k, pw);
-                 nlohmann::json j = {{"file", res.path},
-                                     {"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}}},
-                                     {"with_key", res.with_key},
-                                     {"chain", res.chain},
-                                     {"compat", pkcs12::compat_name(req.compat)},
-                                     {"subject", res.leaf_subject}};
-                 return finish(g, j, "Wrote " + res.path + (res.with_key ? " (key, " : " (certificate only, ") + "certificate and " +
-                                         std::to_string(res.chain) + " CA certificate(s); mode 0600).");
-               }});
+int run_backup(const Global& global, const BackupOptions& o) {
+  Global g = with_key_uri(global, o.key); // a key URI can name its token, module and PIN source
+  std::size_t min_pw = 8;
+  BackupRequest req = backup_request(g, o, min_pw);
+  Secret pin = user_pin(g);
+  auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, false, &pin});
+  // Refuse before asking for a password when the policy forbids the export.
+  auto k = backup_key(*ctx.session, req);
+  Secret pw = secret_from(o.password_source, "backup password", ExitCode::BadInput, true, min_pw);
+  password_notes(g, req, pw);
+  status(g, "Writing the backup of '" + k.label + "' to " + req.out + " (" + pkcs12::compat_name(req.compat) + ")...");
+  auto res = make_backup(*ctx.session, req, k, pw);
+  nlohmann::json j = {{"file", res.path},
+                      {"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}}},
+                      {"with_key", res.with_key},
+                      {"chain", res.chain},
+                      {"compat", pkcs12::compat_name(req.compat)},
+                      {"subject", res.leaf_subject}};
+  return finish(g, j, "Wrote " + res.path + (res.with_key ? " (key, " : " (certificate only, ") + "certificate and " +
+                          std::to_string(res.chain) + " CA certificate(s); mode 0600).");
+}
 
-  static RestoreOpts ro;
-  auto* restore = app.add_subcommand("restore", "put a PKCS#12 backup's key, certificate and chain on the token");
-  restore->add_option("--in", ro.in, "the PKCS#12 file")->required();
-  restore->add_option("--password-source", ro.password_source, "its password: env:VAR, file:PATH, fd:N or prompt");
-  restore->add_option("--label", ro.label, "label for the key and certificate (default: the file's friendly name)");
-  restore->add_flag("--exportable", ro.exportable, "let the restored key be backed up again");
-  restore->add_option("--usage", ro.usage, "sign, decrypt, unwrap, derive (comma-separated; default: the profile key's, else sign,decrypt for RSA and sign for EC)");
-  restore->add_option("--role", ro.role, "take usage and exportability from this key of the --profile");
-  r.push_back({restore, [&g]() {
-                 RestoreRequest req;
-                 req.in = ro.in;
-                 req.label = ro.label;
-                 restore_policy(g, ro, req);
-                 auto data = read_input_file(ro.in, input::pkcs12); // a missing file fails before any prompt
-                 (void)data;
-                 Secret pin = user_pin(g);
-                 Secret pw = secret_from(ro.password_source, "backup password", ExitCode::BadInput);
-                 auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
-                 auto res = restore_backup(*ctx.session, req, pw);
-                 nlohmann::json j = {{"key", {{"label", res.key.label}, {"id", to_hex(res.key.id)}, {"usage", usage_words(res.usage)}, {"exportable", req.exportable}}},
-                                     {"certificates_written", res.certs_written},
-                                     {"resumed", res.resumed},
-                                     {"subject", res.leaf_subject}};
-                 return finish(g, j, std::string(res.resumed ? "Completed the interrupted restore: " : "") + "Restored key '" + res.key.label + "' with " + std::to_string(res.certs_written) +
-                                         " certificate(s) to token '" + ctx.token.label + "'.");
-               }});
+Command setup_backup(CLI::App& app, Global& g) {
+  auto o = std::make_shared<BackupOptions>();
+  auto* cmd = app.add_subcommand("backup", "write a password-protected PKCS#12 backup of a key, its certificate and chain");
+  cmd->add_option("--key", o->key, "the key: pkcs11: URI, id:HEX or label")->required();
+  cmd->add_option("--out", o->out, "the PKCS#12 file to write (mode 0600)")->required();
+  cmd->add_option("--compat", o->compat, "modern (AES-256, PBKDF2-SHA256; default) or legacy (3DES, SHA-1) for older devices");
+  cmd->add_option("--password-source", o->password_source, "backup password: env:VAR, file:PATH, fd:N or prompt (asks twice)");
+  cmd->add_flag("--cert-only", o->cert_only, "the certificates alone, without the private key");
+  cmd->add_flag("--force", o->force, "replace an existing file");
+  return {cmd, [&g, o] { return run_backup(g, *o); }};
 }
 
 } // namespace tokenprov::cli

@@ -1,58 +1,33 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "common.hpp"
+// init: SO PIN and label, then the user PIN.
+#include "commands.hpp"
 
 #include "tokenprov/profile.hpp"
 #include "tokenprov/token_admin.hpp"
 #include "tokenprov/uri.hpp"
 
+#include <memory>
+
 namespace tokenprov::cli {
 
-namespace {
-struct InitOpts {
-  std::string label;
-  bool force = false;
-};
-struct PinOpts {
-  std::string new_pin_source;
-};
-} // namespace
+int run_init(const Global& g, const InitOptions& o) {
+  std::size_t min_pin = 0;
+  if (!g.profile.empty()) min_pin = profile(g).user_pin.min_length;
+  Secret so = so_pin(g);
+  Secret pin = user_pin(g, min_pin);
+  InitRequest req{module_path(g), g.token, o.label, o.force, min_pin};
+  status(g, "Initializing the token as '" + o.label + "'...");
+  auto t = init_token(req, so, pin);
+  return finish(g, {{"token", {{"label", t.label}, {"serial", t.serial}, {"uri", token_uri(t)}}}},
+                "Token '" + t.label + "' (serial " + t.serial + ") is initialized.");
+}
 
-void register_init(CLI::App& app, Global& g, Registry& r) {
-  static InitOpts io;
-  auto* init = app.add_subcommand("init", "initialize a token: SO PIN and label, then the user PIN");
-  init->add_option("--label", io.label, "the token's label (at most 32 bytes)")->required();
-  init->add_flag("--force", io.force, "re-initialize a token that is initialized already (ERASES it)");
-  r.push_back({init, [&g]() {
-                 std::size_t min_pin = 0;
-                 if (!g.profile.empty()) min_pin = profile(g).user_pin.min_length;
-                 Secret so = so_pin(g);
-                 Secret pin = user_pin(g, min_pin);
-                 InitRequest req{module_path(g), g.token, io.label, io.force, min_pin};
-                 status(g, "Initializing the token as '" + io.label + "'...");
-                 auto t = init_token(req, so, pin);
-                 return finish(g, {{"token", {{"label", t.label}, {"serial", t.serial}, {"uri", token_uri(t)}}}},
-                               "Token '" + t.label + "' (serial " + t.serial + ") is initialized.");
-               }});
-
-  static PinOpts po;
-  auto* pin = app.add_subcommand("pin", "change or unblock the user PIN");
-  pin->require_subcommand(1, 1);
-  auto* change = pin->add_subcommand("change", "change the user PIN (old from --pin-source, new from --new-pin-source)");
-  change->add_option("--new-pin-source", po.new_pin_source, "the new user PIN: env:VAR, file:PATH, fd:N or prompt");
-  auto* unblock = pin->add_subcommand("unblock", "set a new user PIN with the SO PIN (--so-pin-source)");
-  unblock->add_option("--new-pin-source", po.new_pin_source, "the new user PIN: env:VAR, file:PATH, fd:N or prompt");
-  r.push_back({change, [&g]() {
-                 Secret old_pin = user_pin(g);
-                 Secret new_pin = secret_from(po.new_pin_source, "new user PIN", ExitCode::Pin, true);
-                 change_user_pin(module_path(g), g.token, old_pin, new_pin);
-                 return finish(g, {}, "The user PIN was changed.");
-               }});
-  r.push_back({unblock, [&g]() {
-                 Secret so = so_pin(g);
-                 Secret new_pin = secret_from(po.new_pin_source, "new user PIN", ExitCode::Pin, true);
-                 unblock_user_pin(module_path(g), g.token, so, new_pin);
-                 return finish(g, {}, "A new user PIN was set.");
-               }});
+Command setup_init(CLI::App& app, Global& g) {
+  auto o = std::make_shared<InitOptions>();
+  auto* cmd = app.add_subcommand("init", "initialize a token: SO PIN and label, then the user PIN");
+  cmd->add_option("--label", o->label, "the token's label (at most 32 bytes)")->required();
+  cmd->add_flag("--force", o->force, "re-initialize a token that is initialized already (ERASES it)");
+  return {cmd, [&g, o] { return run_init(g, *o); }};
 }
 
 } // namespace tokenprov::cli

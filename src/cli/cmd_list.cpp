@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "common.hpp"
+// list: the tokens, and with a PIN source every object on them.
+#include "commands.hpp"
 
 #include "tokenprov/inventory.hpp"
 #include "tokenprov/token.hpp"
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <iostream>
 #include <sstream>
 
 namespace tokenprov::cli {
@@ -55,21 +57,23 @@ std::string human(const Inventory& inv) {
 }
 } // namespace
 
-void register_list(CLI::App& app, Global& g, Registry& r) {
+int run_list(const Global& g) {
+  auto module = p11::Module::load(module_path(g));
+  Secret pin;
+  bool login = !pin_source(g).empty(); // --pin-source, or the --token URI's pin-source
+  if (login) pin = user_pin(g);
+  auto inv = take_inventory(module, g.token, login ? &pin : nullptr);
+  if (g.json) {
+    print_json(to_json(inv));
+    return 0;
+  }
+  std::cout << escape_invalid_utf8(human(inv)); // foreign labels: \xNN
+  return 0;
+}
+
+Command setup_list(CLI::App& app, Global& g) {
   auto* cmd = app.add_subcommand("list", "list tokens, and with a PIN source every object on them");
-  r.push_back({cmd, [&g]() {
-                 auto module = p11::Module::load(module_path(g));
-                 Secret pin;
-                 bool login = !pin_source(g).empty(); // --pin-source, or the --token URI's pin-source
-                 if (login) pin = user_pin(g);
-                 auto inv = take_inventory(module, g.token, login ? &pin : nullptr);
-                 if (g.json) {
-                   print_json(to_json(inv));
-                   return 0;
-                 }
-                 std::cout << escape_invalid_utf8(human(inv)); // foreign labels: \xNN
-                 return 0;
-               }});
+  return {cmd, [&g] { return run_list(g); }};
 }
 
 } // namespace tokenprov::cli

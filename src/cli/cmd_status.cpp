@@ -1,20 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "common.hpp"
+#include "commands.hpp"
 
 #include "tokenprov/status.hpp"
 #include "tokenprov/uri.hpp"
 
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <sstream>
 
 namespace tokenprov::cli {
 
 namespace {
-struct StatusOpts {
-  std::optional<double> expiring;
-};
-
 std::string left_text(long long secs) {
   long long a = secs < 0 ? -secs : secs;
   char buf[64];
@@ -58,26 +55,28 @@ std::string human(const StatusReport& r) {
 }
 } // namespace
 
-void register_status(CLI::App& app, Global& g, Registry& r) {
-  static StatusOpts so;
+int run_status(const Global& g, const StatusOptions& o) {
+  auto module = p11::Module::load(module_path(g));
+  Secret pin;
+  bool login = !pin_source(g).empty(); // only with a PIN source: certificates are public
+  if (login) pin = user_pin(g);
+  StatusRequest req;
+  req.selector = g.token;
+  req.pin = login ? &pin : nullptr;
+  req.expiring_days = o.expiring;
+  auto rep = certificate_status(module, req);
+  finish(g, to_json(rep), human(rep));
+  return rep.window_days && rep.expiring > 0 ? static_cast<int>(ExitCode::Expiring) : 0;
+}
+
+Command setup_status(CLI::App& app, Global& g) {
+  auto o = std::make_shared<StatusOptions>();
   auto* cmd = app.add_subcommand("status",
                                  "every certificate on the token(s): key, issuer, end of validity, days left; "
                                  "exit 9 with --expiring when one expires within DAYS");
-  cmd->add_option("--expiring", so.expiring,
+  cmd->add_option("--expiring", o->expiring,
                   "exit 9 when a certificate expires within DAYS (a number, fractions allowed) or has expired");
-  r.push_back({cmd, [&g]() {
-                 auto module = p11::Module::load(module_path(g));
-                 Secret pin;
-                 bool login = !pin_source(g).empty(); // only with a PIN source: certificates are public
-                 if (login) pin = user_pin(g);
-                 StatusRequest req;
-                 req.selector = g.token;
-                 req.pin = login ? &pin : nullptr;
-                 req.expiring_days = so.expiring;
-                 auto rep = certificate_status(module, req);
-                 finish(g, to_json(rep), human(rep));
-                 return rep.window_days && rep.expiring > 0 ? static_cast<int>(ExitCode::Expiring) : 0;
-               }});
+  return {cmd, [&g, o] { return run_status(g, *o); }};
 }
 
 } // namespace tokenprov::cli

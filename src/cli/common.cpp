@@ -50,6 +50,10 @@ const Profile& profile(const Global& g) {
   return p;
 }
 
+void check_export(const Global& g, bool exportable, ExportAsk ask) {
+  if (exportable && !g.profile.empty()) check_export_allowed(g.profile, profile(g).allow_export, exportable, ask);
+}
+
 std::string module_path(const Global& g) {
   std::string profile_module;
   if (!g.profile.empty() && g.module.empty()) profile_module = profile(g).module;
@@ -58,7 +62,11 @@ std::string module_path(const Global& g) {
 
 std::string pin_source(const Global& g) { return pin_source_for(g.pin_source, g.token); }
 
-void take_key_uri(Global& g, const std::string& key) { g.token = token_selector_with_key(g.token, key); }
+Global with_key_uri(const Global& g, const std::string& key) {
+  Global out = g;
+  out.token = token_selector_with_key(g.token, key);
+  return out;
+}
 
 std::vector<std::string> split_commas(const std::vector<std::string>& in) {
   std::vector<std::string> out;

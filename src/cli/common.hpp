@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CLI's shared options and output helpers. Commands only parse, call
-// the library and print.
+// the library and print (commands.hpp).
 #pragma once
 
 #include "tokenprov/cmp.hpp"
 #include "tokenprov/error.hpp"
 #include "tokenprov/profile.hpp"
 #include "tokenprov/est.hpp"
+#include "tokenprov/export_policy.hpp"
+#include "tokenprov/pickup.hpp"
 #include "tokenprov/scep.hpp"
 #include "tokenprov/secret.hpp"
 
@@ -29,24 +31,12 @@ struct Global {
   bool quiet = false;
 };
 
+// A subcommand and the run bound to its options (commands.hpp): main runs the
+// one the command line chose and turns its Error into the exit code.
 struct Command {
   CLI::App* app;
   std::function<int()> run;
 };
-
-using Registry = std::vector<Command>;
-
-// Each command file registers its subcommands.
-void register_list(CLI::App& app, Global& g, Registry& r);
-void register_init(CLI::App& app, Global& g, Registry& r);
-void register_keys(CLI::App& app, Global& g, Registry& r);
-void register_pickup(CLI::App& app, Global& g, Registry& r);
-void register_backup(CLI::App& app, Global& g, Registry& r);
-void register_provision(CLI::App& app, Global& g, Registry& r);
-void register_revoke(CLI::App& app, Global& g, Registry& r);
-void register_delete(CLI::App& app, Global& g, Registry& r);
-void register_status(CLI::App& app, Global& g, Registry& r);
-void register_renew(CLI::App& app, Global& g, Registry& r);
 
 // Status lines go to stderr (never stdout, which carries data and JSON).
 void status(const Global& g, const std::string& line);
@@ -63,6 +53,10 @@ est::Options est_options(const Global& g, const std::string& url, const std::str
 cmp::Options cmp_options(const Global& g, const std::string& url, const std::string& reference, const std::string& fp,
                          const std::string& ca_bundle, int wait, const std::string& request);
 
+// pickup's result as JSON and as a sentence (enroll prints them too).
+nlohmann::json pickup_json(const PickupResult& r);
+std::string pickup_human(const PickupResult& r);
+
 // Secrets from their sources. The user PIN defaults to a prompt.
 Secret user_pin(const Global& g, std::size_t min_length = 0);
 Secret so_pin(const Global& g);
@@ -74,6 +68,10 @@ const Profile& profile(const Global& g);
 // "sign,decrypt" given once or repeated -> {"sign", "decrypt"}.
 std::vector<std::string> split_commas(const std::vector<std::string>& in);
 
+// Refuses (exit 4) an exportable key the --profile forbids (check_export_allowed());
+// reads the profile only for an exportable key.
+void check_export(const Global& g, bool exportable, ExportAsk ask);
+
 // The module path a command uses: --module, a module the --token URI names
 // (module-path, module-name), the profile's, $TOKENPROV_MODULE, p11-kit.
 std::string module_path(const Global& g);
@@ -83,6 +81,6 @@ std::string pin_source(const Global& g);
 
 // For commands with --key: what a key URI says of its token, module and PIN
 // source joins --token (g.token), so the key URI alone can name them.
-void take_key_uri(Global& g, const std::string& key);
+Global with_key_uri(const Global& g, const std::string& key);
 
 } // namespace tokenprov::cli

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // tokenprov: provisions PKCS#11 smart cards and USB tokens.
 // main only wires the commands up and maps failures to exit codes.
-#include "common.hpp"
+#include "commands.hpp"
 
 #include "tokenprov/interrupt.hpp"
 #include "tokenprov/p11/error.hpp"
@@ -54,18 +54,12 @@ int main(int argc, char** argv) {
   bool timings = false;
   app.add_flag("--timings", timings, "at exit, print the wall time and the time spent in PKCS#11 calls to stderr");
 
-  Registry reg;
-  register_list(app, g, reg);
-  register_init(app, g, reg);
-  register_keys(app, g, reg);
-  register_pickup(app, g, reg);
-  register_backup(app, g, reg);
-  register_provision(app, g, reg);
-  register_revoke(app, g, reg);
-  register_delete(app, g, reg);
-  register_status(app, g, reg);
-  register_renew(app, g, reg);
-  for (auto& c : reg) c.app->fallthrough();
+  // In the order --help lists them. Subcommands fall through to the global options (app.fallthrough()).
+  const Command commands[] = {setup_list(app, g),     setup_init(app, g),      setup_pin(app, g),
+                              setup_keygen(app, g),   setup_csr(app, g),       setup_pickup(app, g),
+                              setup_enroll(app, g),   setup_backup(app, g),    setup_restore(app, g),
+                              setup_provision(app, g), setup_fleet(app, g),    setup_revoke(app, g),
+                              setup_delete(app, g),   setup_status(app, g),    setup_renew(app, g)};
 
   try {
     app.parse(argc, argv);
@@ -86,7 +80,7 @@ int main(int argc, char** argv) {
   lock_settings().on_wait = [&g](const std::string& line) { status(g, line); };
   if (timings) p11::timing::enable();
   p11::timing::PrintAtExit print_timings; // after the command's own messages
-  for (auto& c : reg) {
+  for (auto& c : commands) {
     if (!c.app->parsed()) continue;
     try {
       return c.run();
