@@ -13,7 +13,7 @@ _tokenprov_global_opts="--module --profile --token --pin-source --so-pin-source 
 
 # Options of each command (global options are accepted everywhere as well).
 _tokenprov_cmd_opts() {
-  local enroll_opts="--scep-url --challenge-source --protocol --cmp-url --reference --secret-source --cmp-request --ca-bundle --ca-fingerprint --wait --csr-dir --cert-dir --backup-dir --password-source --audit-log --allow-expired --check-signature"
+  local enroll_opts="--scep-url --challenge-source --protocol --cmp-url --reference --secret-source --cmp-request --ca-bundle --ca-fingerprint --wait --csr-dir --cert-dir --backup-dir --password-source --audit-log --allow-expired --check-signature --est-url --est-user --renew-expiring --rekey"
   case "$1" in
     list) echo "" ;;
     init) echo "--label --force" ;;

@@ -88,11 +88,13 @@ Command setup_restore(CLI::App& app, Global& g);
 struct ProvisionOptions {
   std::string subject, user, label, scep_url, challenge_source, ca_fingerprint, csr_dir, cert_dir, backup_dir,
       password_source, audit_log;
-  std::string protocol, cmp_url, reference, secret_source, ca_bundle, cmp_request;
+  std::string protocol, cmp_url, reference, secret_source, ca_bundle, cmp_request, est_url, est_user;
   std::vector<std::string> sans;
   bool allow_expired = false;
   bool check_signature = false;
   int wait = 0;
+  std::optional<double> renew_expiring; // --renew-expiring DAYS
+  bool rekey = false;
 };
 int run_provision(const Global& g, const ProvisionOptions& o);
 Command setup_provision(CLI::App& app, Global& g);

@@ -65,7 +65,7 @@ void FleetRun::validate() const {
   // Renewals are authenticated by the current certificates: a run that renews may
   // need no enrollment secret (a row whose key must be enrolled fails on its own).
   bool renews = base_.renew_within_days ||
-                std::any_of(rows_.begin(), rows_.end(), [](auto& r) { return row_renewal(r, req_.manifest).has_value(); });
+                std::any_of(rows_.begin(), rows_.end(), [this](auto& r) { return row_renewal(r, req_.manifest).has_value(); });
   if (enrolls(base_) && base_.csr_dir.empty() && base_.cert_dir.empty() && !s.challenge && !renews)
     fail(ExitCode::Ca, base_.protocol == EnrollProtocol::Scep
                            ? "Enrolling over SCEP needs the challenge (--challenge-source)."
@@ -215,6 +215,7 @@ void FleetRun::one_row(Job& job, std::size_t i) {
                          {"initialized", job.initialized_now || res.initialized_now},
                          {"complete", res.complete},
                          {"keys", j["keys"]}};
+  if (!res.renewals.empty()) line["renewals"] = j["renewals"];
   recorder_->finish(job, line, true, res.complete);
 }
 

@@ -12,6 +12,7 @@
 #include "tokenprov/uri.hpp"
 #include "tokenprov/utf8.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace tokenprov {
@@ -156,6 +157,12 @@ void ProvisionRun::check_request() const {
   if (!req_.backup_dir.empty() && !sec_.backup_password)
     fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
   if (!sec_.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
+  bool rekeys = req_.rekey || std::any_of(prof_.keys.begin(), prof_.keys.end(), [](auto& k) { return k.rekey; });
+  if (req_.renew_within_days && rekeys && req_.protocol == EnrollProtocol::Cmp)
+    fail(ExitCode::Usage,
+         "Renewals here would make new keys (--rekey or the profile's renew = \"rekey\"), which CMP's key update "
+         "cannot do: kur certifies the key that signs it. Nothing was changed.",
+         "Renew over EST or SCEP, or renew the same keys over CMP (without --rekey, renew = \"same-key\").");
   // The folders, before anything is written to the token.
   if (!req_.cert_dir.empty()) (void)cert_dir::list(req_.cert_dir);
   for (auto* d : {&req_.csr_dir, &req_.backup_dir})

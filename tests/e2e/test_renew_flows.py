@@ -134,4 +134,5 @@ def test_fleet_renews_with_state_file_audit_and_manifest_column():
 
 
 if __name__ == "__main__":
-    main(globals())
+    main([test_provision_over_est_then_renew_expiring, test_provision_renewal_rekeys_when_the_profile_says_so,
+          test_fleet_renews_with_state_file_audit_and_manifest_column])
