@@ -5,7 +5,11 @@
 
 #include "tokenprov/error.hpp"
 #include "tokenprov/fileio.hpp"
+#include "tokenprov/key_policy.hpp"
+#include "tokenprov/keys.hpp"
 #include "tokenprov/uri.hpp"
+
+#include "profile_detail.hpp"
 
 #include <openssl/err.h>
 #include <openssl/objects.h>
@@ -26,19 +30,12 @@
 namespace tokenprov {
 
 namespace fs = std::filesystem;
+using profile_detail::join;
 
 namespace {
 
 const char* const kHint = "Fix the profile; docs/profiles.md lists every field a profile may have.";
 
-std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
-  std::string out;
-  for (const auto& s : items) {
-    if (!out.empty()) out += sep;
-    out += s;
-  }
-  return out;
-}
 
 std::string stem_of(const std::string& source) {
   std::string base = fs::path(source).filename().string();
@@ -160,28 +157,31 @@ public:
       fail_at(t->get("algorithm"),
               prefix + ".algorithm '" + *alg + "' is not one of " + join(known_algorithms()) + ".");
     k.algorithm = *alg;
-    bool rsa = k.algorithm.rfind("rsa", 0) == 0;
-    bool ed = k.algorithm == "ed25519";
+    // The vocabulary and the rules are the key layer's (key_policy.hpp): a
+    // profile says here, with the file and line, what keygen would refuse.
+    CK_KEY_TYPE kt = key_type_of(parse_algorithm(k.algorithm));
+    static const std::vector<std::string> all = usage_words(UsageSign | UsageDecrypt | UsageUnwrap | UsageDerive);
 
     if (auto usage = strings(*t, "usage", prefix + ".usage")) {
       const toml::node* where = t->get("usage");
-      if (usage->empty())
-        fail_at(where, prefix + ".usage is empty; give at least one of sign, decrypt, unwrap, derive.");
+      if (usage->empty()) fail_at(where, prefix + ".usage is empty; give at least one of " + join(all) + ".");
       std::set<std::string> seen;
       for (const auto& u : *usage) {
-        if (u != "sign" && u != "decrypt" && u != "unwrap" && u != "derive")
-          fail_at(where, prefix + ".usage '" + u + "' is not one of sign, decrypt, unwrap, derive.");
+        if (std::find(all.begin(), all.end(), u) == all.end())
+          fail_at(where, prefix + ".usage '" + u + "' is not one of " + join(all) + ".");
         if (!seen.insert(u).second) fail_at(where, prefix + ".usage lists '" + u + "' twice.");
-        if (!rsa && (u == "decrypt" || u == "unwrap"))
+        unsigned bit = usage_from_words({u});
+        try {
+          check_usage(bit, kt, k.algorithm);
+        } catch (const Error&) {
           fail_at(where, prefix + ".usage '" + u + "' does not fit algorithm " + k.algorithm +
-                             ": only RSA keys can decrypt or unwrap.");
-        if ((rsa || ed) && u == "derive")
-          fail_at(where, prefix + ".usage 'derive' does not fit algorithm " + k.algorithm +
-                             ": only EC (P-256, P-384) keys can derive.");
+                             (bit == UsageDerive ? ": only EC (P-256, P-384) keys can derive."
+                                                 : ": only RSA keys can decrypt or unwrap."));
+        }
       }
       k.usage = *usage;
     } else {
-      k.usage = rsa ? std::vector<std::string>{"sign", "decrypt"} : std::vector<std::string>{"sign"};
+      k.usage = usage_words(default_usage(kt));
     }
 
     k.exportable = boolean(*t, "exportable", prefix + ".exportable").value_or(false);
@@ -223,8 +223,7 @@ private:
 } // namespace
 
 const std::vector<std::string>& known_algorithms() {
-  static const std::vector<std::string> algs = {"rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384", "ed25519"};
-  return algs;
+  return algorithm_names(); // the key layer's list (keys.hpp)
 }
 
 bool is_known_algorithm(const std::string& algorithm) {
@@ -443,80 +442,6 @@ Profile parse_profile(const std::string& toml_text, const std::string& source_na
   read_keys(r, root, p);
   parse_est(r, root, p);
   return p;
-}
-
-std::vector<std::string> profile_search_dirs() {
-  std::vector<std::string> dirs;
-  auto add = [&](std::string d) {
-    if (!d.empty() && std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(std::move(d));
-  };
-  if (const char* env = std::getenv("TOKENPROV_PROFILE_DIR")) add(env);
-  // An installed binary moved with its prefix (or installed with
-  // `cmake --install --prefix` elsewhere than the configured prefix) finds the
-  // profiles beside it: PREFIX/bin/tokenprov -> PREFIX/share/tokenprov/tokens.
-  {
-    std::error_code ec;
-    fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec && exe.parent_path().filename() == "bin") {
-      fs::path beside = exe.parent_path().parent_path() / "share" / "tokenprov" / "tokens";
-      if (fs::is_directory(beside, ec)) add(beside.string());
-    }
-  }
-#ifdef TOKENPROV_DATA_DIR
-  add(std::string(TOKENPROV_DATA_DIR) + "/tokens");
-#endif
-#ifdef TOKENPROV_SOURCE_DIR
-  add(std::string(TOKENPROV_SOURCE_DIR) + "/tokens");
-#endif
-  return dirs;
-}
-
-std::vector<std::string> list_profiles() {
-  std::set<std::string> names;
-  for (const auto& dir : profile_search_dirs()) {
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const auto& path = it->path();
-      if (path.extension() == ".toml") names.insert(path.stem().string());
-    }
-  }
-  return {names.begin(), names.end()};
-}
-
-Profile load_profile(const std::string& name_or_path) {
-  if (name_or_path.empty()) fail(ExitCode::BadInput, "No profile was given.", "Pass --profile NAME or --profile PATH.");
-
-  std::string path;
-  bool is_path = name_or_path.find('/') != std::string::npos ||
-                 (name_or_path.size() >= 5 && name_or_path.compare(name_or_path.size() - 5, 5, ".toml") == 0);
-  if (is_path) {
-    path = name_or_path;
-    std::error_code ec;
-    if (!fs::exists(path, ec))
-      fail(ExitCode::BadInput, "The profile file " + path + " does not exist.",
-           "Check the path, or give a profile name such as softhsm-demo.");
-  } else {
-    auto dirs = profile_search_dirs();
-    for (const auto& dir : dirs) {
-      std::string candidate = dir + "/" + name_or_path + ".toml";
-      std::error_code ec;
-      if (fs::exists(candidate, ec)) {
-        path = candidate;
-        break;
-      }
-    }
-    if (path.empty()) {
-      std::string looked = dirs.empty() ? std::string("nowhere (no profile directory is configured)") : join(dirs);
-      auto available = list_profiles();
-      fail(ExitCode::BadInput,
-           "The profile '" + name_or_path + "' was not found: looked for " + name_or_path + ".toml in " + looked + ".",
-           available.empty() ? "Give the path to a profile file, or set TOKENPROV_PROFILE_DIR."
-                             : "Known profiles: " + join(available) + ". Or give the path to a profile file.");
-    }
-  }
-
-  auto data = read_input_file(path, input::profile);
-  return parse_profile(std::string(data.begin(), data.end()), path);
 }
 
 } // namespace tokenprov
