@@ -109,6 +109,8 @@ def functions(path):
 
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+    if len(sys.argv) == 3 and sys.argv[1] == '--root':
+        root = sys.argv[2]
     bad = 0
     used = set()
     for d, _, files in sorted(os.walk(os.path.join(root, 'src'))):
