@@ -104,6 +104,13 @@ ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& s
 // Whether REQ enrolls with a CA (the protocol's URL is set).
 bool enrolls(const ProvisionRequest& req);
 
+// What provision checks of a request before any token is touched, and fleet
+// once for all its rows: a source of certificates, the backup password.
+void check_sources(const ProvisionRequest& req, const ProvisionSecrets& secrets);
+
+// The refusal of an enrollment that was given no secret (exit 7).
+[[noreturn]] void fail_no_enrollment_secret(EnrollProtocol protocol);
+
 // {user} from a subject's CN: lower case, blanks to '-'.
 std::string user_from_subject(const std::string& subject);
 

@@ -58,20 +58,13 @@ void FleetRun::validate() const {
   if (any_blank && !s.so_pin && s.so_pin_problem) throw *s.so_pin_problem;
   if (any_blank && !s.so_pin)
     fail(ExitCode::Pin, "The manifest has blank rows: initializing those tokens needs the SO PIN (--so-pin-source).");
-  if (!enrolls(base_) && base_.csr_dir.empty() && base_.cert_dir.empty())
-    fail(ExitCode::Usage,
-         "Say where the certificates come from: --scep-url, --cmp-url or --est-url (or the profile's), --csr-dir, or "
-         "--cert-dir.");
+  check_sources(base_, s);
   // Renewals are authenticated by the current certificates: a run that renews may
   // need no enrollment secret (a row whose key must be enrolled fails on its own).
   bool renews = base_.renew_within_days ||
                 std::any_of(rows_.begin(), rows_.end(), [this](auto& r) { return row_renewal(r, req_.manifest).has_value(); });
   if (enrolls(base_) && base_.csr_dir.empty() && base_.cert_dir.empty() && !s.challenge && !renews)
-    fail(ExitCode::Ca, base_.protocol == EnrollProtocol::Scep
-                           ? "Enrolling over SCEP needs the challenge (--challenge-source)."
-                           : "Enrolling over " + protocol_name(base_.protocol) + " needs the CA's secret (--secret-source).");
-  if (!base_.backup_dir.empty() && !s.backup_password)
-    fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
+    fail_no_enrollment_secret(base_.protocol);
 }
 
 // Text a row gives the token and its keys must be UTF-8: such a row fails on

@@ -116,6 +116,22 @@ bool enrolls(const ProvisionRequest& req) {
   return false;
 }
 
+void check_sources(const ProvisionRequest& req, const ProvisionSecrets& sec) {
+  bool have_source = enrolls(req) || !req.csr_dir.empty() || !req.cert_dir.empty();
+  if (!have_source)
+    fail(ExitCode::Usage,
+         "Say where the certificates come from: --scep-url, --cmp-url or --est-url (or the profile's), --csr-dir, or "
+         "--cert-dir.");
+  if (!req.backup_dir.empty() && !sec.backup_password)
+    fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
+}
+
+void fail_no_enrollment_secret(EnrollProtocol protocol) {
+  fail(ExitCode::Ca, protocol == EnrollProtocol::Scep
+                         ? "Enrolling over SCEP needs the challenge (--challenge-source)."
+                         : "Enrolling over " + protocol_name(protocol) + " needs the CA's secret (--secret-source).");
+}
+
 ProvisionResult provision(const ProvisionRequest& req, const ProvisionSecrets& sec) {
   return ProvisionRun(req, sec).run();
 }
@@ -149,13 +165,7 @@ void ProvisionRun::check_request() const {
   require_utf8(req_.token_label, "token label");
   for (auto& s : req_.sans)
     check_san(s);
-  bool have_source = enrolls(req_) || !req_.csr_dir.empty() || !req_.cert_dir.empty();
-  if (!have_source)
-    fail(ExitCode::Usage,
-         "Say where the certificates come from: --scep-url, --cmp-url or --est-url (or the profile's), --csr-dir, or "
-         "--cert-dir.");
-  if (!req_.backup_dir.empty() && !sec_.backup_password)
-    fail(ExitCode::Usage, "--backup-dir needs --password-source for the backup password.");
+  check_sources(req_, sec_);
   if (!sec_.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
   bool rekeys = req_.rekey || std::any_of(prof_.keys.begin(), prof_.keys.end(), [](auto& k) { return k.rekey; });
   if (req_.renew_within_days && rekeys && req_.protocol == EnrollProtocol::Cmp)

@@ -166,10 +166,7 @@ ossl::X509Ptr ProvisionRun::from_cert_dir(KeyOutcome& out, const KeyRef& key, co
 }
 
 ossl::X509Ptr ProvisionRun::by_enrollment(KeyOutcome& out, const KeyRef& key, Algorithm alg) {
-  if (!sec_.challenge)
-    fail(ExitCode::Ca, req_.protocol == EnrollProtocol::Scep
-                           ? "Enrolling over SCEP needs the challenge (--challenge-source)."
-                           : "Enrolling over " + protocol_name(req_.protocol) + " needs the CA's secret (--secret-source).");
+  if (!sec_.challenge) fail_no_enrollment_secret(req_.protocol);
   EnrollRequest er;
   er.protocol = req_.protocol;
   er.scep = req_.scep;
