@@ -156,9 +156,8 @@ FleetSummary FleetRun::dry_run() {
 // A token whose C_InitToken ran but whose C_InitPIN did not (a crash between them).
 void FleetRun::finish_user_pin(const p11::TokenInfo& t) {
   if (t.user_pin_initialized()) return;
-  p11::Session s(module_, t.slot_id, true);
-  s.login(CKU_SO, *req_.secrets.so_pin);
-  s.init_pin(*req_.secrets.user_pin);
+  // token_admin's, with its PIN-length check against the profile and the token.
+  (void)set_first_user_pin(module_, t, *req_.secrets.so_pin, *req_.secrets.user_pin, base_.profile.user_pin.min_length);
 }
 
 // The whole of readying row I's token, in parallel but for TokenClaims::take.
