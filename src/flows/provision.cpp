@@ -167,6 +167,10 @@ void ProvisionRun::check_request() const {
     check_san(s);
   check_sources(req_, sec_);
   if (!sec_.user_pin) fail(ExitCode::Pin, "No user PIN was given.");
+  if (req_.renew_within_days && !enrolls(req_))
+    fail(ExitCode::Usage,
+         "Renewing needs the CA: --scep-url, --cmp-url or --est-url for the protocol (" + protocol_name(req_.protocol) +
+             "), or the profile's.");
   bool rekeys = req_.rekey || std::any_of(prof_.keys.begin(), prof_.keys.end(), [](auto& k) { return k.rekey; });
   if (req_.renew_within_days && rekeys && req_.protocol == EnrollProtocol::Cmp)
     fail(ExitCode::Usage,

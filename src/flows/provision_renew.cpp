@@ -34,11 +34,7 @@ bool ProvisionRun::rekeys(const std::string& key_label) const {
 }
 
 void ProvisionRun::renew_expiring() {
-  if (!enrolls(req_))
-    fail(ExitCode::Usage,
-         "Renewing needs the CA: --scep-url, --cmp-url or --est-url for the protocol (" + protocol_name(req_.protocol) +
-             "), or the profile's.");
-  StatusRequest sr;
+  StatusRequest sr; // check_request() made sure the protocol has its CA, and that CMP is not asked to rekey
   sr.expiring_days = *req_.renew_within_days;
   auto report = session_status(*session_, token_, sr);
   int due = 0;
@@ -56,14 +52,7 @@ void ProvisionRun::renew_expiring() {
     rr.protocol = req_.protocol;
     rr.scep = req_.scep;
     rr.est = req_.est;
-    if (req_.protocol == EnrollProtocol::Cmp) {
-      if (rr.rekey)
-        fail(ExitCode::Usage,
-             "The key '" + c.key_label + "' is to be rekeyed, which CMP's key update cannot do (kur certifies the key "
-             "that signs it); nothing was renewed from it on.",
-             "Renew it over EST or SCEP, or set renew = \"same-key\" for it in the profile.");
-      rr.cmp_kur = cmp_kur_exchange(req_.cmp);
-    }
+    if (req_.protocol == EnrollProtocol::Cmp) rr.cmp_kur = cmp_kur_exchange(req_.cmp);
     rr.progress = req_.progress;
     say("Renewing the certificate of '" + c.key_label + "' (" + (c.days_left < 0 ? "expired" : "expires") + " " +
         c.not_after + ")" + (rr.rekey ? " with a new key" : "") + "...");

@@ -89,6 +89,26 @@ def test_provision_renewal_rekeys_when_the_profile_says_so():
         expect(doc["renewals"] == [], doc)
 
 
+def test_renewal_refusals_come_before_anything_is_done():
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", validity=7200) as est:
+        sb.create_token("tp-flo")
+        before = sb.objects("tp-flo")
+        # No CA to renew with (certificates from files only): a usage error, the token untouched.
+        r = sb.tp("provision", "--profile", profile(sb, est), "--protocol", "scep", "--pin-source", "env:TP_PIN",
+                  "--subject", "/CN=Flo", "--csr-dir", sb.path(""), "--renew-expiring", "30", "--json")
+        expect(r.returncode == 2 and "Renewing needs the CA" in r.stdout, (r.returncode, r.stdout, r.stderr))
+        # Rekeys over CMP (the profile's renew = "rekey"): refused before a key is made.
+        r = sb.tp("provision", "--profile", profile(sb, est, rekey=True), "--protocol", "cmp", "--cmp-url",
+                  "http://127.0.0.1:9/pkix/", "--ca-fingerprint", "00" * 32, "--pin-source", "env:TP_PIN",
+                  "--subject", "/CN=Flo", "--renew-expiring", "30", "--json")
+        expect(r.returncode == 2 and "kur" in r.stdout, (r.returncode, r.stdout, r.stderr))
+        # --rekey without --renew-expiring says what is missing.
+        r = sb.tp("provision", *run_args(profile(sb, est), est, "--subject", "/CN=Flo", "--rekey"))
+        expect(r.returncode == 2 and "--renew-expiring" in r.stderr, (r.returncode, r.stderr))
+        expect(sb.objects("tp-flo") == before, "a refused run changed the token")
+        expect(not est.requests("/simpleenroll") and not est.requests("/simplereenroll"), est.log)
+
+
 def test_fleet_renews_with_state_file_audit_and_manifest_column():
     with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", validity=7200,
                                     reenroll_validity=30 * 86400) as est:
@@ -135,4 +155,5 @@ def test_fleet_renews_with_state_file_audit_and_manifest_column():
 
 if __name__ == "__main__":
     main([test_provision_over_est_then_renew_expiring, test_provision_renewal_rekeys_when_the_profile_says_so,
+          test_renewal_refusals_come_before_anything_is_done,
           test_fleet_renews_with_state_file_audit_and_manifest_column])
