@@ -5,10 +5,17 @@
 #include "tokenprov/error.hpp"
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/params.h>
 #include <openssl/pkcs12.h>
 #include <openssl/pkcs7.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <cstdint>
 #include <memory>
@@ -35,6 +42,36 @@ using X509StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
 using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
 using X509NamePtr = std::unique_ptr<X509_NAME, Deleter<X509_NAME_free>>;
 using Pkcs8Ptr = std::unique_ptr<PKCS8_PRIV_KEY_INFO, Deleter<PKCS8_PRIV_KEY_INFO_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
+using SecretBnPtr = std::unique_ptr<BIGNUM, Deleter<BN_clear_free>>; // zeroed before it is freed
+using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<ECDSA_SIG_free>>;
+using OsslParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
+using OsslParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
+using Asn1ObjectPtr = std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT_free>>;
+using Asn1IntegerPtr = std::unique_ptr<ASN1_INTEGER, Deleter<ASN1_INTEGER_free>>;
+using Asn1OctetStringPtr = std::unique_ptr<ASN1_OCTET_STRING, Deleter<ASN1_OCTET_STRING_free>>;
+using X509AlgorPtr = std::unique_ptr<X509_ALGOR, Deleter<X509_ALGOR_free>>;
+using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION_free>>;
+using X509PubkeyPtr = std::unique_ptr<X509_PUBKEY, Deleter<X509_PUBKEY_free>>;
+using RsaPssParamsPtr = std::unique_ptr<RSA_PSS_PARAMS, Deleter<RSA_PSS_PARAMS_free>>;
+using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, Deleter<GENERAL_NAME_free>>;
+
+// Memory OpenSSL allocated for the caller (i2d_* output, for instance).
+inline void free_buffer(unsigned char* p) noexcept { OPENSSL_free(p); }
+using BufferPtr = std::unique_ptr<unsigned char, Deleter<free_buffer>>;
+
+// Stacks: the ones that own their elements free them too; X509RefStackPtr
+// frees only the stack, its certificates belong to someone else.
+inline void free_x509_stack(STACK_OF(X509) * sk) noexcept { sk_X509_pop_free(sk, X509_free); }
+inline void free_x509_ref_stack(STACK_OF(X509) * sk) noexcept { sk_X509_free(sk); }
+inline void free_extension_stack(STACK_OF(X509_EXTENSION) * sk) noexcept {
+  sk_X509_EXTENSION_pop_free(sk, X509_EXTENSION_free);
+}
+inline void free_general_names(GENERAL_NAMES* sk) noexcept { sk_GENERAL_NAME_pop_free(sk, GENERAL_NAME_free); }
+using X509StackPtr = std::unique_ptr<STACK_OF(X509), Deleter<free_x509_stack>>;
+using X509RefStackPtr = std::unique_ptr<STACK_OF(X509), Deleter<free_x509_ref_stack>>;
+using ExtensionStackPtr = std::unique_ptr<STACK_OF(X509_EXTENSION), Deleter<free_extension_stack>>;
+using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, Deleter<free_general_names>>;
 
 // The queued OpenSSL errors as one line (and clears the queue).
 std::string last_error();

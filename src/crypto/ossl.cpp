@@ -90,33 +90,31 @@ bool set_pubkey_direct(X509_PUBKEY* xpk, EVP_PKEY* key) {
   if (!key || !xpk) return false;
   int nid = NID_undef, ptype = V_ASN1_UNDEF;
   void* pval = nullptr;
-  unsigned char* penc = nullptr; // OPENSSL_malloc'ed, owned by xpk once set
+  BufferPtr penc; // OPENSSL_malloc'ed; XPK takes it once set
   int penclen = 0;
   switch (EVP_PKEY_get_base_id(key)) {
   case EVP_PKEY_RSA: {
-    BIGNUM *n = nullptr, *e = nullptr;
-    if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
-        EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e) == 1) {
+    BIGNUM *raw_n = nullptr, *raw_e = nullptr;
+    bool got = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &raw_n) == 1 &&
+               EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &raw_e) == 1;
+    BnPtr n(raw_n), e(raw_e);
+    if (got) {
       // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
-      ASN1_INTEGER* an = BN_to_ASN1_INTEGER(n, nullptr);
-      ASN1_INTEGER* ae = BN_to_ASN1_INTEGER(e, nullptr);
-      int ln = an ? i2d_ASN1_INTEGER(an, nullptr) : -1, le = ae ? i2d_ASN1_INTEGER(ae, nullptr) : -1;
+      Asn1IntegerPtr an(BN_to_ASN1_INTEGER(n.get(), nullptr));
+      Asn1IntegerPtr ae(BN_to_ASN1_INTEGER(e.get(), nullptr));
+      int ln = an ? i2d_ASN1_INTEGER(an.get(), nullptr) : -1, le = ae ? i2d_ASN1_INTEGER(ae.get(), nullptr) : -1;
       if (ln > 0 && le > 0) {
         int total = ASN1_object_size(1, ln + le, V_ASN1_SEQUENCE);
-        penc = static_cast<unsigned char*>(OPENSSL_malloc(static_cast<std::size_t>(total)));
+        penc.reset(static_cast<unsigned char*>(OPENSSL_malloc(static_cast<std::size_t>(total))));
         if (penc) {
-          unsigned char* p = penc;
+          unsigned char* p = penc.get();
           ASN1_put_object(&p, 1, ln + le, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
-          i2d_ASN1_INTEGER(an, &p);
-          i2d_ASN1_INTEGER(ae, &p);
+          i2d_ASN1_INTEGER(an.get(), &p);
+          i2d_ASN1_INTEGER(ae.get(), &p);
           penclen = total;
         }
       }
-      ASN1_INTEGER_free(an);
-      ASN1_INTEGER_free(ae);
     }
-    BN_free(n);
-    BN_free(e);
     nid = NID_rsaEncryption;
     ptype = V_ASN1_NULL;
     break;
@@ -130,8 +128,8 @@ bool set_pubkey_direct(X509_PUBKEY* xpk, EVP_PKEY* key) {
     if (curve == NID_undef) break;
     std::size_t len = 0;
     if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, nullptr, 0, &len) != 1 || !len) break;
-    penc = static_cast<unsigned char*>(OPENSSL_malloc(len));
-    if (penc && EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, penc, len, &len) == 1)
+    penc.reset(static_cast<unsigned char*>(OPENSSL_malloc(len)));
+    if (penc && EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, penc.get(), len, &len) == 1)
       penclen = static_cast<int>(len);
     nid = NID_X9_62_id_ecPublicKey;
     ptype = V_ASN1_OBJECT;
@@ -141,24 +139,19 @@ bool set_pubkey_direct(X509_PUBKEY* xpk, EVP_PKEY* key) {
   case EVP_PKEY_ED25519: {
     std::size_t len = 0;
     if (EVP_PKEY_get_raw_public_key(key, nullptr, &len) != 1 || !len) break;
-    penc = static_cast<unsigned char*>(OPENSSL_malloc(len));
-    if (penc && EVP_PKEY_get_raw_public_key(key, penc, &len) == 1) penclen = static_cast<int>(len);
+    penc.reset(static_cast<unsigned char*>(OPENSSL_malloc(len)));
+    if (penc && EVP_PKEY_get_raw_public_key(key, penc.get(), &len) == 1) penclen = static_cast<int>(len);
     nid = NID_ED25519;
     break;
   }
   default:
     break;
   }
-  if (penclen <= 0) {
-    OPENSSL_free(penc);
+  if (penclen <= 0 || X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(nid), ptype, pval, penc.get(), penclen) != 1) {
     ERR_clear_error();
     return false;
   }
-  if (X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(nid), ptype, pval, penc, penclen) != 1) {
-    OPENSSL_free(penc);
-    ERR_clear_error();
-    return false;
-  }
+  penc.release(); // XPK took it
   return true;
 }
 
@@ -170,33 +163,27 @@ namespace {
 // in a process costs about 3.5 million instructions (a millisecond): a tenth
 // of a short `provision --cert-dir` run on SoftHSM2 (docs/performance.md).
 std::optional<Bytes> spki_der_direct(EVP_PKEY* key) {
-  X509_PUBKEY* xpk = X509_PUBKEY_new();
-  if (!set_pubkey_direct(xpk, key)) {
-    X509_PUBKEY_free(xpk);
-    return std::nullopt;
-  }
-  unsigned char* der = nullptr;
-  int n = i2d_X509_PUBKEY(xpk, &der);
-  X509_PUBKEY_free(xpk);
+  X509PubkeyPtr xpk(X509_PUBKEY_new());
+  if (!set_pubkey_direct(xpk.get(), key)) return std::nullopt;
+  unsigned char* raw_der = nullptr;
+  int n = i2d_X509_PUBKEY(xpk.get(), &raw_der);
+  BufferPtr der(raw_der);
   if (n <= 0 || !der) {
     ERR_clear_error();
     return std::nullopt;
   }
-  Bytes out(der, der + n);
-  OPENSSL_free(der);
-  return out;
+  return Bytes(der.get(), der.get() + n);
 }
 } // namespace
 
 Bytes spki_der(EVP_PKEY* key) {
   if (auto direct = spki_der_direct(key)) return std::move(*direct);
   // One encoding pass: asking i2d_PUBKEY for the length first doubled its cost.
-  unsigned char* der = nullptr;
-  int n = i2d_PUBKEY(key, &der);
+  unsigned char* raw_der = nullptr;
+  int n = i2d_PUBKEY(key, &raw_der);
+  BufferPtr der(raw_der);
   if (n <= 0 || !der) fail_ssl(ExitCode::Internal, "Cannot encode a public key");
-  Bytes out(der, der + n);
-  OPENSSL_free(der);
-  return out;
+  return Bytes(der.get(), der.get() + n);
 }
 
 Bytes spki_der(X509* cert) {
@@ -286,11 +273,10 @@ std::string dn_common_name(const std::string& dn) {
 
 std::string serial_hex(X509* cert) {
   const ASN1_INTEGER* s = X509_get0_serialNumber(cert);
-  BIGNUM* bn = ASN1_INTEGER_to_BN(s, nullptr);
-  char* hex = BN_bn2hex(bn);
+  BnPtr bn(ASN1_INTEGER_to_BN(s, nullptr));
+  char* hex = BN_bn2hex(bn.get());
   std::string out(hex ? hex : "");
   OPENSSL_free(hex);
-  BN_free(bn);
   for (auto& c : out)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;

@@ -28,7 +28,7 @@ struct Pkcs7sFree {
 using SafeBagsPtr = std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), SafeBagsFree>;
 using Pkcs7sPtr = std::unique_ptr<STACK_OF(PKCS7), Pkcs7sFree>;
 using SafeBagPtr = std::unique_ptr<PKCS12_SAFEBAG, Deleter<PKCS12_SAFEBAG_free>>;
-using AlgorPtr = std::unique_ptr<X509_ALGOR, Deleter<X509_ALGOR_free>>;
+using AlgorPtr = ossl::X509AlgorPtr;
 using X509SigPtr = std::unique_ptr<X509_SIG, Deleter<X509_SIG_free>>;
 
 constexpr int kModernSaltLen = 16; // NIST SP 800-132: at least 128 bits

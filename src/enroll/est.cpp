@@ -317,17 +317,16 @@ bool extension_values(const ASN1_TYPE* values, std::vector<CsrAttr>& out) {
     const ASN1_TYPE* v = sk_ASN1_TYPE_value(set.get(), i);
     if (v->type != V_ASN1_SEQUENCE) continue;
     const unsigned char* q = v->value.sequence->data;
-    X509_EXTENSIONS* exts = d2i_X509_EXTENSIONS(nullptr, &q, v->value.sequence->length);
-    for (int k = 0; exts && k < sk_X509_EXTENSION_num(exts); ++k) {
-      X509_EXTENSION* e = sk_X509_EXTENSION_value(exts, k);
-      unsigned char* der = nullptr;
-      int len = i2d_X509_EXTENSION(e, &der);
+    ossl::ExtensionStackPtr exts(d2i_X509_EXTENSIONS(nullptr, &q, v->value.sequence->length));
+    for (int k = 0; exts && k < sk_X509_EXTENSION_num(exts.get()); ++k) {
+      X509_EXTENSION* e = sk_X509_EXTENSION_value(exts.get(), k);
+      unsigned char* raw_der = nullptr;
+      int len = i2d_X509_EXTENSION(e, &raw_der);
+      ossl::BufferPtr der(raw_der);
       if (len <= 0) continue;
-      out.push_back({oid_name(X509_EXTENSION_get_object(e)), ossl::Bytes(der, der + len)});
-      OPENSSL_free(der);
+      out.push_back({oid_name(X509_EXTENSION_get_object(e)), ossl::Bytes(der.get(), der.get() + len)});
       any = true;
     }
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
   }
   ERR_clear_error();
   return any;

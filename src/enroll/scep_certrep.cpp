@@ -167,7 +167,7 @@ CertRep parse_cert_rep(const Options& opts, const CaInfo& ca, const Bytes& der, 
 
   // The signature must come from a certificate GetCACert gave us (the
   // fingerprint-checked set): the message's own certificates are not trusted.
-  X509StackPtr trusted(sk_X509_new_null());
+  ossl::X509RefStackPtr trusted(sk_X509_new_null());
   for (auto& c : ca.certs)
     sk_X509_push(trusted.get(), c.get());
   BioPtr out(BIO_new(BIO_s_mem()));

@@ -32,12 +32,6 @@ struct Nids {
 // Registered once per process (or found, when another part registered them).
 const Nids& nids();
 
-// A stack that does not own its certificates.
-struct X509StackFree {
-  void operator()(STACK_OF(X509) * s) const noexcept { sk_X509_free(s); }
-};
-using X509StackPtr = std::unique_ptr<STACK_OF(X509), X509StackFree>;
-
 // messageType values
 constexpr const char* kPkcsReq = "19";
 constexpr const char* kRenewalReq = "17";

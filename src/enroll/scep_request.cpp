@@ -144,7 +144,7 @@ X509Ptr make_signer_cert(const Options& opts, X509_REQ* csr, EVP_PKEY* key) {
 // pkiMessage: SignedData(data = EnvelopedData(inner)) with the SCEP attributes.
 Bytes build_message(const Options& opts, const Request& rq, const char* message_type, const Bytes& nonce,
                     const Bytes& inner) {
-  X509StackPtr recips(sk_X509_new_null());
+  ossl::X509RefStackPtr recips(sk_X509_new_null());
   if (!recips || !sk_X509_push(recips.get(), rq.recipient)) ossl::fail_ssl(ExitCode::Internal, "Out of memory");
   BioPtr in(BIO_new_mem_buf(inner.data(), static_cast<int>(inner.size())));
   Pkcs7Ptr env(PKCS7_encrypt(recips.get(), in.get(), rq.cipher, PKCS7_BINARY));

@@ -69,13 +69,14 @@ ossl::EvpPkeyPtr ec_with_public(EVP_PKEY* key, EVP_PKEY* pub, const std::string&
   char group[64] = {0};
   std::size_t glen = 0, plen = 0;
   p11::Bytes point(256);
-  BIGNUM* d = nullptr;
+  BIGNUM* raw_d = nullptr;
   bool ok = EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &glen) == 1 &&
             EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size(), &plen) == 1 &&
-            EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
-  p11::Bytes priv(ok ? static_cast<std::size_t>(BN_num_bytes(d)) + 1 : 0); // native byte order for OSSL_PARAM
-  ok = ok && BN_bn2nativepad(d, priv.data(), static_cast<int>(priv.size())) > 0;
-  BN_clear_free(d);
+            EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &raw_d) == 1;
+  ossl::SecretBnPtr d(raw_d);
+  p11::Bytes priv(ok ? static_cast<std::size_t>(BN_num_bytes(d.get())) + 1 : 0); // native byte order for OSSL_PARAM
+  ok = ok && BN_bn2nativepad(d.get(), priv.data(), static_cast<int>(priv.size())) > 0;
+  d.reset();
   EVP_PKEY* out = nullptr;
   if (ok) {
     OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
@@ -220,22 +221,21 @@ p11::Bytes der_oid(int nid) {
 
 // CKA_EC_POINT: the point (or Ed25519 key) in a DER OCTET STRING.
 p11::Bytes der_octet_string(const p11::Bytes& v) {
-  ASN1_OCTET_STRING* os = ASN1_OCTET_STRING_new();
-  ASN1_OCTET_STRING_set(os, v.data(), static_cast<int>(v.size()));
-  int n = i2d_ASN1_OCTET_STRING(os, nullptr);
+  ossl::Asn1OctetStringPtr os(ASN1_OCTET_STRING_new());
+  ASN1_OCTET_STRING_set(os.get(), v.data(), static_cast<int>(v.size()));
+  int n = i2d_ASN1_OCTET_STRING(os.get(), nullptr);
   p11::Bytes out(static_cast<std::size_t>(n));
   unsigned char* p = out.data();
-  i2d_ASN1_OCTET_STRING(os, &p);
-  ASN1_OCTET_STRING_free(os);
+  i2d_ASN1_OCTET_STRING(os.get(), &p);
   return out;
 }
 
 p11::Bytes bn_param(EVP_PKEY* key, const char* name) {
-  BIGNUM* bn = nullptr;
-  if (!EVP_PKEY_get_bn_param(key, name, &bn)) ossl::fail_ssl(ExitCode::BadInput, "The backup's RSA key is incomplete");
-  p11::Bytes out(static_cast<std::size_t>(BN_num_bytes(bn)));
-  BN_bn2bin(bn, out.data());
-  BN_free(bn);
+  BIGNUM* raw = nullptr;
+  if (!EVP_PKEY_get_bn_param(key, name, &raw)) ossl::fail_ssl(ExitCode::BadInput, "The backup's RSA key is incomplete");
+  ossl::BnPtr bn(raw);
+  p11::Bytes out(static_cast<std::size_t>(BN_num_bytes(bn.get())));
+  BN_bn2bin(bn.get(), out.data());
   return out;
 }
 

@@ -26,9 +26,6 @@ namespace {
 using CtxPtr = std::unique_ptr<OSSL_CMP_CTX, ossl::Deleter<OSSL_CMP_CTX_free>>;
 using MsgPtr = std::unique_ptr<OSSL_CMP_MSG, ossl::Deleter<OSSL_CMP_MSG_free>>;
 
-void free_x509_stack(STACK_OF(X509) * sk) { sk_X509_pop_free(sk, X509_free); }
-using X509StackPtr = std::unique_ptr<STACK_OF(X509), ossl::Deleter<free_x509_stack>>;
-
 constexpr int kPollReqBody = 25; // PKIBody pollReq [25] (RFC 4210); OpenSSL 3.0 keeps its names private
 
 // SIGINT, SIGTERM and SIGHUP: the process-wide flag of util/interrupt.cpp (main installs
@@ -127,13 +124,11 @@ OSSL_CMP_MSG* transfer(OSSL_CMP_CTX* ctx, const OSSL_CMP_MSG* req) {
     if (!ses->opts->ca_fingerprint.empty() && !ses->pinned) {
       for (auto& c : certs) {
         if (ossl::cert_fingerprint_sha256(c.get()) != ses->opts->ca_fingerprint) continue;
-        X509_STORE* st = X509_STORE_new();
-        if (!st || X509_STORE_add_cert(st, c.get()) != 1) {
-          X509_STORE_free(st);
+        ossl::X509StorePtr st(X509_STORE_new());
+        if (!st || X509_STORE_add_cert(st.get(), c.get()) != 1)
           ossl::fail_ssl(ExitCode::Internal, "Cannot build the trust store");
-        }
-        X509_STORE_set_flags(st, X509_V_FLAG_PARTIAL_CHAIN);
-        OSSL_CMP_CTX_set0_trustedStore(ctx, st);
+        X509_STORE_set_flags(st.get(), X509_V_FLAG_PARTIAL_CHAIN);
+        if (OSSL_CMP_CTX_set0_trustedStore(ctx, st.get()) == 1) st.release(); // CTX took it
         ses->pinned = true;
         break;
       }
@@ -174,7 +169,7 @@ void check_chain(const Session& ses, X509* cert, const std::vector<X509*>& pool)
   }
   X509_STORE_set_flags(store.get(), X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_NO_CHECK_TIME);
   STACK_OF(X509)* untrusted = sk_X509_new_null();
-  X509StackPtr hold(untrusted);
+  ossl::X509StackPtr hold(untrusted);
   for (X509* c : pool)
     if (X509_up_ref(c) == 1) sk_X509_push(untrusted, c);
   ossl::X509StoreCtxPtr vctx(X509_STORE_CTX_new());
@@ -202,9 +197,9 @@ int cert_conf(OSSL_CMP_CTX* ctx, X509* cert, int fail_info, const char** text) {
     is.cert = ossl::dup(cert);
     is.chain.clear();
     std::vector<X509*> pool;
-    X509StackPtr ca(OSSL_CMP_CTX_get1_caPubs(ctx));
+    ossl::X509StackPtr ca(OSSL_CMP_CTX_get1_caPubs(ctx));
     for (int i = 0; ca && i < sk_X509_num(ca.get()); ++i) is.chain.push_back(ossl::dup(sk_X509_value(ca.get(), i)));
-    X509StackPtr extra(OSSL_CMP_CTX_get1_extraCertsIn(ctx));
+    ossl::X509StackPtr extra(OSSL_CMP_CTX_get1_extraCertsIn(ctx));
     for (int i = 0; extra && i < sk_X509_num(extra.get()); ++i) {
       X509* c = sk_X509_value(extra.get(), i);
       if (X509_cmp(c, cert) != 0) is.chain.push_back(ossl::dup(c));

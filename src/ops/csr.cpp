@@ -13,7 +13,7 @@ namespace tokenprov {
 
 namespace {
 
-GENERAL_NAME* make_general_name(const std::string& san) {
+ossl::GeneralNamePtr make_general_name(const std::string& san) {
   auto colon = san.find(':');
   if (colon == std::string::npos || colon + 1 == san.size())
     fail(ExitCode::Usage, "The SAN '" + san + "' is not TYPE:VALUE.", "Use email:, dns:, uri: or upn:.");
@@ -35,25 +35,19 @@ GENERAL_NAME* make_general_name(const std::string& san) {
          "Percent-encode the non-ASCII characters (and give the host in its A-label form).");
   }
   if (type == "upn") require_utf8(value, "UPN SAN");
-  GENERAL_NAME* gn = GENERAL_NAME_new();
+  ossl::GeneralNamePtr gn(GENERAL_NAME_new());
   auto ia5 = [&](int gtype) {
     ASN1_IA5STRING* s = ASN1_IA5STRING_new();
     ASN1_STRING_set(s, value.data(), static_cast<int>(value.size()));
-    GENERAL_NAME_set0_value(gn, gtype, s);
+    GENERAL_NAME_set0_value(gn.get(), gtype, s); // GN takes S
   };
   if (type == "email") {
-    if (value.find('@') == std::string::npos) {
-      GENERAL_NAME_free(gn);
-      fail(ExitCode::Usage, "The e-mail SAN '" + value + "' has no '@'.");
-    }
+    if (value.find('@') == std::string::npos) fail(ExitCode::Usage, "The e-mail SAN '" + value + "' has no '@'.");
     ia5(GEN_EMAIL);
   } else if (type == "dns") {
     ia5(GEN_DNS);
   } else if (type == "uri") {
-    if (value.find(':') == std::string::npos) {
-      GENERAL_NAME_free(gn);
-      fail(ExitCode::Usage, "The URI SAN '" + value + "' has no scheme.");
-    }
+    if (value.find(':') == std::string::npos) fail(ExitCode::Usage, "The URI SAN '" + value + "' has no scheme.");
     ia5(GEN_URI);
   } else if (type == "upn") {
     // Microsoft's UPN: otherName 1.3.6.1.4.1.311.20.2.3 with a UTF8String.
@@ -62,9 +56,8 @@ GENERAL_NAME* make_general_name(const std::string& san) {
     ASN1_UTF8STRING* u = ASN1_UTF8STRING_new();
     ASN1_STRING_set(u, value.data(), static_cast<int>(value.size()));
     ASN1_TYPE_set(val, V_ASN1_UTF8STRING, u);
-    GENERAL_NAME_set0_othername(gn, oid, val);
+    GENERAL_NAME_set0_othername(gn.get(), oid, val); // GN takes OID and VAL
   } else {
-    GENERAL_NAME_free(gn);
     fail(ExitCode::Usage, "'" + type + "' is not a SAN type tokenprov knows (in '" + san + "').",
          "Use email:, dns:, uri: or upn:.");
   }
@@ -74,32 +67,26 @@ GENERAL_NAME* make_general_name(const std::string& san) {
 // The request's extensionRequest, added once: the subjectAltName (the renewed
 // certificate's, or SANS), then R.extensions of other types.
 void add_extensions(X509_REQ* req, const CsrRequest& r) {
-  using Exts = std::unique_ptr<STACK_OF(X509_EXTENSION), void (*)(STACK_OF(X509_EXTENSION)*)>;
-  Exts exts(sk_X509_EXTENSION_new_null(), [](STACK_OF(X509_EXTENSION)* x) { sk_X509_EXTENSION_pop_free(x, X509_EXTENSION_free); });
+  ossl::ExtensionStackPtr exts(sk_X509_EXTENSION_new_null());
   if (r.like) {
     int at = X509_get_ext_by_NID(r.like, NID_subject_alt_name, -1);
     if (at >= 0) sk_X509_EXTENSION_push(exts.get(), X509_EXTENSION_dup(X509_get_ext(r.like, at)));
   } else if (!r.sans.empty()) {
-    GENERAL_NAMES* gens = sk_GENERAL_NAME_new_null();
-    try {
-      for (auto& san : r.sans)
-        sk_GENERAL_NAME_push(gens, make_general_name(san));
-    } catch (...) {
-      sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
-      throw;
+    ossl::GeneralNamesPtr gens(sk_GENERAL_NAME_new_null());
+    for (auto& san : r.sans) {
+      auto gn = make_general_name(san);
+      if (sk_GENERAL_NAME_push(gens.get(), gn.get()) > 0) gn.release(); // GENS took it
     }
-    sk_X509_EXTENSION_push(exts.get(), X509V3_EXT_i2d(NID_subject_alt_name, 0, gens));
-    sk_GENERAL_NAME_pop_free(gens, GENERAL_NAME_free);
+    sk_X509_EXTENSION_push(exts.get(), X509V3_EXT_i2d(NID_subject_alt_name, 0, gens.get()));
   }
   for (auto& der : r.extensions) {
     const unsigned char* p = der.data();
-    X509_EXTENSION* e = d2i_X509_EXTENSION(nullptr, &p, static_cast<long>(der.size()));
+    ossl::X509ExtensionPtr e(d2i_X509_EXTENSION(nullptr, &p, static_cast<long>(der.size())));
     if (!e) ossl::fail_ssl(ExitCode::Internal, "Cannot read an extension for the request");
     bool dup = false;
     for (int i = 0; i < sk_X509_EXTENSION_num(exts.get()); ++i)
-      dup = dup || OBJ_cmp(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts.get(), i)), X509_EXTENSION_get_object(e)) == 0;
-    if (dup) X509_EXTENSION_free(e);
-    else sk_X509_EXTENSION_push(exts.get(), e);
+      dup = dup || OBJ_cmp(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts.get(), i)), X509_EXTENSION_get_object(e.get())) == 0;
+    if (!dup && sk_X509_EXTENSION_push(exts.get(), e.get()) > 0) e.release(); // EXTS took it
   }
   if (sk_X509_EXTENSION_num(exts.get()) > 0 && !X509_REQ_add_extensions(req, exts.get()))
     ossl::fail_ssl(ExitCode::Internal, "Cannot add the extensions to the request");
@@ -108,7 +95,7 @@ void add_extensions(X509_REQ* req, const CsrRequest& r) {
 } // namespace
 
 void check_san(const std::string& san) {
-  GENERAL_NAME_free(make_general_name(san));
+  make_general_name(san); // checked, then freed
 }
 
 ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrRequest& r) {
@@ -133,22 +120,17 @@ ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrReque
       ossl::fail_ssl(ExitCode::Internal, "Cannot add the challenge to the request");
   }
 
-  X509_ALGOR* alg = X509_ALGOR_new();
-  set_signature_algorithm(alg, k, pub.get(), r.scheme);
-  X509_REQ_set1_signature_algo(req.get(), alg);
-  X509_ALGOR_free(alg);
+  ossl::X509AlgorPtr alg(X509_ALGOR_new());
+  set_signature_algorithm(alg.get(), k, pub.get(), r.scheme);
+  X509_REQ_set1_signature_algo(req.get(), alg.get());
+  alg.reset();
 
-  unsigned char* tbs = nullptr;
-  int tbs_len = i2d_re_X509_REQ_tbs(req.get(), &tbs);
+  unsigned char* raw_tbs = nullptr;
+  int tbs_len = i2d_re_X509_REQ_tbs(req.get(), &raw_tbs);
+  ossl::BufferPtr tbs(raw_tbs);
   if (tbs_len <= 0) ossl::fail_ssl(ExitCode::Internal, "Cannot encode the request body");
-  Signature sig;
-  try {
-    sig = sign_message(s, k, std::span<const std::uint8_t>(tbs, static_cast<std::size_t>(tbs_len)), r.scheme);
-  } catch (...) {
-    OPENSSL_free(tbs);
-    throw;
-  }
-  OPENSSL_free(tbs);
+  Signature sig = sign_message(s, k, std::span<const std::uint8_t>(tbs.get(), static_cast<std::size_t>(tbs_len)), r.scheme);
+  tbs.reset();
   ASN1_BIT_STRING* bits = ASN1_BIT_STRING_new();
   ASN1_BIT_STRING_set(bits, sig.value.data(), static_cast<int>(sig.value.size()));
   bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);

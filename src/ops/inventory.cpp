@@ -59,14 +59,13 @@ void fill_key(const p11::Session& s, CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, Ob
     auto params = s.attr_bytes(h, CKA_EC_PARAMS);
     if (params) {
       const unsigned char* p = params->data();
-      ASN1_OBJECT* oid = d2i_ASN1_OBJECT(nullptr, &p, static_cast<long>(params->size()));
+      ossl::Asn1ObjectPtr oid(d2i_ASN1_OBJECT(nullptr, &p, static_cast<long>(params->size())));
       if (oid) {
-        int nid = OBJ_obj2nid(oid);
+        int nid = OBJ_obj2nid(oid.get());
         if (nid == NID_X9_62_prime256v1) e.curve = "P-256";
         else if (nid == NID_secp384r1) e.curve = "P-384";
         else if (nid == NID_secp521r1) e.curve = "P-521";
         else e.curve = OBJ_nid2sn(nid) ? OBJ_nid2sn(nid) : "unknown";
-        ASN1_OBJECT_free(oid);
       }
     }
   } else if (kt == CKK_EC_EDWARDS) {

@@ -57,14 +57,17 @@ Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const s
     Bytes rs = s.sign(mech, k.priv, h);
     if (rs.size() % 2 != 0 || rs.empty()) fail(ExitCode::Token, "The token returned a malformed ECDSA signature.");
     std::size_t half = rs.size() / 2;
-    ECDSA_SIG* sig = ECDSA_SIG_new();
-    ECDSA_SIG_set0(sig, BN_bin2bn(rs.data(), static_cast<int>(half), nullptr),
-                   BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
-    int n = i2d_ECDSA_SIG(sig, nullptr);
+    ossl::EcdsaSigPtr sig(ECDSA_SIG_new());
+    ossl::BnPtr r(BN_bin2bn(rs.data(), static_cast<int>(half), nullptr));
+    ossl::BnPtr ss(BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
+    if (!sig || !r || !ss || ECDSA_SIG_set0(sig.get(), r.get(), ss.get()) != 1)
+      ossl::fail_ssl(ExitCode::Internal, "Cannot encode the ECDSA signature");
+    r.release(); // ECDSA_SIG_set0 took R and SS
+    ss.release();
+    int n = i2d_ECDSA_SIG(sig.get(), nullptr);
     out.value.resize(static_cast<std::size_t>(n));
     unsigned char* p = out.value.data();
-    i2d_ECDSA_SIG(sig, &p);
-    ECDSA_SIG_free(sig);
+    i2d_ECDSA_SIG(sig.get(), &p);
     out.sig_nid = p384 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256;
     return out;
   }
@@ -80,21 +83,19 @@ Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const s
 void set_signature_algorithm(X509_ALGOR* alg, const KeyRef& k, EVP_PKEY* pub, SigScheme scheme) {
   if (k.type == CKK_RSA && scheme == SigScheme::RsaPss) {
     // RSASSA-PSS-params: SHA-256, MGF1 with SHA-256, salt 32, trailer 1.
-    RSA_PSS_PARAMS* pss = RSA_PSS_PARAMS_new();
+    ossl::RsaPssParamsPtr pss(RSA_PSS_PARAMS_new());
     pss->hashAlgorithm = X509_ALGOR_new();
     X509_ALGOR_set_md(pss->hashAlgorithm, EVP_sha256());
-    X509_ALGOR* mgf1md = X509_ALGOR_new();
-    X509_ALGOR_set_md(mgf1md, EVP_sha256());
+    ossl::X509AlgorPtr mgf1md(X509_ALGOR_new());
+    X509_ALGOR_set_md(mgf1md.get(), EVP_sha256());
     ASN1_STRING* mgf1param = nullptr;
-    ASN1_item_pack(mgf1md, ASN1_ITEM_rptr(X509_ALGOR), &mgf1param);
-    X509_ALGOR_free(mgf1md);
+    ASN1_item_pack(mgf1md.get(), ASN1_ITEM_rptr(X509_ALGOR), &mgf1param);
     pss->maskGenAlgorithm = X509_ALGOR_new();
     X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE, mgf1param);
     pss->saltLength = ASN1_INTEGER_new();
     ASN1_INTEGER_set(pss->saltLength, 32);
     ASN1_STRING* packed = nullptr;
-    ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), &packed);
-    RSA_PSS_PARAMS_free(pss);
+    ASN1_item_pack(pss.get(), ASN1_ITEM_rptr(RSA_PSS_PARAMS), &packed);
     X509_ALGOR_set0(alg, OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE, packed);
     return;
   }

@@ -122,12 +122,12 @@ bool id_in_use(const p11::Session& s, const Bytes& id) {
 Bytes derive_key_id(EVP_PKEY* pub) {
   int type = EVP_PKEY_get_base_id(pub);
   if (type == EVP_PKEY_RSA) {
-    BIGNUM* n = nullptr;
-    if (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n))
+    BIGNUM* raw_n = nullptr;
+    if (!EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &raw_n))
       ossl::fail_ssl(ExitCode::Internal, "Cannot read the RSA modulus");
-    Bytes mod(static_cast<std::size_t>(BN_num_bytes(n)));
-    BN_bn2bin(n, mod.data());
-    BN_free(n);
+    ossl::BnPtr n(raw_n);
+    Bytes mod(static_cast<std::size_t>(BN_num_bytes(n.get())));
+    BN_bn2bin(n.get(), mod.data());
     return sha1(mod);
   }
   if (type == EVP_PKEY_EC) {
@@ -150,12 +150,12 @@ Bytes derive_key_id(EVP_PKEY* pub) {
 bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TYPE kt, EVP_PKEY* pub) {
   if (kt == CKK_RSA) {
     auto mod = s.attr_bytes(priv, CKA_MODULUS);
-    BIGNUM* n = nullptr;
-    if (!mod || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA || !EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n))
+    BIGNUM* raw_n = nullptr;
+    if (!mod || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA || !EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &raw_n))
       return false;
-    Bytes nb(static_cast<std::size_t>(BN_num_bytes(n)));
-    BN_bn2bin(n, nb.data());
-    BN_free(n);
+    ossl::BnPtr n(raw_n);
+    Bytes nb(static_cast<std::size_t>(BN_num_bytes(n.get())));
+    BN_bn2bin(n.get(), nb.data());
     auto first = std::find_if(mod->begin(), mod->end(), [](std::uint8_t b) { return b != 0; });
     return Bytes(first, mod->end()) == nb;
   }
@@ -167,23 +167,26 @@ bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TY
     Bytes rs = s.sign(mech, priv, data); // DATA stands in for a digest
     if (rs.empty() || rs.size() % 2 != 0) return false;
     std::size_t half = rs.size() / 2;
-    ECDSA_SIG* sig = ECDSA_SIG_new();
-    ECDSA_SIG_set0(sig, BN_bin2bn(rs.data(), static_cast<int>(half), nullptr),
-                   BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
-    unsigned char* der = nullptr;
-    int dlen = i2d_ECDSA_SIG(sig, &der);
-    ECDSA_SIG_free(sig);
+    ossl::EcdsaSigPtr sig(ECDSA_SIG_new());
+    ossl::BnPtr r(BN_bin2bn(rs.data(), static_cast<int>(half), nullptr));
+    ossl::BnPtr ss(BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
+    bool built = sig && r && ss && ECDSA_SIG_set0(sig.get(), r.get(), ss.get()) == 1;
+    if (built) {
+      r.release(); // ECDSA_SIG_set0 took R and SS
+      ss.release();
+    }
+    unsigned char* raw_der = nullptr;
+    int dlen = built ? i2d_ECDSA_SIG(sig.get(), &raw_der) : 0;
+    ossl::BufferPtr der(raw_der);
     ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub, nullptr));
     ok = dlen > 0 && ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
-         EVP_PKEY_verify(ctx.get(), der, static_cast<std::size_t>(dlen), data.data(), data.size()) == 1;
-    OPENSSL_free(der);
+         EVP_PKEY_verify(ctx.get(), der.get(), static_cast<std::size_t>(dlen), data.data(), data.size()) == 1;
   } else if (kt == CKK_EC_EDWARDS && EVP_PKEY_get_base_id(pub) == EVP_PKEY_ED25519) {
     CK_MECHANISM mech{CKM_EDDSA, nullptr, 0};
     Bytes sig = s.sign(mech, priv, data);
-    EVP_MD_CTX* md = EVP_MD_CTX_new();
-    ok = md && EVP_DigestVerifyInit(md, nullptr, nullptr, nullptr, pub) == 1 &&
-         EVP_DigestVerify(md, sig.data(), sig.size(), data.data(), data.size()) == 1;
-    EVP_MD_CTX_free(md);
+    ossl::EvpMdCtxPtr md(EVP_MD_CTX_new());
+    ok = md && EVP_DigestVerifyInit(md.get(), nullptr, nullptr, nullptr, pub) == 1 &&
+         EVP_DigestVerify(md.get(), sig.data(), sig.size(), data.data(), data.size()) == 1;
   }
   ERR_clear_error();
   return ok;
@@ -401,20 +404,16 @@ ossl::EvpPkeyPtr read_public_key(const p11::Session& s, const KeyRef& k, CK_OBJE
     auto v = s.attrs(src, {CKA_MODULUS, CKA_PUBLIC_EXPONENT}); // one round trip
     auto &n = v[0], &e = v[1];
     if (!n || !e) fail(ExitCode::Token, "The RSA key '" + k.label + "' has no readable public key on the token.");
-    BIGNUM* bn_n = BN_bin2bn(n->data(), static_cast<int>(n->size()), nullptr);
-    BIGNUM* bn_e = BN_bin2bn(e->data(), static_cast<int>(e->size()), nullptr);
-    OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n);
-    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e);
-    OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+    ossl::BnPtr bn_n(BN_bin2bn(n->data(), static_cast<int>(n->size()), nullptr));
+    ossl::BnPtr bn_e(BN_bin2bn(e->data(), static_cast<int>(e->size()), nullptr));
+    ossl::OsslParamBldPtr bld(OSSL_PARAM_BLD_new());
+    OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get());
+    OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get());
+    ossl::OsslParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
     ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
     EVP_PKEY* pk = nullptr;
     int ok = ctx && EVP_PKEY_fromdata_init(ctx.get()) == 1 &&
-             EVP_PKEY_fromdata(ctx.get(), &pk, EVP_PKEY_PUBLIC_KEY, params) == 1;
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(bn_n);
-    BN_free(bn_e);
+             EVP_PKEY_fromdata(ctx.get(), &pk, EVP_PKEY_PUBLIC_KEY, params.get()) == 1;
     if (!ok) ossl::fail_ssl(ExitCode::Token, "The RSA public key of '" + k.label + "' is malformed");
     return ossl::EvpPkeyPtr(pk);
   }

@@ -99,15 +99,14 @@ void verify_chain(X509* leaf, const std::vector<ossl::X509Ptr>& chain, const std
   ossl::X509StorePtr store(X509_STORE_new());
   for (auto& a : anchors)
     X509_STORE_add_cert(store.get(), a.get());
-  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  ossl::X509RefStackPtr untrusted(sk_X509_new_null()); // the certificates stay CHAIN's
   for (auto& c : chain)
-    sk_X509_push(untrusted, c.get());
+    sk_X509_push(untrusted.get(), c.get());
   ossl::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
-  X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted);
+  X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get());
   if (allow_expired) X509_STORE_CTX_set_flags(ctx.get(), X509_V_FLAG_NO_CHECK_TIME);
   int ok = X509_verify_cert(ctx.get());
   int err = X509_STORE_CTX_get_error(ctx.get());
-  sk_X509_free(untrusted);
   ERR_clear_error();
   if (ok != 1)
     fail(ExitCode::BadInput,

@@ -20,10 +20,9 @@ void check_signature(const p11::Session& s, const KeyRef& k, X509* cert) {
   const EVP_MD* md = md_nid == NID_undef ? nullptr : EVP_get_digestbynid(md_nid);
   EVP_PKEY* pub = X509_get0_pubkey(cert);
   if (!pub) ossl::fail_ssl(ExitCode::BadInput, "The certificate's public key cannot be read");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  int ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, pub) == 1 &&
-           EVP_DigestVerify(ctx, sig.value.data(), sig.value.size(), msg.data(), msg.size()) == 1;
-  EVP_MD_CTX_free(ctx);
+  ossl::EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  int ok = ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, pub) == 1 &&
+           EVP_DigestVerify(ctx.get(), sig.value.data(), sig.value.size(), msg.data(), msg.size()) == 1;
   ERR_clear_error();
   if (!ok)
     fail(ExitCode::Token,
