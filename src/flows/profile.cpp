@@ -7,6 +7,7 @@
 #include "tokenprov/fileio.hpp"
 #include "tokenprov/key_policy.hpp"
 #include "tokenprov/keys.hpp"
+#include "tokenprov/ossl.hpp"
 #include "tokenprov/uri.hpp"
 
 #include "profile_detail.hpp"
@@ -405,9 +406,8 @@ void parse_est(const Reader& r, const toml::table& root, Profile& p) {
   if (!allow) return;
   for (const auto& name : *allow) {
     bool dotted = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
-    ASN1_OBJECT* o = OBJ_txt2obj(name.c_str(), dotted ? 1 : 0);
-    int nid = o ? OBJ_obj2nid(o) : NID_undef;
-    ASN1_OBJECT_free(o);
+    ossl::Asn1ObjectPtr o(OBJ_txt2obj(name.c_str(), dotted ? 1 : 0));
+    int nid = o ? OBJ_obj2nid(o.get()) : NID_undef;
     ERR_clear_error();
     if (!o || (!dotted && !X509V3_EXT_get_nid(nid)))
       r.fail_at(e->get("csrattrs_allow"), "est.csrattrs_allow '" + name +
