@@ -34,6 +34,14 @@ struct CsrRequest {
 // signature with the token's public key before returning it.
 ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrRequest& req);
 
+// The `csr` command's use case: the key SELECTOR names and a request signed by
+// it (RSA-PSS is refused for a key that is not RSA, exit 2).
+struct KeyCsr {
+  KeyRef key;
+  ossl::X509ReqPtr csr;
+};
+KeyCsr make_key_csr(const p11::Session& s, const std::string& selector, const CsrRequest& req);
+
 // Parses "--san TYPE:VALUE" into a GENERAL_NAMES entry; Error(Usage) on a bad one.
 void check_san(const std::string& san);
 

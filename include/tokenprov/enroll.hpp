@@ -64,4 +64,8 @@ EnrollResult enroll(p11::Session& s, const EnrollRequest& req, const Secret& sec
 // a failure never removes it.
 EnrollResult enroll_existing(p11::Session& s, const KeyRef& k, const EnrollRequest& req, const Secret& secret);
 
+// The command's use case: enroll() a new key when KEY_SELECTOR is empty, else
+// enroll_existing() the key it names (a URI, a label or id:HEX), which keeps its label.
+EnrollResult enroll_key(p11::Session& s, const std::string& key_selector, EnrollRequest req, const Secret& secret);
+
 } // namespace tokenprov

@@ -18,10 +18,8 @@ int run_csr(const Global& global, const CsrOptions& o) {
   for (auto& s : o.sans) check_san(s);
   Secret pin = user_pin(g);
   auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, false, &pin});
-  auto k = find_key(*ctx.session, o.key);
   CsrRequest req{o.subject, o.sans, o.pss ? SigScheme::RsaPss : SigScheme::Default, nullptr};
-  if (o.pss && k.type != CKK_RSA) fail(ExitCode::Usage, "--pss needs an RSA key; '" + k.label + "' is not one.");
-  auto x = make_csr(*ctx.session, k, req);
+  auto [k, x] = make_key_csr(*ctx.session, o.key, req);
   std::string pem = ossl::to_pem(x.get());
   if (g.json) {
     if (o.out != "-") write_file_atomic(o.out, pem, 0644, o.force);

@@ -86,14 +86,7 @@ int run_enroll(const Global& global, const EnrollOptions& o) {
   Secret pin = user_pin(g);
   Secret secret = enroll_secret(o, req.protocol);
   auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
-  EnrollResult res;
-  if (o.key.empty()) {
-    res = enroll(*ctx.session, req, secret);
-  } else {
-    auto k = find_key(*ctx.session, o.key);
-    req.policy.label = k.label;
-    res = enroll_existing(*ctx.session, k, req, secret);
-  }
+  EnrollResult res = enroll_key(*ctx.session, o.key, req, secret);
   std::string human = "Enrolled. " + pickup_human(res.pickup);
   if (!res.trust_note.empty()) human += "\n" + res.trust_note;
   return finish(g, enroll_json(req, res), human);

@@ -5,6 +5,7 @@
 #include "tokenprov/cmp.hpp"
 #include "tokenprov/enroll.hpp"
 #include "tokenprov/pickup.hpp"
+#include "tokenprov/revoke.hpp"
 #include "tokenprov/token.hpp"
 #include "tokenprov/uri.hpp"
 
@@ -24,10 +25,7 @@ int run_revoke(const Global& global, const RevokeOptions& o) {
   Secret secret;
   if (!o.secret_source.empty()) secret = secret_from(o.secret_source, "CA secret (PIN)", ExitCode::Ca);
   auto ctx = open_token({module_path(g), g.token, TokenState::Initialized, true, &pin});
-  auto k = find_key(*ctx.session, o.key);
-  auto leaf = find_leaf_certificate(*ctx.session, k, ossl::spki_der(public_key(*ctx.session, k).get()));
-  if (!leaf) fail(ExitCode::BadInput, "The key '" + k.label + "' has no certificate on the token; there is nothing to revoke.");
-  cmp::revoke(opts, *ctx.session, k, leaf.get(), reason, o.secret_source.empty() ? nullptr : &secret);
+  auto [k, leaf] = revoke_certificate(*ctx.session, o.key, opts, reason, o.secret_source.empty() ? nullptr : &secret);
   nlohmann::json j{{"key", {{"label", k.label}, {"id", to_hex(k.id)}}},
                    {"revoked",
                     {{"subject", ossl::name_oneline(X509_get_subject_name(leaf.get()))},

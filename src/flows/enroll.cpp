@@ -394,4 +394,11 @@ EnrollResult enroll_existing(p11::Session& s, const KeyRef& k, const EnrollReque
   return run(s, k, req, secret, p);
 }
 
+EnrollResult enroll_key(p11::Session& s, const std::string& key_selector, EnrollRequest req, const Secret& secret) {
+  if (key_selector.empty()) return enroll(s, req, secret);
+  auto k = find_key(s, key_selector);
+  req.policy.label = k.label;
+  return enroll_existing(s, k, req, secret);
+}
+
 } // namespace tokenprov

@@ -142,4 +142,13 @@ ossl::X509ReqPtr make_csr(const p11::Session& s, const KeyRef& k, const CsrReque
   return req;
 }
 
+KeyCsr make_key_csr(const p11::Session& s, const std::string& selector, const CsrRequest& req) {
+  KeyCsr out;
+  out.key = find_key(s, selector);
+  if (req.scheme == SigScheme::RsaPss && out.key.type != CKK_RSA)
+    fail(ExitCode::Usage, "--pss needs an RSA key; '" + out.key.label + "' is not one.");
+  out.csr = make_csr(s, out.key, req);
+  return out;
+}
+
 } // namespace tokenprov
