@@ -107,6 +107,11 @@ std::string serial_hex(X509* cert); // lower-case hex
 std::string asn1_time_rfc3339(const ASN1_TIME* t);
 std::string sha256_hex(std::span<const std::uint8_t> data);
 std::string cert_fingerprint_sha256(X509* cert);
+// An ECDSA signature as PKCS#11 returns it (r || s, each half the length) as
+// an ECDSA_SIG. Throws Error(Token) when RS is empty or of odd length.
+EcdsaSigPtr ecdsa_sig_from_raw(std::span<const std::uint8_t> rs);
+// SIG as a DER ECDSA-Sig-Value (RFC 3279).
+Bytes ecdsa_sig_der(const ECDSA_SIG* sig);
 
 
 } // namespace tokenprov::ossl

@@ -306,4 +306,26 @@ std::string cert_fingerprint_sha256(X509* cert) {
   return sha256_hex(to_der(cert));
 }
 
+EcdsaSigPtr ecdsa_sig_from_raw(std::span<const std::uint8_t> rs) {
+  if (rs.size() % 2 != 0 || rs.empty()) fail(ExitCode::Token, "The token returned a malformed ECDSA signature.");
+  std::size_t half = rs.size() / 2;
+  EcdsaSigPtr sig(ECDSA_SIG_new());
+  BnPtr r(BN_bin2bn(rs.data(), static_cast<int>(half), nullptr));
+  BnPtr s(BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
+  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1)
+    fail_ssl(ExitCode::Internal, "Cannot encode the ECDSA signature");
+  r.release(); // ECDSA_SIG_set0 took R and S
+  s.release();
+  return sig;
+}
+
+Bytes ecdsa_sig_der(const ECDSA_SIG* sig) {
+  int n = i2d_ECDSA_SIG(sig, nullptr);
+  if (n <= 0) fail_ssl(ExitCode::Internal, "Cannot encode the ECDSA signature");
+  Bytes out(static_cast<std::size_t>(n));
+  unsigned char* p = out.data();
+  i2d_ECDSA_SIG(sig, &p);
+  return out;
+}
+
 } // namespace tokenprov::ossl

@@ -55,19 +55,7 @@ Signature sign_message(const p11::Session& s, const KeyRef& k, std::span<const s
     Bytes h = digest(p384 ? EVP_sha384() : EVP_sha256(), message);
     mech = {CKM_ECDSA, nullptr, 0};
     Bytes rs = s.sign(mech, k.priv, h);
-    if (rs.size() % 2 != 0 || rs.empty()) fail(ExitCode::Token, "The token returned a malformed ECDSA signature.");
-    std::size_t half = rs.size() / 2;
-    ossl::EcdsaSigPtr sig(ECDSA_SIG_new());
-    ossl::BnPtr r(BN_bin2bn(rs.data(), static_cast<int>(half), nullptr));
-    ossl::BnPtr ss(BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
-    if (!sig || !r || !ss || ECDSA_SIG_set0(sig.get(), r.get(), ss.get()) != 1)
-      ossl::fail_ssl(ExitCode::Internal, "Cannot encode the ECDSA signature");
-    r.release(); // ECDSA_SIG_set0 took R and SS
-    ss.release();
-    int n = i2d_ECDSA_SIG(sig.get(), nullptr);
-    out.value.resize(static_cast<std::size_t>(n));
-    unsigned char* p = out.value.data();
-    i2d_ECDSA_SIG(sig.get(), &p);
+    out.value = ossl::ecdsa_sig_der(ossl::ecdsa_sig_from_raw(rs).get());
     out.sig_nid = p384 ? NID_ecdsa_with_SHA384 : NID_ecdsa_with_SHA256;
     return out;
   }
