@@ -61,19 +61,18 @@ void relabel_noexcept(p11::Session& s, CK_OBJECT_HANDLE h, const std::string& la
   }
 }
 
-// The exchange for REQ's protocol, renewing OLD (EST and SCEP: RSA keys only).
+// The exchange for REQ's protocol, renewing OLD (EST and CMP: RSA and EC keys; SCEP: RSA only).
 RenewExchange pick_exchange(const RenewRequest& req, const KeyRef& old) {
   RenewExchange exchange;
   switch (req.protocol) {
   case EnrollProtocol::Est:
-    if (old.type != CKK_RSA)
+    if (old.type != CKK_RSA && old.type != CKK_EC)
       fail(ExitCode::Usage,
-           "EST re-enrollment authenticates with the current key in TLS, which tokenprov does with RSA keys only; '" +
-               old.label + "' is not one.",
-           "CMP's key update and SCEP's renewal are signed with the current key, also RSA only here: "
-           "enroll a new RSA key (tokenprov enroll) instead.");
+           "EST re-enrollment authenticates with the current key in TLS, which tokenprov does with RSA and EC keys only; '" +
+               old.label + "' is neither.",
+           "Enroll a new key (tokenprov enroll) instead.");
     exchange = [&req](p11::Session& sess, const KeyRef& cur, X509* cur_cert, const KeyRef&, X509_REQ* csr) {
-      auto pkey = token_rsa_pkey(sess, cur);
+      auto pkey = token_signing_pkey(sess, cur, "EST re-enrollment");
       est::ClientAuth auth{pkey.get(), cur_cert};
       auto cas = est::cacerts(req.est);
       say(req.progress, "Sending the request to " + req.est.url + "/simplereenroll, authenticated by the current certificate...");

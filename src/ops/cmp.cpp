@@ -392,13 +392,13 @@ Issued enroll(const Options& opts, p11::Session& s, const KeyRef& key, const std
 }
 
 namespace {
-// Signature protection with KEY (through the RSA bridge) and CERT.
+// Signature protection with KEY (through the token-key bridge: RSA or EC) and CERT.
 ossl::EvpPkeyPtr sign_with(OSSL_CMP_CTX* ctx, p11::Session& s, const KeyRef& key, X509* cert, const char* what) {
-  if (key.type != CKK_RSA)
+  if (key.type != CKK_RSA && key.type != CKK_EC)
     fail(ExitCode::Usage,
-         std::string("CMP ") + what + " signed by the key needs an RSA key here; '" + key.label + "' is not one.",
+         std::string("CMP ") + what + " signed by the key needs an RSA or EC key here; '" + key.label + "' is neither.",
          "Use the reference number and secret (MAC) from the CA instead, where the CA allows it.");
-  auto bridge = token_rsa_pkey(s, key);
+  auto bridge = token_signing_pkey(s, key, std::string("CMP ") + what);
   set_or_fail(OSSL_CMP_CTX_set1_cert(ctx, cert), "certificate");
   set_or_fail(OSSL_CMP_CTX_set1_pkey(ctx, bridge.get()), "key");
   return bridge;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tokenprov/token_pkey.hpp"
 
+#include <openssl/ec.h>
 #include <openssl/rsa.h>
 
 #include <cstring>
@@ -70,12 +71,85 @@ void init_once() {
   RSA_meth_set_flags(g_method, RSA_meth_get_flags(g_method) | RSA_FLAG_EXT_PKEY);
 }
 
+// ---- EC: ECDSA on the token over the digest OpenSSL hands in -----------------------------
+
+int g_ec_ex_index = -1;
+EC_KEY_METHOD* g_ec_method = nullptr;
+std::once_flag g_ec_once;
+
+KeyCtx* ctx_of(EC_KEY* ec) { return static_cast<KeyCtx*>(EC_KEY_get_ex_data(ec, g_ec_ex_index)); }
+
+// CKM_ECDSA signs the digest as given (the token truncates it to the order's
+// length, as ECDSA does); the answer is r || s.
+ECDSA_SIG* ec_sign_sig(const unsigned char* dgst, int dlen, const BIGNUM*, const BIGNUM*, EC_KEY* ec) {
+  KeyCtx* c = ctx_of(ec);
+  if (!c || dlen < 0) return nullptr;
+  t_token_error = nullptr;
+  try {
+    CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
+    p11::Bytes rs = c->session->sign(mech, c->key, std::span<const std::uint8_t>(dgst, static_cast<std::size_t>(dlen)));
+    return ossl::ecdsa_sig_from_raw(rs).release();
+  } catch (...) {
+    t_token_error = std::current_exception(); // as token_op: reported by the caller
+    return nullptr;
+  }
+}
+
+int ec_sign(int, const unsigned char* dgst, int dlen, unsigned char* sig, unsigned int* siglen, const BIGNUM*,
+            const BIGNUM*, EC_KEY* ec) {
+  ossl::EcdsaSigPtr s(ec_sign_sig(dgst, dlen, nullptr, nullptr, ec));
+  if (!s) return 0;
+  int max = ECDSA_size(ec);
+  int n = i2d_ECDSA_SIG(s.get(), nullptr);
+  if (n <= 0 || n > max) return 0;
+  unsigned char* p = sig;
+  i2d_ECDSA_SIG(s.get(), &p);
+  *siglen = static_cast<unsigned int>(n);
+  return 1;
+}
+
+void ec_init_once() {
+  g_ec_ex_index = EC_KEY_get_ex_new_index(0, nullptr, nullptr, nullptr, free_ctx);
+  g_ec_method = EC_KEY_METHOD_new(EC_KEY_OpenSSL());
+  int (*setup)(EC_KEY*, BN_CTX*, BIGNUM**, BIGNUM**) = nullptr;
+  EC_KEY_METHOD_get_sign(g_ec_method, nullptr, &setup, nullptr);
+  EC_KEY_METHOD_set_sign(g_ec_method, ec_sign, setup, ec_sign_sig);
+}
+
 } // namespace
 
 std::exception_ptr take_token_error() noexcept {
   std::exception_ptr e = t_token_error;
   t_token_error = nullptr;
   return e;
+}
+
+ossl::EvpPkeyPtr token_ec_pkey(const p11::Session& s, const KeyRef& k) {
+  if (k.type != CKK_EC) fail(ExitCode::Internal, "token_ec_pkey: the key '" + k.label + "' is not an EC key.");
+  std::call_once(g_ec_once, ec_init_once);
+  auto pub = public_key(s, k);
+  EC_KEY* ec = EVP_PKEY_get1_EC_KEY(pub.get());
+  if (!ec) ossl::fail_ssl(ExitCode::Internal, "Cannot read the EC public key");
+  // The method is set before the key goes into its EVP_PKEY, so OpenSSL sees
+  // a foreign key and signs through the method, not its provider.
+  if (EC_KEY_set_method(ec, g_ec_method) != 1 || EC_KEY_set_ex_data(ec, g_ec_ex_index, new KeyCtx{&s, k.priv}) != 1) {
+    EC_KEY_free(ec);
+    ossl::fail_ssl(ExitCode::Internal, "Cannot make the token key usable by OpenSSL");
+  }
+  ossl::EvpPkeyPtr pk(EVP_PKEY_new());
+  if (!pk || EVP_PKEY_assign_EC_KEY(pk.get(), ec) != 1) {
+    EC_KEY_free(ec);
+    ossl::fail_ssl(ExitCode::Internal, "Cannot make the token key usable by OpenSSL");
+  }
+  return pk;
+}
+
+ossl::EvpPkeyPtr token_signing_pkey(const p11::Session& s, const KeyRef& k, const std::string& purpose) {
+  if (k.type == CKK_RSA) return token_rsa_pkey(s, k);
+  if (k.type == CKK_EC) return token_ec_pkey(s, k);
+  fail(ExitCode::Usage,
+       "The key '" + k.label + "' is neither RSA nor EC; " + purpose + " signs with the key through OpenSSL, which tokenprov " +
+           "does for RSA and EC keys only.");
 }
 
 ossl::EvpPkeyPtr token_rsa_pkey(const p11::Session& s, const KeyRef& k) {

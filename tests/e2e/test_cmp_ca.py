@@ -280,6 +280,36 @@ def test_renew_over_cmp_replaces_the_certificate_of_the_same_key():
         expect(leafs[0]["id"] == doc["key"]["id"], leafs)
 
 
+def test_renew_ec_key_over_cmp():
+    """renew --protocol cmp of an EC P-256 key: kur protected by a signature made on the token with
+    CKM_ECDSA through the EC bridge, and its POPO too; the new certificate under the key's id."""
+    with Sandbox() as sb:
+        sb.create_token("cmp")
+        ca = TestCA(sb)
+        with CmpTestCa(sb, ca) as srv:
+            doc = json.loads(enroll(sb, srv, "--algorithm", "ec-p256", "--label", "eve", "--subject", "/CN=eve",
+                                    "--ca-fingerprint", fp(ca.int), "--json", check=0).stdout)
+        with CmpTestCa(sb, ca, protect="signature", polls=1) as srv:
+            r = sb.tp("renew", "--token", "cmp", *PIN, "--key", "eve", "--protocol", "cmp", "--cmp-url", srv.url,
+                      "--ca-fingerprint", fp(ca.int), "--wait", "30", "--json")
+            ev = srv.events()
+        expect(r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+        out = json.loads(r.stdout)
+        expect(out["old_certificate"]["serial"] == doc["certificate"]["serial"], (out, doc))
+        expect(out["certificate"]["serial"] != doc["certificate"]["serial"], out)
+        expect("certConf accepted" in ev and any(e.endswith(" crmf") for e in ev), ev)
+        leafs = [o for o in sb.objects("cmp") if o["class"] == "certificate" and not o["authority"]]
+        expect([o["serial"] for o in leafs] == [out["certificate"]["serial"]], leafs)
+        expect(leafs[0]["id"] == doc["key"]["id"], leafs)
+        # A signed rr with the EC key and its new certificate.
+        with CmpTestCa(sb, ca, protect="signature") as srv:
+            rv = sb.tpj("revoke", "--token", "cmp", *PIN, "--key", "eve", "--cmp-url", srv.url, "--ca-fingerprint",
+                        fp(ca.int))
+            rr = [int(e.split()[1], 16) for e in srv.events() if e.startswith("rr ")]
+        expect(rv["revoked"]["serial"] == out["certificate"]["serial"], rv)
+        expect(rr == [int(out["certificate"]["serial"], 16)], rr)
+
+
 if __name__ == "__main__":
     main([test_rsa2048_new_key_ir_two_polls_mac, test_ec_p256_new_key_p10cr_two_polls_mac,
           test_rsa2048_signed_answers_two_polls, test_ec_p256_signed_answers_two_polls,
@@ -288,4 +318,5 @@ if __name__ == "__main__":
           test_provision_over_cmp, test_revoke_signed_and_mac,
           test_ctrl_c_while_waiting_withdraws_and_leaves_token_as_before,
           test_kur_renews_with_the_current_key_and_certificate, test_fleet_over_cmp_jobs_2,
-          test_renew_over_cmp_replaces_the_certificate_of_the_same_key])
+          test_renew_over_cmp_replaces_the_certificate_of_the_same_key,
+          test_renew_ec_key_over_cmp])

@@ -228,6 +228,48 @@ def test_renew_and_rekey_over_est():
         expect(len(labels) == 2 and "carol" in labels and any("archived" in l for l in labels), labels)
 
 
+def test_renew_and_rekey_ec_over_est():
+    """An EC P-256 key: the TLS client authentication of /simplereenroll signs with the token key through
+    the EC bridge (CKM_ECDSA on the token); renew keeps the key, --rekey makes a new P-256 key."""
+    with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp", validity=7200,
+                                    reenroll_validity=30 * 86400) as est:
+        sb.create_token("e1")
+        doc = sb.tpj(*enroll_args(est, "e1", "erin", "--algorithm", "ec-p256"), env={"EST_PW": "otp"})
+        kid = doc["key"]["id"]
+        first_serial = doc["certificate"]["serial"]
+        renew = ["renew", "--token", "e1", "--pin-source", "env:TP_PIN", "--key", "erin", "--est-url", est.url,
+                 "--ca-bundle", est.tls_ca_path]
+        doc = sb.tpj(*renew)
+        expect(doc["key"]["id"] == kid and doc["old_certificate_state"] == "deleted", doc)
+        new_serial = doc["certificate"]["serial"]
+        re = est.requests("/simplereenroll")
+        expect(len(re) == 1 and re[0][4] == 200 and re[0][3] == int(first_serial, 16), (re, first_serial))
+        lv = leaves(sb, "e1")
+        expect(len(lv) == 1 and lv[0]["id"] == kid and lv[0]["serial"] == new_serial, lv)
+        doc = sb.tpj(*(renew + ["--rekey"]))
+        newid = doc["key"]["id"]
+        expect(newid != kid and doc["key"]["label"] == "erin" and doc["archived_key"]["id"] == kid, doc)
+        re = est.requests("/simplereenroll")
+        expect(len(re) == 2 and re[1][4] == 200 and re[1][3] == int(new_serial, 16), (re, new_serial))
+        # The new certificate carries the new key, a P-256 one.
+        der = sb.path("new.der")
+        sb.pkcs11_tool("--token-label", "e1", "--read-object", "--type", "cert", "--id", newid, "-o", der)
+        text = sh(["openssl", "x509", "-inform", "DER", "-in", der, "-noout", "-text"]).stdout
+        expect("prime256v1" in text or "P-256" in text, text)
+        new = [o for o in sb.objects("e1") if o["id"] == newid]
+        expect(sorted(o["class"] for o in new) == ["certificate", "private-key", "public-key"], new)
+        # The renewed key authenticates again (its new certificate in the handshake).
+        sb.tpj(*renew)
+        re = est.requests("/simplereenroll")
+        expect(len(re) == 3 and re[2][4] == 200 and re[2][3] == int(doc["certificate"]["serial"], 16), re)
+        # SCEP stays RSA-only (RFC 8894's CertRep is encrypted to the key): refused before anything changes.
+        before = sb.objects("e1")
+        r = sb.tp("renew", "--protocol", "scep", "--token", "e1", "--pin-source", "env:TP_PIN", "--key", "erin",
+                  "--scep-url", "http://127.0.0.1:9/scep", "--ca-fingerprint", "00" * 32)
+        expect(r.returncode == 2 and "RSA" in r.stderr, (r.returncode, r.stderr))
+        expect(sb.objects("e1") == before, "a refused SCEP renewal changed the token")
+
+
 def test_renew_refusals():
     with Sandbox() as sb, EstServer(sb.path("est"), user="dev", password="otp") as est:
         sb.create_token("r2")
@@ -304,5 +346,6 @@ def test_renew_service_script():
 if __name__ == "__main__":
     main([test_est_server_with_curl_and_openssl, test_est_enroll_pending_and_chain,
           test_est_enroll_existing_ec_key_and_csrattrs, test_est_csrattrs_profile_decides,
-          test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_refusals,
+          test_est_refusals_leave_token_unchanged, test_renew_and_rekey_over_est, test_renew_and_rekey_ec_over_est,
+          test_renew_refusals,
           test_renew_service_script])
