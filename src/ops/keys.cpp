@@ -166,21 +166,10 @@ bool private_key_matches(const p11::Session& s, CK_OBJECT_HANDLE priv, CK_KEY_TY
     CK_MECHANISM mech{CKM_ECDSA, nullptr, 0};
     Bytes rs = s.sign(mech, priv, data); // DATA stands in for a digest
     if (rs.empty() || rs.size() % 2 != 0) return false;
-    std::size_t half = rs.size() / 2;
-    ossl::EcdsaSigPtr sig(ECDSA_SIG_new());
-    ossl::BnPtr r(BN_bin2bn(rs.data(), static_cast<int>(half), nullptr));
-    ossl::BnPtr ss(BN_bin2bn(rs.data() + half, static_cast<int>(half), nullptr));
-    bool built = sig && r && ss && ECDSA_SIG_set0(sig.get(), r.get(), ss.get()) == 1;
-    if (built) {
-      r.release(); // ECDSA_SIG_set0 took R and SS
-      ss.release();
-    }
-    unsigned char* raw_der = nullptr;
-    int dlen = built ? i2d_ECDSA_SIG(sig.get(), &raw_der) : 0;
-    ossl::BufferPtr der(raw_der);
+    Bytes der = ossl::ecdsa_sig_der(ossl::ecdsa_sig_from_raw(rs).get()); // the token's r||s as OpenSSL verifies it
     ossl::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new(pub, nullptr));
-    ok = dlen > 0 && ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
-         EVP_PKEY_verify(ctx.get(), der.get(), static_cast<std::size_t>(dlen), data.data(), data.size()) == 1;
+    ok = ctx && EVP_PKEY_verify_init(ctx.get()) == 1 &&
+         EVP_PKEY_verify(ctx.get(), der.data(), der.size(), data.data(), data.size()) == 1;
   } else if (kt == CKK_EC_EDWARDS && EVP_PKEY_get_base_id(pub) == EVP_PKEY_ED25519) {
     CK_MECHANISM mech{CKM_EDDSA, nullptr, 0};
     Bytes sig = s.sign(mech, priv, data);
